@@ -1,0 +1,11 @@
+"""smoothcert's sample store: a versioned zarr v3 group of noisy-copy softmax rows.
+
+See ``FORMAT.md`` in this folder for the layout. The sampler writes with
+``create_store`` / ``SampleStore.write_input``; the certifier reads with
+``open_store`` / ``SampleStore.read_block``.
+"""
+from .api import SampleStore, StoreShape, create_store, open_store, software_versions
+from .errors import StoreError
+from .format import FORMAT_VERSION
+
+__all__ = ["SampleStore", "StoreShape", "StoreError", "create_store", "open_store", "software_versions", "FORMAT_VERSION"]

@@ -1,0 +1,463 @@
+"""The sample store API that the sampler writes and the certifier reads.
+
+A store is a zarr v3 group (see ``FORMAT.md``). ``create_store`` lays out the
+arrays for a fixed number of inputs; ``SampleStore.write_input`` writes one
+input (rows, hard labels, scalars, checksum, and the ``complete`` marker
+last); ``SampleStore.read_block`` reads a contiguous block of inputs and
+refuses, by dataset index, any input that is incomplete or whose bytes do not
+match the checksum written with them.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import format as F
+from .backend import open_zarr_store
+from .checksum import crc_of, scalars_vector
+from .errors import StoreError
+
+
+def software_versions() -> dict:
+    """Versions of the packages that shape a store's bytes or its certificates."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("smoothcert", "zarr", "numcodecs", "numpy", "scipy", "numba", "dask", "torch"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class StoreShape:
+    n_inputs: int
+    n0: int
+    n: int
+    num_classes: int
+    members: int = 0
+
+    @property
+    def total_rows(self) -> int:
+        return self.n0 + self.n
+
+
+def _check_shape(shape: StoreShape, where: str) -> None:
+    for name in ("n_inputs", "n0", "n", "num_classes", "members"):
+        v = getattr(shape, name)
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+            raise StoreError(f"{where}: {name} must be an integer, got {type(v).__name__}")
+    if shape.n_inputs < 1 or shape.n_inputs > F.MAX_INPUTS:
+        raise StoreError(f"{where}: n_inputs must be in 1..{F.MAX_INPUTS}, got {shape.n_inputs}")
+    if shape.n0 < 1:
+        raise StoreError(f"{where}: n0 must be at least 1, got {shape.n0}")
+    if shape.n < 1:
+        raise StoreError(f"{where}: n must be at least 1, got {shape.n}")
+    if shape.total_rows > F.MAX_ROWS_PER_INPUT:
+        raise StoreError(f"{where}: n0 + n = {shape.total_rows} exceeds {F.MAX_ROWS_PER_INPUT}")
+    if shape.num_classes < 2 or shape.num_classes > F.MAX_CLASSES:
+        raise StoreError(f"{where}: num_classes must be in 2..{F.MAX_CLASSES}, got {shape.num_classes}")
+    if shape.members < 0 or shape.members > 1024:
+        raise StoreError(f"{where}: members must be in 0..1024, got {shape.members}")
+
+
+def create_store(
+    location,
+    *,
+    n_inputs: int,
+    n0: int,
+    n: int,
+    num_classes: int,
+    sigma: float,
+    dtype: str = F.DEFAULT_SAMPLER_DTYPE,
+    members: int = 0,
+    core_predict: bool = False,
+    metadata: dict | None = None,
+    storage_options: dict | None = None,
+) -> "SampleStore":
+    """Create an empty store for ``n_inputs`` inputs of ``n0 + n`` rows of ``num_classes``.
+
+    ``metadata`` (seed, fingerprints, device, source, ...) is recorded in the
+    group attributes next to the shape, sigma, dtype, format version, software
+    versions and creation time. Refuses to overwrite an existing store.
+    """
+    import zarr
+
+    shape = StoreShape(int(n_inputs), int(n0), int(n), int(num_classes), int(members))
+    _check_shape(shape, str(location))
+    if dtype not in F.ROW_DTYPES:
+        raise StoreError(f"{location}: dtype must be one of {F.ROW_DTYPES}, got {dtype!r}")
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise StoreError(f"{location}: sigma must be a positive number, got {sigma!r}")
+    zstore = open_zarr_store(location, mode="w", storage_options=storage_options)
+    try:
+        root = zarr.open_group(zstore, mode="w-")
+    except Exception as e:
+        raise StoreError(f"cannot create store {location}: it already exists or is not writable ({type(e).__name__}: {e})") from e
+    attrs = {
+        "format": F.FORMAT_NAME,
+        "format_version": F.FORMAT_VERSION,
+        "n_inputs": shape.n_inputs,
+        "n0": shape.n0,
+        "n": shape.n,
+        "num_classes": shape.num_classes,
+        "sigma": float(sigma),
+        "dtype": dtype,
+        "members": shape.members,
+        "core_predict": bool(core_predict),
+        "created": _now(),
+        "versions": software_versions(),
+        "host": platform.node(),
+    }
+    for k, v in (metadata or {}).items():
+        attrs.setdefault(k, v)
+    N, R, m = shape.n_inputs, shape.total_rows, shape.num_classes
+    itemsize = np.dtype(dtype).itemsize
+    rc = F.row_chunk(R, m * itemsize)
+    comp = F.compressors()
+
+    def arr(name, shp, dt, chunks, fill, dims):
+        root.create_array(name, shape=shp, dtype=dt, chunks=chunks, fill_value=fill,
+                          compressors=comp, dimension_names=dims)
+
+    arr(F.ROWS, (N, R, m), dtype, (1, rc, m), np.nan, ("input", "row", "class"))
+    arr(F.ARGMAX, (N, R), "uint16", (1, F.row_chunk(R, 2)), F.ARGMAX_FILL, ("input", "row"))
+    if shape.members:
+        k = shape.members
+        arr(F.MEMBERS, (N, R, k, m), "float32", (1, F.row_chunk(R, 4 * k * m), k, m), np.nan,
+            ("input", "row", "member", "class"))
+    arr(F.LABEL, (N,), "int64", (1,), -1, ("input",))
+    arr(F.IDX, (N,), "int64", (1,), -1, ("input",))
+    arr(F.N_ROWS, (N,), "int64", (1,), 0, ("input",))
+    if core_predict:
+        arr(F.CORE_PREDICT, (N,), "int64", (1,), -1, ("input",))
+    arr(F.CRC, (N, 3), "uint32", (1, 3), 0, ("input", "part"))
+    arr(F.COMPLETE, (N,), "uint8", (1,), 0, ("input",))
+    root.attrs[F.ATTRS_KEY] = attrs
+    return SampleStore(root, str(location), zstore, writable=True)
+
+
+def open_store(location, mode: str = "r", storage_options: dict | None = None) -> "SampleStore":
+    """Open an existing store for reading (``mode='r'``) or for writing inputs (``'a'``)."""
+    import zarr
+
+    if mode not in ("r", "a"):
+        raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
+    zstore = open_zarr_store(location, mode=mode, storage_options=storage_options)
+    try:
+        root = zarr.open_group(zstore, mode="r" if mode == "r" else "r+")
+    except Exception as e:
+        raise StoreError(f"store {location} is not a zarr group ({type(e).__name__}: {e})") from e
+    return SampleStore(root, str(location), zstore, writable=(mode == "a"))
+
+
+class SampleStore:
+    """One opened sample store: shape and metadata, per-input writes, block reads."""
+
+    def __init__(self, root, location: str, zstore, writable: bool):
+        self.root = root
+        self.location = location
+        self._zstore = zstore
+        self.writable = writable
+        self.attrs = self._validated_attrs()
+        a = self.attrs
+        self.shape = StoreShape(a["n_inputs"], a["n0"], a["n"], a["num_classes"], a.get("members", 0))
+        self._arrays = {}
+
+    # ----------------------------------------------------------------- metadata
+    def _validated_attrs(self) -> dict:
+        try:
+            a = dict(self.root.attrs.get(F.ATTRS_KEY) or {})
+        except Exception as e:
+            raise StoreError(f"store {self.location}: unreadable group metadata ({e})") from e
+        if a.get("format") != F.FORMAT_NAME:
+            raise StoreError(f"store {self.location} is not a smoothcert store (no '{F.ATTRS_KEY}.format' = {F.FORMAT_NAME!r} in its attributes)")
+        v = a.get("format_version")
+        if v != F.FORMAT_VERSION:
+            raise StoreError(f"store {self.location} has format version {v!r}; this smoothcert reads version {F.FORMAT_VERSION}")
+        for key in ("n_inputs", "n0", "n", "num_classes"):
+            if not isinstance(a.get(key), int) or isinstance(a.get(key), bool):
+                raise StoreError(f"store {self.location}: metadata {key} must be an integer, got {a.get(key)!r}")
+        a.setdefault("members", 0)
+        _check_shape(StoreShape(a["n_inputs"], a["n0"], a["n"], a["num_classes"], a["members"]), f"store {self.location}")
+        s = a.get("sigma")
+        if not isinstance(s, (int, float)) or isinstance(s, bool) or not (np.isfinite(s) and s > 0):
+            raise StoreError(f"store {self.location}: metadata sigma must be a positive number, got {s!r}")
+        if a.get("dtype") not in F.ROW_DTYPES:
+            raise StoreError(f"store {self.location}: metadata dtype must be one of {F.ROW_DTYPES}, got {a.get('dtype')!r}")
+        return a
+
+    @property
+    def n_inputs(self) -> int:
+        return self.shape.n_inputs
+
+    @property
+    def n0(self) -> int:
+        return self.shape.n0
+
+    @property
+    def n(self) -> int:
+        return self.shape.n
+
+    @property
+    def num_classes(self) -> int:
+        return self.shape.num_classes
+
+    @property
+    def members(self) -> int:
+        return self.shape.members
+
+    @property
+    def sigma(self) -> float:
+        return float(self.attrs["sigma"])
+
+    @property
+    def dtype(self) -> str:
+        return self.attrs["dtype"]
+
+    @property
+    def has_core_predict(self) -> bool:
+        return bool(self.attrs.get("core_predict"))
+
+    def array(self, name: str):
+        if name not in self._arrays:
+            try:
+                a = self.root[name]
+            except KeyError:
+                raise StoreError(f"store {self.location}: array '{name}' is missing") from None
+            expect = self._expected_shape(name)
+            if expect is not None and tuple(a.shape) != expect:
+                raise StoreError(f"store {self.location}: array '{name}' has shape {tuple(a.shape)}, metadata says {expect}")
+            self._arrays[name] = a
+        return self._arrays[name]
+
+    def _expected_shape(self, name):
+        N, R, m, k = self.n_inputs, self.shape.total_rows, self.num_classes, self.members
+        return {F.ROWS: (N, R, m), F.ARGMAX: (N, R), F.MEMBERS: (N, R, k, m), F.LABEL: (N,), F.IDX: (N,),
+                F.N_ROWS: (N,), F.CORE_PREDICT: (N,), F.CRC: (N, 3), F.COMPLETE: (N,)}.get(name)
+
+    def set_attrs(self, **updates) -> None:
+        """Update the group metadata (single writer only: the importer or a finished run)."""
+        a = dict(self.root.attrs.get(F.ATTRS_KEY) or {})
+        a.update(updates)
+        self.root.attrs[F.ATTRS_KEY] = a
+        self.attrs = self._validated_attrs()
+
+    def add_run(self, run_id: str, record: dict) -> None:
+        """Record one writer's provenance (shard, device, throughput) as its own group.
+
+        Each run is a separate ``runs/<run_id>`` group, so concurrent shard
+        processes never rewrite each other's metadata.
+        """
+        import zarr
+
+        runs = self.root.require_group("runs")
+        g = runs.require_group(run_id)
+        g.attrs.update(record)
+        del zarr  # imported only to make the dependency explicit
+
+    def runs(self) -> dict:
+        try:
+            runs = self.root["runs"]
+        except KeyError:
+            return {}
+        return {name: dict(g.attrs) for name, g in runs.groups()}
+
+    # ------------------------------------------------------------------ writing
+    def write_input(self, i: int, *, rows, label: int, idx: int, argmax=None,
+                    member_logprobs=None, core_predict: int | None = None, n_rows: int | None = None) -> None:
+        """Write input slot ``i`` completely, then mark it complete.
+
+        ``rows``: (r, m) softmax rows, r = n0 + n (or fewer for an adaptive
+        input, given as ``n_rows``); ``argmax``: (r,) hard labels of the
+        full-precision rows (computed from ``rows`` when omitted). Rows are
+        cast to the store's dtype; the checksum covers the stored bytes. A
+        crash before the marker leaves the input incomplete, never wrong.
+        """
+        if not self.writable:
+            raise StoreError(f"store {self.location} is open read-only")
+        N, R, m = self.n_inputs, self.shape.total_rows, self.num_classes
+        if not (0 <= i < N):
+            raise StoreError(f"store {self.location}: input slot {i} outside 0..{N - 1}")
+        rows = np.asarray(rows)
+        r = rows.shape[0] if rows.ndim == 2 else -1
+        if rows.ndim != 2 or rows.shape[1] != m or not (self.n0 < r <= R):
+            raise StoreError(f"store {self.location}: input {idx}: rows must have shape ({R}, {m}), got {rows.shape}")
+        if n_rows is None:
+            n_rows = r
+        if n_rows != r:
+            raise StoreError(f"store {self.location}: input {idx}: n_rows={n_rows} but {r} rows given")
+        if argmax is None:
+            argmax = np.argmax(rows, axis=1)
+        argmax = np.asarray(argmax)
+        if argmax.shape != (r,):
+            raise StoreError(f"store {self.location}: input {idx}: argmax must have shape ({r},), got {argmax.shape}")
+        stored_rows = np.full((R, m), np.nan, dtype=self.dtype)
+        stored_rows[:r] = rows
+        stored_arg = np.full((R,), F.ARGMAX_FILL, dtype=np.uint16)
+        stored_arg[:r] = argmax
+        cp = -1 if core_predict is None else int(core_predict)
+        if self.has_core_predict and core_predict is None:
+            raise StoreError(f"store {self.location}: input {idx}: the store expects core_predict")
+        stored_mem = None
+        if self.members:
+            if member_logprobs is None:
+                raise StoreError(f"store {self.location}: input {idx}: the store expects member_logprobs")
+            member_logprobs = np.asarray(member_logprobs)
+            if member_logprobs.shape != (r, self.members, m):
+                raise StoreError(f"store {self.location}: input {idx}: member_logprobs must have shape ({r}, {self.members}, {m}), got {member_logprobs.shape}")
+            stored_mem = np.full((R, self.members, m), np.nan, dtype=np.float32)
+            stored_mem[:r] = member_logprobs
+        scal = scalars_vector(int(label), int(idx), int(n_rows), cp)
+        crc = np.array([crc_of(stored_rows), crc_of(stored_arg, scal), crc_of(stored_mem)], dtype=np.uint32)
+
+        self.array(F.COMPLETE)[i] = 0   # a rewrite invalidates the old marker first
+        self.array(F.ROWS)[i] = stored_rows
+        self.array(F.ARGMAX)[i] = stored_arg
+        if stored_mem is not None:
+            self.array(F.MEMBERS)[i] = stored_mem
+        self.array(F.LABEL)[i] = int(label)
+        self.array(F.IDX)[i] = int(idx)
+        self.array(F.N_ROWS)[i] = int(n_rows)
+        if self.has_core_predict:
+            self.array(F.CORE_PREDICT)[i] = cp
+        self.array(F.CRC)[i] = crc
+        self.array(F.COMPLETE)[i] = 1
+
+    # ------------------------------------------------------------------ reading
+    def complete_mask(self) -> np.ndarray:
+        """Boolean (N,): which input slots carry the complete marker."""
+        return np.asarray(self.array(F.COMPLETE)[:]) == 1
+
+    def indices(self) -> np.ndarray:
+        """(N,) dataset index per slot (-1 where never written)."""
+        return np.asarray(self.array(F.IDX)[:])
+
+    def read_block(self, start: int, stop: int, fields=(F.ARGMAX,), verify: bool = True,
+                   only_complete: bool = False) -> dict:
+        """Read input slots ``start:stop``.
+
+        Always returns ``label``, ``idx``, ``n_rows``, ``slot`` (and
+        ``core_predict`` when stored); plus the requested ``fields`` among
+        ``argmax`` (int64), ``rows`` (float32) and ``member_logprobs``.
+        With ``verify`` every input's checksum is recomputed over the bytes
+        read and a missing or damaged input raises StoreError naming its
+        dataset index. ``only_complete`` drops incomplete slots instead of
+        refusing them (for resume logic, never for certificates).
+        """
+        start, stop = int(start), int(stop)
+        out = {"slot": np.arange(start, stop)}
+        complete = np.asarray(self.array(F.COMPLETE)[start:stop]) == 1
+        label = np.asarray(self.array(F.LABEL)[start:stop])
+        idx = np.asarray(self.array(F.IDX)[start:stop])
+        n_rows = np.asarray(self.array(F.N_ROWS)[start:stop])
+        cp = np.asarray(self.array(F.CORE_PREDICT)[start:stop]) if self.has_core_predict else np.full(stop - start, -1, np.int64)
+        keep = np.ones(stop - start, bool)
+        if not complete.all():
+            if not only_complete:
+                bad = int(np.flatnonzero(~complete)[0])
+                who = f"input {int(idx[bad])}" if idx[bad] >= 0 else f"input slot {start + bad}"
+                raise StoreError(f"store {self.location}: {who} is incomplete or missing (no complete marker); "
+                                 f"resume the sampler or run 'smoothcert store verify'")
+            keep = complete
+        crc = np.asarray(self.array(F.CRC)[start:stop]) if verify else None
+        raw = {}
+        for f in fields:
+            if f == F.ROWS:
+                raw[f] = np.asarray(self.array(F.ROWS)[start:stop])
+            elif f == F.ARGMAX:
+                raw[f] = np.asarray(self.array(F.ARGMAX)[start:stop])
+            elif f == F.MEMBERS:
+                if not self.members:
+                    raise StoreError(f"store {self.location} holds no ensemble members")
+                raw[f] = np.asarray(self.array(F.MEMBERS)[start:stop])
+            else:
+                raise ValueError(f"unknown field {f!r}")
+        if verify:
+            part = {F.ROWS: 0, F.ARGMAX: 1, F.MEMBERS: 2}
+            for j in np.flatnonzero(keep):
+                for f, a in raw.items():
+                    extra = (scalars_vector(label[j], idx[j], n_rows[j], cp[j]),) if f == F.ARGMAX else ()
+                    if crc_of(a[j], *extra) != int(crc[j, part[f]]):
+                        raise StoreError(f"store {self.location}: input {int(idx[j])} (slot {start + j}) is damaged: "
+                                         f"'{f}' does not match its checksum")
+                if F.ARGMAX not in raw:
+                    # the scalars are covered by the argmax checksum: read it when not already read
+                    a = np.asarray(self.array(F.ARGMAX)[start + j])
+                    if crc_of(a, scalars_vector(label[j], idx[j], n_rows[j], cp[j])) != int(crc[j, 1]):
+                        raise StoreError(f"store {self.location}: input {int(idx[j])} (slot {start + j}) is damaged: "
+                                         f"label/index/argmax do not match their checksum")
+        sel = np.flatnonzero(keep)
+        out = {"slot": out["slot"][sel], "label": label[sel], "idx": idx[sel], "n_rows": n_rows[sel], "core_predict": cp[sel]}
+        for f, a in raw.items():
+            a = a[sel]
+            if f == F.ARGMAX:
+                a = a.astype(np.int64)
+            elif f == F.ROWS:
+                a = a.astype(np.float32, copy=False)
+            out[f] = a
+        return out
+
+    def iter_blocks(self, block_size: int, fields=(F.ARGMAX,), verify: bool = True):
+        """Yield ``read_block`` dicts over all slots, ``block_size`` inputs at a time."""
+        for s in range(0, self.n_inputs, block_size):
+            yield self.read_block(s, min(s + block_size, self.n_inputs), fields=fields, verify=verify)
+
+    # ------------------------------------------------------------------- checks
+    def verify(self, progress=None) -> list[tuple[int, int, str]]:
+        """Check every slot: complete marker, checksums, values. Returns (slot, idx, problem) per bad input."""
+        problems = []
+        fields = [F.ROWS, F.ARGMAX] + ([F.MEMBERS] if self.members else [])
+        seen = {}
+        for s in range(self.n_inputs):
+            try:
+                b = self.read_block(s, s + 1, fields=fields, verify=True)
+            except StoreError as e:
+                msg = str(e).split(": ", 1)[-1]
+                problems.append((s, -1, msg))
+            except Exception as e:  # a codec error (zstd checksum) on a damaged chunk
+                problems.append((s, -1, f"input slot {s} is damaged: {type(e).__name__}: {e}"))
+            else:
+                i = int(b["idx"][0])
+                if i in seen:
+                    problems.append((s, i, f"input {i} duplicates the dataset index of slot {seen[i]}"))
+                seen.setdefault(i, s)
+                r = int(b["n_rows"][0])
+                rows = b[F.ROWS][0, :r]
+                if not np.isfinite(rows).all():
+                    problems.append((s, i, f"input {i} has non-finite rows"))
+                arg = b[F.ARGMAX][0, :r]
+                if (arg >= self.num_classes).any():
+                    problems.append((s, i, f"input {i} has hard labels outside 0..{self.num_classes - 1}"))
+            if progress is not None:
+                progress(1)
+        return problems
+
+    def info(self) -> dict:
+        """Metadata plus counts of complete inputs and runs, for ``store info``."""
+        d = dict(self.attrs)
+        d["location"] = self.location
+        d["complete_inputs"] = int(self.complete_mask().sum())
+        d["runs"] = self.runs()
+        return d
+
+    def close(self) -> None:
+        try:
+            self._zstore.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

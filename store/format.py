@@ -1,0 +1,55 @@
+"""The sample store format: names, dtypes, codecs and the version number.
+
+Everything that defines what bytes a store holds lives here, so that the
+writer, the reader and ``FORMAT.md`` agree. Bump ``FORMAT_VERSION`` on any
+change that an older reader would misread.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+FORMAT_NAME = "smoothcert-store"
+FORMAT_VERSION = 1
+ATTRS_KEY = "smoothcert"
+
+ROW_DTYPES = ("float16", "float32")
+DEFAULT_SAMPLER_DTYPE = "float16"
+
+# Per-input arrays; every one is chunked one input per chunk along axis 0, so
+# that no two writers (shard processes) ever touch the same chunk.
+ROWS = "rows"                  # (N, R, m) float16|float32, fill NaN
+ARGMAX = "argmax"              # (N, R) uint16, fill 65535: hard label of the full-precision row
+MEMBERS = "member_logprobs"    # (N, R, k, m) float32, fill NaN (ensembles only)
+LABEL = "label"                # (N,) int64, fill -1
+IDX = "idx"                    # (N,) int64, fill -1: dataset index
+N_ROWS = "n_rows"              # (N,) int64, fill 0: rows stored for the input (n0 + n unless adaptive)
+CORE_PREDICT = "core_predict"  # (N,) int64, fill -1 (ACES only)
+CRC = "crc"                    # (N, 3) uint32: crc32c of [rows, argmax+scalars, members]
+COMPLETE = "complete"          # (N,) uint8, fill 0: written last, 1 = input complete
+
+ARGMAX_FILL = np.iinfo(np.uint16).max
+MAX_CLASSES = int(ARGMAX_FILL)  # class indices must fit below the fill value
+
+# Chunks of the row arrays are cut along the row axis when one input is
+# larger than this (uncompressed), e.g. 1,000 classes x 100,100 rows.
+MAX_CHUNK_BYTES = 32 * 2**20
+
+# Limits on metadata read from an untrusted store, checked before allocating.
+MAX_INPUTS = 10**9
+MAX_ROWS_PER_INPUT = 10**9
+
+
+def compressors():
+    """zstd level 1 with its frame checksum: a flipped byte becomes a read error."""
+    from zarr.codecs import ZstdCodec
+
+    return (ZstdCodec(level=1, checksum=True),)
+
+
+def row_chunk(total_rows: int, row_bytes: int) -> int:
+    """Rows per chunk so that one chunk stays under MAX_CHUNK_BYTES (never crossing inputs)."""
+    per_input = total_rows * row_bytes
+    pieces = max(1, math.ceil(per_input / MAX_CHUNK_BYTES))
+    return max(1, math.ceil(total_rows / pieces))
