@@ -343,7 +343,7 @@ class SampleStore:
         return np.asarray(self.array(F.IDX)[:])
 
     def read_block(self, start: int, stop: int, fields=(F.ARGMAX,), verify: bool = True,
-                   only_complete: bool = False) -> dict:
+                   only_complete: bool = False, check=()) -> dict:
         """Read input slots ``start:stop``.
 
         Always returns ``label``, ``idx``, ``n_rows``, ``slot`` (and
@@ -352,7 +352,8 @@ class SampleStore:
         With ``verify`` every input's checksum is recomputed over the bytes
         read and a missing or damaged input raises StoreError naming its
         dataset index. ``only_complete`` drops incomplete slots instead of
-        refusing them (for resume logic, never for certificates).
+        refusing them (for resume logic, never for certificates). ``check``
+        names parts that are read and verified but not returned.
         """
         start, stop = int(start), int(stop)
         out = {"slot": np.arange(start, stop)}
@@ -371,7 +372,7 @@ class SampleStore:
             keep = complete
         crc = np.asarray(self.array(F.CRC)[start:stop]) if verify else None
         raw = {}
-        for f in fields:
+        for f in tuple(fields) + tuple(c for c in check if c not in fields):
             if f == F.ROWS:
                 raw[f] = np.asarray(self.array(F.ROWS)[start:stop])
             elif f == F.ARGMAX:
@@ -399,6 +400,8 @@ class SampleStore:
         sel = np.flatnonzero(keep)
         out = {"slot": out["slot"][sel], "label": label[sel], "idx": idx[sel], "n_rows": n_rows[sel], "core_predict": cp[sel]}
         for f, a in raw.items():
+            if f not in fields:
+                continue
             a = a[sel]
             if f == F.ARGMAX:
                 a = a.astype(np.int64)
@@ -441,6 +444,17 @@ class SampleStore:
             if progress is not None:
                 progress(1)
         return problems
+
+    def fingerprint(self) -> str:
+        """sha256 over the metadata and every input's checksums: equal fingerprints, equal contents."""
+        import hashlib
+        import json
+
+        h = hashlib.sha256()
+        h.update(json.dumps({k: v for k, v in self.attrs.items() if k not in ("runs",)}, sort_keys=True, default=str).encode())
+        for name in (F.IDX, F.LABEL, F.N_ROWS, F.CRC, F.COMPLETE):
+            h.update(np.ascontiguousarray(self.array(name)[:]).tobytes())
+        return h.hexdigest()
 
     def info(self) -> dict:
         """Metadata plus counts of complete inputs and runs, for ``store info``."""

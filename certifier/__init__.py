@@ -1,0 +1,10 @@
+"""smoothcert's certifier: certificates recomputed offline from a sample store.
+
+Importing the package registers every method; ``certify`` runs one over a store.
+"""
+from . import methods_basic  # noqa: F401  (registers cohen, cohen-predict, two-step)
+from .engine import certify
+from .options import CertifyOptions
+from .registry import available_methods, get_method
+
+__all__ = ["certify", "CertifyOptions", "available_methods", "get_method"]

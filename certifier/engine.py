@@ -1,0 +1,216 @@
+"""Run a certificate method over a whole store, block by block, with Dask.
+
+The engine is the certifier's only I/O: it opens the store, checks that
+every input it will use is complete and matches its checksum, cuts the
+inputs into blocks (memory stays bounded by the block size, not the store),
+runs the method on each block in parallel (threads by default; a
+``dask.distributed`` scheduler or a LocalCluster of processes on request) and
+assembles the certificate table in the order of INTERFACE.md.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+
+import numpy as np
+import pandas as pd
+
+from store import open_store
+from store import format as F
+from store.errors import StoreError
+
+from .block import Block
+from .options import CertifyOptions
+from .registry import EXTRA_COLUMNS, SETTING_COLUMNS, get_method
+
+DEFAULT_BLOCK_BYTES = 64 * 2**20
+
+
+def _block_size(store, fields) -> int:
+    per_input = store.shape.total_rows * store.num_classes * 4
+    if "member_logprobs" in fields:
+        per_input *= 1 + store.members
+    if "rows" not in fields and "member_logprobs" not in fields:
+        per_input = store.shape.total_rows * 8
+    return int(max(1, min(256, DEFAULT_BLOCK_BYTES // max(per_input, 1))))
+
+
+def _uses_ensemble(opts: CertifyOptions) -> bool:
+    return opts.members is not None or opts.consensus is not None
+
+
+def certify_block(location, storage_options, start, stop, method_name, opts, fields, check, n0_use, n_use):
+    """Certify input slots start:stop of a store: the unit of work of one Dask task."""
+    import certifier  # noqa: F401  (registers every method in worker processes)
+
+    method = get_method(method_name)
+    st = open_store(location, storage_options=storage_options)
+    try:
+        data = st.read_block(start, stop, fields=tuple(fields), verify=True, check=tuple(check))
+    finally:
+        st.close()
+    block = Block(idx=data["idx"], label=data["label"], n_rows=data["n_rows"], core_predict=data["core_predict"],
+                  n0=st.n0, n0_use=n0_use, n_use=n_use, sigma=st.sigma, m=st.num_classes,
+                  argmax=data.get("argmax"), rows=data.get("rows"), member_logprobs=data.get("member_logprobs"))
+    ens_stats = None
+    if _uses_ensemble(opts):
+        from .ensemble import apply_ensemble
+
+        ens_stats = apply_ensemble(block, opts)
+    df = method.compute(block, opts)
+    pos = df.pop("_pos").to_numpy()
+    df.insert(0, "_slot", data["slot"][pos])
+    df.insert(1, "idx", block.idx[pos])
+    df.insert(2, "label", block.label[pos])
+    if ens_stats is not None:
+        df.attrs["ensemble"] = ens_stats
+    return df
+
+
+def _order_columns(df: pd.DataFrame, method_name: str) -> pd.DataFrame:
+    df = df.copy()
+    df["method"] = method_name
+    df["correct"] = (df["predict"].to_numpy() == df["label"].to_numpy()).astype(np.int64)
+    head = ["idx", "label", "method"] + [c for c in SETTING_COLUMNS if c in df.columns]
+    mid = ["predict", "radius", "correct"] + [c for c in EXTRA_COLUMNS if c in df.columns]
+    rest = [c for c in df.columns if c not in head + mid and not c.startswith("_")]
+    out = df[head + mid + rest].reset_index(drop=True)
+    out["radius"] = out["radius"].astype(np.float64)
+    return out
+
+
+def _run_tasks(tasks, scheduler, workers, progress, desc):
+    """Compute delayed tasks: threads (default), a LocalCluster of ``workers`` processes, or ``scheduler``."""
+    import dask
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(tasks), desc=desc, unit="block", disable=not progress, leave=False)
+    try:
+        if scheduler is None and not workers:
+            from dask.callbacks import Callback
+
+            keys = {t.key for t in tasks}
+
+            class _Bar(Callback):
+                def _posttask(self, key, result, dsk, state, id):
+                    if key in keys:
+                        bar.update(1)
+
+            with _Bar():
+                return list(dask.compute(*tasks, scheduler="threads"))
+        from distributed import Client, LocalCluster, as_completed
+
+        cluster = None
+        if scheduler is not None:
+            client = Client(scheduler, timeout="30s")
+        else:
+            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=40)
+            client = Client(cluster)
+        try:
+            futures = client.compute(tasks)
+            for _ in as_completed(futures):
+                bar.update(1)
+            return client.gather(futures)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    finally:
+        bar.close()
+
+
+def prepare(store, method, opts: CertifyOptions):
+    """Check the store against the method and options before any work; returns (n0_use, n_use, fields)."""
+    n0_use = store.n0 if opts.n0_use is None else int(opts.n0_use)
+    n_use = store.n if opts.n_use is None else int(opts.n_use)
+    if n0_use > store.n0:
+        raise ValueError(f"--n0-use {n0_use} exceeds the store's n0 = {store.n0}")
+    if n_use > store.n:
+        raise ValueError(f"--n-use {n_use} exceeds the store's n = {store.n}")
+    complete = store.complete_mask()
+    idx = store.indices()
+    if not complete.all():
+        s = int(np.flatnonzero(~complete)[0])
+        who = f"input {int(idx[s])}" if idx[s] >= 0 else f"input slot {s}"
+        raise StoreError(f"store {store.location}: {who} is incomplete or missing ({int((~complete).sum())} of "
+                         f"{store.n_inputs} inputs); finish sampling (re-run the same sample command) or run 'smoothcert store verify'")
+    uniq, counts = np.unique(idx, return_counts=True)
+    if (counts > 1).any():
+        raise StoreError(f"store {store.location}: dataset index {int(uniq[counts > 1][0])} appears more than once")
+    if method.needs_core_predict and not store.has_core_predict:
+        raise ValueError(f"--method {method.name} needs core_predict (the core model's clean prediction), which store {store.location} does not hold; sample with --core-model")
+    fields = list(method.fields)
+    if _uses_ensemble(opts):
+        if not store.members:
+            raise ValueError(f"--members/--consensus need per-member rows, which store {store.location} does not hold")
+        if "member_logprobs" not in fields:
+            fields.append("member_logprobs")
+    if not method.variable_rows:
+        n_rows = np.asarray(store.array(F.N_ROWS)[:])
+        short = n_rows < store.n0 + n_use
+        if short.any():
+            s = int(np.flatnonzero(short)[0])
+            raise ValueError(f"input {int(idx[s])} has only {int(n_rows[s])} rows stored (adaptive sampling?); --method "
+                             f"{method.name} needs n0 + n = {store.n0 + n_use}: use --n-use {int(n_rows[s]) - store.n0} or --method adaptive")
+    return n0_use, n_use, fields
+
+
+def certify(location, method_name: str, opts: CertifyOptions | None = None, *, scheduler=None, workers=None,
+            block_size: int | None = None, progress: bool = True, storage_options=None, verify: str = "full"):
+    """Certify every input of the store at ``location`` with ``method_name``.
+
+    Returns ``(table, meta)``: the certificate table (one row per input and
+    setting, columns as INTERFACE.md pins) and a dict for the sidecar (overall
+    confidence, options, store fingerprint). ``verify='full'`` checks every
+    stored part of each input against its checksum, ``'used'`` only the parts
+    the method reads. Results do not depend on the scheduler or block size.
+    """
+    import dask
+
+    opts = (opts or CertifyOptions()).validate()
+    method = get_method(method_name)
+    st = open_store(location, storage_options=storage_options)
+    try:
+        n0_use, n_use, fields = prepare(st, method, opts)
+        parts = ["rows", "argmax"] + (["member_logprobs"] if st.members else [])
+        check = [p for p in parts if p not in fields] if verify == "full" else []
+        bs = int(block_size) if block_size else _block_size(st, fields)
+        meta = {
+            "method": method.name,
+            "store": _redact(str(location)),
+            "store_fingerprint": st.fingerprint(),
+            "store_format_version": st.attrs.get("format_version"),
+            "sigma": st.sigma, "n0": st.n0, "n": st.n, "n0_use": n0_use, "n_use": n_use,
+            "num_classes": st.num_classes, "n_inputs": st.n_inputs,
+            "options": opts.to_dict(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        level, text = method.confidence(opts)
+        meta["confidence"] = level
+        meta["confidence_statement"] = text
+        N = st.n_inputs
+    finally:
+        st.close()
+    tasks = [dask.delayed(certify_block, pure=False)(location, storage_options, s, min(s + bs, N), method.name, opts,
+                                                     fields, check, n0_use, n_use)
+             for s in range(0, N, bs)]
+    parts_out = _run_tasks(tasks, scheduler, workers, progress, f"certify {method.name}")
+    ens = [p.attrs.get("ensemble") for p in parts_out if p.attrs.get("ensemble")]
+    table = pd.concat(parts_out, ignore_index=True) if parts_out else pd.DataFrame()
+    table = table.sort_values("_slot", kind="mergesort")
+    table = _order_columns(table, method.name)
+    if ens:
+        from .ensemble import merge_stats
+
+        meta["ensemble"] = merge_stats(ens)
+    if method.extra_summary is not None:
+        meta.update(method.extra_summary(table, opts))
+    return table, meta
+
+
+def _redact(location: str) -> str:
+    """Drop user:password@ from a URL so that credentials never reach a results file."""
+    import re
+
+    return re.sub(r"(://)[^/@]+@", r"\1", location)

@@ -1,0 +1,101 @@
+"""Options of a certify run, validated at the boundary (one object for every method)."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from .hypotheses import ALTERNATIVES
+
+
+def parse_float_list(text, name: str) -> list[float]:
+    """'0.1,0.5,inf' or 'start:stop:count' (count equidistant values, both ends included)."""
+    if text is None:
+        return []
+    if isinstance(text, (list, tuple)):
+        return [float(v) for v in text]
+    s = str(text).strip()
+    try:
+        if s.count(":") == 2:
+            a, b, c = s.split(":")
+            a, b, c = float(a), float(b), int(c)
+            if c < 1:
+                raise ValueError
+            if c == 1:
+                return [a]
+            return [a + (b - a) * i / (c - 1) for i in range(c)]
+        return [float(v) for v in s.split(",") if v.strip() != ""]
+    except ValueError:
+        raise ValueError(f"--{name}: expected a comma-separated list of numbers or start:stop:count, got {s!r}") from None
+
+
+def parse_int_list(text, name: str) -> list[int]:
+    if text is None:
+        return []
+    if isinstance(text, (list, tuple)):
+        return [int(v) for v in text]
+    try:
+        return [int(v) for v in str(text).replace("+", ",").split(",") if v.strip() != ""]
+    except ValueError:
+        raise ValueError(f"--{name}: expected a comma-separated list of integers, got {text!r}") from None
+
+
+def parse_names(text, name: str, allowed: tuple[str, ...]) -> list[str]:
+    if text is None:
+        return []
+    vals = list(text) if isinstance(text, (list, tuple)) else [v.strip() for v in str(text).split(",") if v.strip()]
+    for v in vals:
+        if v not in allowed:
+            raise ValueError(f"--{name}: {v!r} is not one of {', '.join(allowed)}")
+    return vals
+
+
+@dataclass
+class CertifyOptions:
+    """Every option of ``smoothcert certify``; each method reads the ones it uses."""
+
+    alpha: float = 0.001
+    binom_test: str = "two-sided"
+    joint_alpha: bool = False
+    n0_use: int | None = None
+    n_use: int | None = None
+    # uncertainty
+    uncertainty: list = field(default_factory=lambda: ["entropy"])
+    theta: list = field(default_factory=list)
+    guarantee: list = field(default_factory=lambda: ["cc", "ncl", "ncl-strict"])
+    # cdf / soft
+    measure: list = field(default_factory=lambda: ["score", "margin"])
+    bound: list = field(default_factory=list)
+    threshold: list = field(default_factory=list)
+    K: int = 10_000
+    # adaptive
+    radius: float | None = None
+    stages: list = field(default_factory=lambda: [1_000, 10_000, 125_000])
+    beta: float = 0.0001
+    # ensembles
+    members: list | None = None
+    consensus: int | None = None
+    order_from: str | None = None
+
+    def validate(self) -> "CertifyOptions":
+        if not (isinstance(self.alpha, (int, float)) and 0 < self.alpha < 0.5):
+            raise ValueError(f"--alpha must be in (0, 0.5), got {self.alpha!r}")
+        if self.binom_test not in ALTERNATIVES:
+            raise ValueError(f"--binom-test must be one of {', '.join(ALTERNATIVES)}, got {self.binom_test!r}")
+        for name in ("n0_use", "n_use"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+        if self.K < 1:
+            raise ValueError(f"--K must be at least 1, got {self.K}")
+        if not (0 < self.beta < 1):
+            raise ValueError(f"--beta must be in (0, 1), got {self.beta}")
+        if self.radius is not None and not (self.radius >= 0 and math.isfinite(self.radius)):
+            raise ValueError(f"--radius must be a finite number >= 0, got {self.radius}")
+        if self.consensus is not None and self.consensus < 1:
+            raise ValueError(f"--consensus must be at least 1, got {self.consensus}")
+        if any(s < 1 for s in self.stages):
+            raise ValueError(f"--stages must be positive integers, got {self.stages}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
