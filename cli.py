@@ -54,5 +54,208 @@ def store_group():
     """Inspect, import, verify, merge and export sample stores."""
 
 
+@store_group.command("import")
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("store")
+@click.option("--sigma", type=float, required=True, help="Noise level the rows were sampled at.")
+@click.option("--n0", type=int, required=True, help="Rows per input in the selection block (the first n0 rows).")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default=None,
+              help="Stored row dtype [default: the dtype of SRC's probs, i.e. lossless].")
+def store_import(src, store, sigma, n0, dtype):
+    """Build STORE from arrays computed elsewhere (SRC.npz).
+
+    \b
+    SRC keys: probs (N, n0+n, m) softmax rows, selection block first;
+    labels (N,); optional idx (N,) dataset indices, core_predict (N,),
+    member_logprobs or member_probs (N, n0+n, k, m).
+    Everything is validated before anything is written; a failed import
+    leaves no store behind. STORE: a folder, a .zip, or an fsspec URL.
+    """
+    from tqdm.auto import tqdm
+
+    from store.importer import import_npz
+
+    with tqdm(desc="import", unit="input", leave=False) as bar:
+        import_npz(src, store, sigma=sigma, n0=n0, dtype=dtype, progress=bar.update)
+    from store import open_store
+
+    with open_store(store) as st:
+        click.echo(f"imported {st.n_inputs} inputs x ({st.n0} + {st.n}) rows x {st.num_classes} classes "
+                   f"({st.dtype}) into {store}")
+
+
+@store_group.command("info")
+@click.argument("store")
+@click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
+def store_info(store, as_json):
+    """Print STORE's metadata and the number of complete inputs."""
+    import json
+
+    from store import open_store
+
+    with open_store(store) as st:
+        info = st.info()
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    runs = info.pop("runs", {})
+    for k, v in info.items():
+        if isinstance(v, dict):
+            click.echo(f"{k}:")
+            for k2, v2 in v.items():
+                click.echo(f"  {k2}: {v2}")
+        else:
+            click.echo(f"{k}: {v}")
+    for name, rec in runs.items():
+        click.echo(f"run {name}: " + ", ".join(f"{k}={v}" for k, v in rec.items()))
+
+
+@store_group.command("verify")
+@click.argument("store")
+def store_verify(store):
+    """Check every input of STORE against its checksum; name each damaged or missing input.
+
+    Exit 0 when every input is complete and intact, 1 otherwise.
+    """
+    from tqdm.auto import tqdm
+
+    from store import open_store
+
+    with open_store(store) as st:
+        with tqdm(total=st.n_inputs, desc="verify", unit="input", leave=False) as bar:
+            problems = st.verify(progress=bar.update)
+        n = st.n_inputs
+    for slot, idx, msg in problems:
+        click.echo(f"{store}: slot {slot}: {msg}")
+    if problems:
+        click.echo(f"{len(problems)} of {n} inputs damaged or incomplete", err=True)
+        sys.exit(1)
+    click.echo(f"{store}: all {n} inputs complete and intact")
+
+
+@store_group.command("export")
+@click.argument("store")
+@click.argument("out")
+def store_export(store, out):
+    """Pack a local STORE folder into OUT.zip for sharing (read back directly as a store)."""
+    from store.importer import export_zip
+
+    export_zip(store, out)
+    click.echo(f"exported {store} to {out}")
+
+
+# ------------------------------------------------------------------------- certify
+def _float_or_none(ctx, param, value):
+    return value
+
+
+@main.command("certify", context_settings={"ignore_unknown_options": False})
+@click.argument("store")
+@click.option("--method", "method", required=True,
+              help="cohen | cohen-predict | two-step | uncertainty | cdf | soft | aces | aces-predict | adaptive.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Certificate table: .csv, .jsonl or .parquet (plus OUT.meta.json).")
+@click.option("--alpha", type=float, default=0.001, show_default=True, help="Failure probability of each test/bound.")
+@click.option("--binom-test", type=click.Choice(["two-sided", "greater"]), default="two-sided", show_default=True,
+              help="Binomial test of PREDICT steps (two-sided as Cohen et al.'s code; greater as seed 000).")
+@click.option("--joint-alpha", is_flag=True,
+              help="Run every test and bound of a method that spends alpha twice at alpha/2: overall 1 - alpha.")
+@click.option("--n0-use", type=int, default=None, help="Use only the first N0 rows of the selection block.")
+@click.option("--n-use", type=int, default=None, help="Use only the first N rows of the estimation block.")
+@click.option("--uncertainty", default="entropy", show_default=True,
+              help="uncertainty: comma list of entropy, confidence, margin.")
+@click.option("--theta", default=None,
+              help="uncertainty/aces thresholds: LIST or start:stop:count (write negatives as --theta=-0.5,inf).")
+@click.option("--guarantee", default="cc,ncl,ncl-strict", show_default=True,
+              help="uncertainty: cc (same label, low uncertainty), ncl (paper's R_NCL: cA-or-uncertain keeps more mass "
+                   "than any other class; NOT that the prediction stays in {cA, V}), ncl-strict (prediction provably stays in {cA, V}).")
+@click.option("--measure", default="score,margin", show_default=True, help="cdf: score and/or margin.")
+@click.option("--bound", default=None, help="cdf: cdf,hoeffding [default both]; soft: bernstein|hoeffding [default bernstein].")
+@click.option("--threshold", default=None, help="cdf: confidence thresholds (default: the measure's cutoff, 0.5 or 0).")
+@click.option("--K", "K", type=int, default=10_000, show_default=True, help="cdf: number of CDF thresholds (capped at n).")
+@click.option("--radius", type=float, default=None, help="adaptive: target radius r.")
+@click.option("--stages", default="1000,10000,125000", show_default=True, help="adaptive: stage sizes n_1 < ... < n_s.")
+@click.option("--beta", type=float, default=0.0001, show_default=True, help="adaptive: early-abort level.")
+@click.option("--members", default=None, help="ensembles: member indices, e.g. 0,2,3 [default: all stored].")
+@click.option("--consensus", type=int, default=None, help="ensembles: K-consensus over the --members order.")
+@click.option("--order-from", type=str, default=None,
+              help="ensembles: order members by accuracy on this VALIDATION store (never the certified store).")
+@click.option("--scheduler", default=None, help="Address of a running dask.distributed scheduler.")
+@click.option("--workers", type=int, default=None, help="Start a LocalCluster of N worker processes [default: threads].")
+@click.option("--block-size", type=int, default=None, help="Inputs per task [default: ~64 MB of rows].")
+@click.option("--verify", type=click.Choice(["full", "used"]), default="full", show_default=True,
+              help="Check every stored part of each input against its checksum, or only the parts the method reads.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_use, uncertainty, theta, guarantee,
+                measure, bound, threshold, K, radius, stages, beta, members, consensus, order_from, scheduler,
+                workers, block_size, verify, quiet):
+    """Compute certificates for every input of STORE and write them to --out.
+
+    The network is never run: everything comes from the stored rows. The
+    table's overall confidence (1 - alpha or 1 - 2 alpha) is recorded in
+    OUT.meta.json. Classes and thresholds are chosen on the selection block
+    (first n0 rows) only; estimates use the estimation block only.
+    """
+    from certifier import certify
+    from certifier.options import CertifyOptions, parse_float_list, parse_int_list, parse_names
+    from certifier.report import format_table, summarize
+    from certifier.table import write_table
+
+    opts = CertifyOptions(
+        alpha=alpha, binom_test=binom_test, joint_alpha=joint_alpha, n0_use=n0_use, n_use=n_use,
+        uncertainty=parse_names(uncertainty, "uncertainty", ("entropy", "confidence", "margin")),
+        theta=parse_float_list(theta, "theta"),
+        guarantee=parse_names(guarantee, "guarantee", ("cc", "ncl", "ncl-strict")),
+        measure=parse_names(measure, "measure", ("score", "margin")),
+        bound=parse_names(bound, "bound", ("cdf", "hoeffding", "bernstein")),
+        threshold=parse_float_list(threshold, "threshold"), K=K, radius=radius,
+        stages=parse_int_list(stages, "stages"), beta=beta,
+        members=parse_int_list(members, "members") if members is not None else None,
+        consensus=consensus, order_from=order_from,
+    )
+    from certifier.table import _suffix
+
+    _suffix(out)  # fail on a bad --out before any work
+    table, meta = certify(store, method, opts, scheduler=scheduler, workers=workers, block_size=block_size,
+                          progress=not quiet, verify=verify)
+    meta["command"] = "smoothcert " + " ".join(sys.argv[1:]) if sys.argv else None
+    meta["software_version"] = _version()
+    write_table(table, out, meta)
+    if not quiet:
+        click.echo(format_table(summarize(table)))
+        click.echo(f"{len(table)} certificates -> {out} (overall confidence {meta['confidence_statement']})")
+
+
+# -------------------------------------------------------------------------- report
+@main.command("report")
+@click.argument("results", nargs=-1, required=True)
+@click.option("--radii", default="0,0.25,0.5,0.75,1.0", show_default=True, help="Radii for certified accuracy.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a certified-accuracy plot (PNG).")
+def report_cmd(results, radii, plot):
+    """Certified accuracy at radii, ACR and abstain rate per setting of RESULTS tables."""
+    import pandas as pd
+
+    from certifier.options import parse_float_list
+    import certifier  # noqa: F401  (registers the method-specific report sections)
+    from certifier.report import EXTRA_PLOTS, extra_sections, format_table, plot_certified_accuracy, summarize
+    from certifier.table import read_table
+
+    rs = parse_float_list(radii, "radii")
+    df = pd.concat([read_table(r) for r in results], ignore_index=True)
+    click.echo(format_table(summarize(df, rs)))
+    for text in extra_sections(df, rs):
+        click.echo("")
+        click.echo(text)
+    if plot:
+        plot_certified_accuracy(df, plot)
+        click.echo(f"plot -> {plot}")
+        stem = plot[:-4] if plot.lower().endswith(".png") else plot
+        for name, fn in EXTRA_PLOTS.items():
+            sub = df[df["method"] == name]
+            if len(sub):
+                for p in fn(sub, stem):
+                    click.echo(f"plot -> {p}")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,85 @@
+"""Shared pieces of the benchmarks: the 500-input benchmark store and a timer."""
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "bench-out"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def realistic_rows(rng, n_rows: int, m: int, label: int, strength: float) -> np.ndarray:
+    """Peaked softmax rows like a trained classifier's under noise (float32).
+
+    Logits: the input's class gets ``strength`` plus noise, a random runner-up
+    a smaller boost, the rest Gaussian; about 0-40 % of rows flip class.
+    """
+    logits = rng.standard_normal((n_rows, m), dtype=np.float32) * 1.5
+    logits[:, label] += strength + rng.standard_normal(n_rows, dtype=np.float32) * 2.0
+    runner = (label + 1 + rng.integers(0, m - 1)) % m
+    logits[:, runner] += strength * 0.5
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    return p
+
+
+def bench_store(n_inputs: int = 500, n0: int = 100, n: int = 100_000, m: int = 10, path: Path | None = None,
+                dtype: str = "float16", seed: int = 0) -> Path:
+    """Build (once) the benchmark store: n_inputs x (n0 + n) realistic rows x m classes."""
+    from store import create_store, open_store
+
+    path = path or OUT / f"bench{n_inputs}-{n0}-{n}-{m}-{dtype}.zarr"
+    if path.exists():
+        try:
+            with open_store(path) as st:
+                if st.complete_mask().all():
+                    return path
+        except Exception:
+            pass
+        import shutil
+
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    st = create_store(path, n_inputs=n_inputs, n0=n0, n=n, num_classes=m, sigma=0.25, dtype=dtype,
+                      metadata={"source": "bench", "seed": seed})
+    t = time.time()
+    for i in range(n_inputs):
+        label = i % m
+        strength = float(rng.uniform(0.0, 6.0))
+        p = realistic_rows(rng, n0 + n, m, label, strength)
+        st.write_input(i, rows=p, argmax=p.argmax(axis=1), label=label, idx=i)
+        if (i + 1) % 50 == 0:
+            print(f"  built {i + 1}/{n_inputs} inputs ({time.time() - t:.0f} s)", file=sys.stderr)
+    st.close()
+    return path
+
+
+class Timer:
+    def __enter__(self):
+        self.t = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.s = time.perf_counter() - self.t
+
+
+def du_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
+
+
+if __name__ == "__main__":
+    print(bench_store())
+    os._exit(0)

@@ -1,0 +1,99 @@
+"""Summaries of certificate tables (CERTIFICATES.md section 8) and their plots.
+
+Pure functions over a table: certified accuracy at radii, ACR, abstain
+rate, grouped by the method and its setting columns.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .registry import SETTING_COLUMNS
+
+DEFAULT_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+
+# Method-specific report sections: method name -> (table rows of that method, radii) -> text.
+# Modules of certificates register theirs (e.g. the uncertainty tables of seed 000).
+EXTRA_REPORTS: dict = {}
+# Method-specific plots: method name -> (table rows, output path stem) -> list of written paths.
+EXTRA_PLOTS: dict = {}
+
+
+def extra_sections(df: pd.DataFrame, radii) -> list[str]:
+    """Text of every registered method-specific report section for the methods present in ``df``."""
+    out = []
+    for name, fn in EXTRA_REPORTS.items():
+        sub = df[df["method"] == name]
+        if len(sub):
+            out.append(fn(sub, radii))
+    return out
+
+
+def setting_columns(df: pd.DataFrame) -> list[str]:
+    """The columns that identify one setting (method plus the method's setting columns)."""
+    return ["method"] + [c for c in SETTING_COLUMNS if c in df.columns]
+
+
+def certified_accuracy(radius: np.ndarray, correct: np.ndarray, r: float) -> float:
+    """Share of inputs with correct == 1 and radius >= r."""
+    return float(np.mean((correct == 1) & (radius >= r))) if len(radius) else float("nan")
+
+
+def summarize(df: pd.DataFrame, radii=DEFAULT_RADII) -> pd.DataFrame:
+    """One row per setting: n inputs, certified accuracy at each radius, ACR, abstain rate."""
+    keys = setting_columns(df)
+    out = []
+    for key, g in df.groupby(keys, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        rec = dict(zip(keys, key))
+        rad = g["radius"].to_numpy(dtype=float)
+        cor = g["correct"].to_numpy()
+        rec["inputs"] = len(g)
+        for r in radii:
+            rec[f"acc@{r:g}"] = certified_accuracy(rad, cor, r)
+        rec["ACR"] = float(np.mean(rad * cor))
+        rec["abstain"] = float(np.mean(g["predict"].to_numpy() == -1))
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def format_table(summary: pd.DataFrame) -> str:
+    """A plain-text table with shares as percentages (3 decimals for ACR)."""
+    s = summary.copy()
+    for c in s.columns:
+        if c.startswith("acc@") or c == "abstain":
+            s[c] = (100 * s[c]).map(lambda v: f"{v:.1f}")
+        elif c == "ACR":
+            s[c] = s[c].map(lambda v: f"{v:.3f}")
+    return s.to_string(index=False)
+
+
+def plot_certified_accuracy(df: pd.DataFrame, path, title: str | None = None, max_curves: int = 12) -> None:
+    """Certified accuracy against radius, one curve per setting (the first ``max_curves``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = setting_columns(df)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    rmax = float(np.nanmax(df["radius"].replace(np.inf, np.nan))) if len(df) else 1.0
+    grid = np.linspace(0, max(rmax, 1e-3) * 1.05, 200)
+    for i, (key, g) in enumerate(df.groupby(keys, sort=False, dropna=False)):
+        if i >= max_curves:
+            break
+        key = key if isinstance(key, tuple) else (key,)
+        rad = g["radius"].to_numpy(dtype=float)
+        cor = g["correct"].to_numpy()
+        acc = [certified_accuracy(rad, cor, r) for r in grid]
+        ax.plot(grid, acc, label=" ".join(f"{v}" for v in key))
+    ax.set_xlabel("radius (L2)")
+    ax.set_ylabel("certified accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

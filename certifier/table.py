@@ -1,0 +1,116 @@
+"""Write and read certificate tables (.csv, .jsonl, .parquet) and their meta sidecar.
+
+Radii keep full float64 precision (``repr``); infinities are written as ``inf``.
+A table is written to a temporary file and renamed into place, so an
+existing file is never left half-written.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SUFFIXES = (".csv", ".jsonl", ".parquet")
+
+
+def _suffix(path) -> str:
+    s = Path(path).suffix.lower()
+    if s not in SUFFIXES:
+        raise ValueError(f"--out {path}: unknown table format {s or '(none)'!r}; use one of {', '.join(SUFFIXES)}")
+    return s
+
+
+def _json_value(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if math.isnan(v):
+            return None
+        return v
+    return v
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_table(table: pd.DataFrame, path, meta: dict | None = None) -> None:
+    """Write ``table`` to ``path`` by suffix and ``meta`` to ``path + '.meta.json'``."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix == ".csv":
+        _atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, float_format=None))
+    elif suffix == ".jsonl":
+        cols = list(table.columns)
+
+        def w(tmp):
+            with open(tmp, "w") as f:
+                for rec in table.itertuples(index=False, name=None):
+                    f.write(json.dumps({c: _json_value(v) for c, v in zip(cols, rec)}) + "\n")
+
+        _atomic_write(path, w)
+    else:
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ValueError(f"--out {path}: writing .parquet needs pyarrow (pip install 'smoothcert[parquet]')") from None
+        _atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
+    if meta is not None:
+        _atomic_write(Path(str(path) + ".meta.json"),
+                      lambda tmp: Path(tmp).write_text(json.dumps(_clean(meta), indent=2) + "\n"))
+
+
+def _clean(obj):
+    """JSON-safe copy: numpy scalars to Python, inf/nan to strings/null."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_clean(v) for v in obj.tolist()]
+    return _json_value(obj)
+
+
+def read_table(path) -> pd.DataFrame:
+    """Read a certificate table written by ``write_table`` (``inf`` parsed back to float)."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if not path.exists():
+        raise FileNotFoundError(f"results file {path} does not exist")
+    if suffix == ".csv":
+        df = pd.read_csv(path)
+    elif suffix == ".jsonl":
+        df = pd.read_json(path, lines=True)
+    else:
+        df = pd.read_parquet(path)
+    for c in ("theta", "threshold", "radius"):
+        if c in df.columns and df[c].dtype == object:
+            df[c] = df[c].astype(float)
+    for c in ("predict", "label", "correct"):
+        if c not in df.columns:
+            raise ValueError(f"results file {path} is not a certificate table: column {c!r} missing")
+    return df
+
+
+def read_meta(path) -> dict | None:
+    p = Path(str(path) + ".meta.json")
+    if not p.exists():
+        return None
+    return json.loads(p.read_text())
