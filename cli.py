@@ -14,16 +14,31 @@ import click
 class SmoothcertGroup(click.Group):
     """Turns library errors into one-line messages on stderr with a non-zero exit."""
 
+    argv: list[str] = []
+
+    def main(self, args=None, *a, **kw):
+        SmoothcertGroup.argv = list(sys.argv[1:] if args is None else args)
+        return super().main(args, *a, **kw)
+
     def invoke(self, ctx):
         from store.errors import StoreError
 
         try:
             return super().invoke(ctx)
-        except (StoreError, ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError) as e:
-            if isinstance(e, click.exceptions.ClickException):
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("smoothcert: interrupted", err=True)
+            sys.exit(130)
+        except Exception as e:
+            import os
+
+            if os.environ.get("SMOOTHCERT_DEBUG"):
                 raise
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            click.echo(f"smoothcert: error: {msg}", err=True)
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            if not isinstance(e, (StoreError, ValueError, OSError)):
+                msg = f"{type(e).__name__}: {msg} (set SMOOTHCERT_DEBUG=1 for the traceback)"
+            click.echo(f"smoothcert: error: {msg or type(e).__name__}", err=True)
             sys.exit(2)
 
 
@@ -218,7 +233,9 @@ def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_us
     _suffix(out)  # fail on a bad --out before any work
     table, meta = certify(store, method, opts, scheduler=scheduler, workers=workers, block_size=block_size,
                           progress=not quiet, verify=verify)
-    meta["command"] = "smoothcert " + " ".join(sys.argv[1:]) if sys.argv else None
+    import shlex
+
+    meta["command"] = shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)])
     meta["software_version"] = _version()
     write_table(table, out, meta)
     if not quiet:

@@ -147,7 +147,7 @@ def prepare(store, method, opts: CertifyOptions):
         if "member_logprobs" not in fields:
             fields.append("member_logprobs")
     if not method.variable_rows:
-        n_rows = np.asarray(store.array(F.N_ROWS)[:])
+        n_rows = store._read(F.N_ROWS, 0, store.n_inputs, idx)
         short = n_rows < store.n0 + n_use
         if short.any():
             s = int(np.flatnonzero(short)[0])

@@ -336,11 +336,17 @@ class SampleStore:
     # ------------------------------------------------------------------ reading
     def complete_mask(self) -> np.ndarray:
         """Boolean (N,): which input slots carry the complete marker."""
-        return np.asarray(self.array(F.COMPLETE)[:]) == 1
+        return self._read(F.COMPLETE, 0, self.n_inputs, self._safe_indices()) == 1
 
     def indices(self) -> np.ndarray:
         """(N,) dataset index per slot (-1 where never written)."""
-        return np.asarray(self.array(F.IDX)[:])
+        return self._read(F.IDX, 0, self.n_inputs, None)
+
+    def _safe_indices(self):
+        try:
+            return self.indices()
+        except StoreError:
+            return None
 
     def read_block(self, start: int, stop: int, fields=(F.ARGMAX,), verify: bool = True,
                    only_complete: bool = False, check=()) -> dict:
@@ -357,11 +363,11 @@ class SampleStore:
         """
         start, stop = int(start), int(stop)
         out = {"slot": np.arange(start, stop)}
-        complete = np.asarray(self.array(F.COMPLETE)[start:stop]) == 1
-        label = np.asarray(self.array(F.LABEL)[start:stop])
-        idx = np.asarray(self.array(F.IDX)[start:stop])
-        n_rows = np.asarray(self.array(F.N_ROWS)[start:stop])
-        cp = np.asarray(self.array(F.CORE_PREDICT)[start:stop]) if self.has_core_predict else np.full(stop - start, -1, np.int64)
+        idx = self._read(F.IDX, start, stop, None)
+        complete = self._read(F.COMPLETE, start, stop, idx) == 1
+        label = self._read(F.LABEL, start, stop, idx)
+        n_rows = self._read(F.N_ROWS, start, stop, idx)
+        cp = self._read(F.CORE_PREDICT, start, stop, idx) if self.has_core_predict else np.full(stop - start, -1, np.int64)
         keep = np.ones(stop - start, bool)
         if not complete.all():
             if not only_complete:
@@ -370,19 +376,14 @@ class SampleStore:
                 raise StoreError(f"store {self.location}: {who} is incomplete or missing (no complete marker); "
                                  f"resume the sampler or run 'smoothcert store verify'")
             keep = complete
-        crc = np.asarray(self.array(F.CRC)[start:stop]) if verify else None
+        crc = self._read(F.CRC, start, stop, idx) if verify else None
         raw = {}
         for f in tuple(fields) + tuple(c for c in check if c not in fields):
-            if f == F.ROWS:
-                raw[f] = np.asarray(self.array(F.ROWS)[start:stop])
-            elif f == F.ARGMAX:
-                raw[f] = np.asarray(self.array(F.ARGMAX)[start:stop])
-            elif f == F.MEMBERS:
-                if not self.members:
-                    raise StoreError(f"store {self.location} holds no ensemble members")
-                raw[f] = np.asarray(self.array(F.MEMBERS)[start:stop])
-            else:
+            if f not in (F.ROWS, F.ARGMAX, F.MEMBERS):
                 raise ValueError(f"unknown field {f!r}")
+            if f == F.MEMBERS and not self.members:
+                raise StoreError(f"store {self.location} holds no ensemble members")
+            raw[f] = self._read(f, start, stop, idx)
         if verify:
             part = {F.ROWS: 0, F.ARGMAX: 1, F.MEMBERS: 2}
             for j in np.flatnonzero(keep):
@@ -393,7 +394,7 @@ class SampleStore:
                                          f"'{f}' does not match its checksum")
                 if F.ARGMAX not in raw:
                     # the scalars are covered by the argmax checksum: read it when not already read
-                    a = np.asarray(self.array(F.ARGMAX)[start + j])
+                    a = self._read(F.ARGMAX, start + j, start + j + 1, idx[j:j + 1])[0]
                     if crc_of(a, scalars_vector(label[j], idx[j], n_rows[j], cp[j])) != int(crc[j, 1]):
                         raise StoreError(f"store {self.location}: input {int(idx[j])} (slot {start + j}) is damaged: "
                                          f"label/index/argmax do not match their checksum")
@@ -409,6 +410,22 @@ class SampleStore:
                 a = a.astype(np.float32, copy=False)
             out[f] = a
         return out
+
+    def _read(self, name: str, start: int, stop: int, idx) -> np.ndarray:
+        """Read slots start:stop of one array; a chunk that fails to decode is named by its input."""
+        try:
+            return np.asarray(self.array(name)[start:stop])
+        except StoreError:
+            raise
+        except Exception as e:
+            for s in range(start, stop):
+                try:
+                    self.array(name)[s]
+                except Exception as e1:
+                    who = f"input {int(idx[s - start])}" if idx is not None and idx[s - start] >= 0 else "input"
+                    raise StoreError(f"store {self.location}: {who} (slot {s}) is damaged: '{name}' cannot be "
+                                     f"decoded ({type(e1).__name__}: {str(e1)[:120]})") from e1
+            raise StoreError(f"store {self.location}: '{name}' slots {start}..{stop - 1} cannot be read ({type(e).__name__}: {e})") from e
 
     def iter_blocks(self, block_size: int, fields=(F.ARGMAX,), verify: bool = True):
         """Yield ``read_block`` dicts over all slots, ``block_size`` inputs at a time."""
@@ -451,9 +468,11 @@ class SampleStore:
         import json
 
         h = hashlib.sha256()
-        h.update(json.dumps({k: v for k, v in self.attrs.items() if k not in ("runs",)}, sort_keys=True, default=str).encode())
+        provenance = ("created", "host", "user", "versions", "runs", "source_file", "merged_from")
+        h.update(json.dumps({k: v for k, v in self.attrs.items() if k not in provenance}, sort_keys=True, default=str).encode())
+        idx = self._safe_indices()
         for name in (F.IDX, F.LABEL, F.N_ROWS, F.CRC, F.COMPLETE):
-            h.update(np.ascontiguousarray(self.array(name)[:]).tobytes())
+            h.update(np.ascontiguousarray(self._read(name, 0, self.n_inputs, idx)).tobytes())
         return h.hexdigest()
 
     def info(self) -> dict:

@@ -1,0 +1,257 @@
+"""The store: import validation, integrity checks, readers, and the CLI's one-line errors."""
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from click.testing import CliRunner
+
+import cli
+from store import StoreError, create_store, open_store
+from store.importer import import_npz
+
+
+def good_source(N=3, R=30, m=4, seed=0):
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(m), size=(N, R)).astype(np.float32)
+    return {"probs": probs, "labels": np.arange(N) % m}
+
+
+def write_npz(tmp_path, name="src.npz", **arrays):
+    p = tmp_path / name
+    np.savez(p, **arrays)
+    return p
+
+
+def invoke(*args):
+    r = CliRunner().invoke(cli.main, [str(a) for a in args])
+    return r
+
+
+BAD_INPUTS = [
+    # (name, mutate(src) -> src, expected message fragment)
+    ("nan", lambda s: s["probs"].__setitem__((1, 7, 2), np.nan) or s, "input 1 (idx 1), row 7: NaN or Inf"),
+    ("inf", lambda s: s["probs"].__setitem__((2, 3, 0), np.inf) or s, "input 2 (idx 2), row 3: NaN or Inf"),
+    ("negative", lambda s: (s["probs"].__setitem__((0, 5, 1), -0.2), s["probs"].__setitem__((0, 5, 0), s["probs"][0, 5, 0] + 0.2)) and s, "input 0 (idx 0), row 5: negative probability"),
+    ("sum", lambda s: s["probs"].__setitem__((1, 2), s["probs"][1, 2] * 1.01) or s, "input 1 (idx 1), row 2: probabilities sum to"),
+    ("label-high", lambda s: s.__setitem__("labels", np.array([0, 4, 1])) or s, "input 1: label 4 outside 0..3"),
+    ("label-neg", lambda s: s.__setitem__("labels", np.array([0, -1, 1])) or s, "input 1: label -1 outside 0..3"),
+    ("label-shape", lambda s: s.__setitem__("labels", np.array([0, 1])) or s, "'labels' must be an integer array of shape (3,)"),
+    ("label-float", lambda s: s.__setitem__("labels", np.array([0.0, 1.0, 2.0])) or s, "'labels' must be an integer array"),
+    ("probs-2d", lambda s: s.__setitem__("probs", s["probs"][0]) or s, "'probs' must have shape (N, n0+n, m)"),
+    ("probs-int", lambda s: s.__setitem__("probs", (s["probs"] > 0.5).astype(np.int32)) or s, "'probs' must be a float array"),
+    ("dup-idx", lambda s: s.__setitem__("idx", np.array([5, 7, 5])) or s, "duplicate dataset index 5 at inputs 0 and 2"),
+    ("core-range", lambda s: s.__setitem__("core_predict", np.array([0, 9, 1])) or s, "input 1: core_predict 9 outside 0..3"),
+]
+
+
+@pytest.mark.parametrize("name,mutate,message", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_import_rejects_bad_input_with_one_line_and_no_store(tmp_path, name, mutate, message):
+    src = write_npz(tmp_path, **mutate(good_source()))
+    r = invoke("store", "import", src, tmp_path / "st", "--sigma", 0.25, "--n0", 10)
+    assert r.exit_code != 0
+    assert message in r.output, r.output
+    err = [l for l in r.output.splitlines() if l.startswith("smoothcert: error:")]
+    assert len(err) == 1
+    assert not (tmp_path / "st").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".st.partial")]
+
+
+@pytest.mark.parametrize("n0,message", [(0, "n0 must be at least 1"), (30, "leaves n = 0 < 1")])
+def test_import_rejects_bad_split(tmp_path, n0, message):
+    src = write_npz(tmp_path, **good_source())
+    r = invoke("store", "import", src, tmp_path / "st", "--sigma", 0.25, "--n0", n0)
+    assert r.exit_code != 0 and message in r.output
+    assert not (tmp_path / "st").exists()
+
+
+def test_import_rejects_missing_keys_bad_sigma_and_pickles(tmp_path):
+    src = write_npz(tmp_path, probs=good_source()["probs"])
+    r = invoke("store", "import", src, tmp_path / "st", "--sigma", 0.25, "--n0", 10)
+    assert r.exit_code != 0 and "missing array 'labels'" in r.output
+    src = write_npz(tmp_path, "ok.npz", **good_source())
+    r = invoke("store", "import", src, tmp_path / "st", "--sigma", -1, "--n0", 10)
+    assert r.exit_code != 0 and "sigma must be a positive number" in r.output
+    obj = tmp_path / "obj.npz"
+    np.savez(obj, probs=np.array([{"a": 1}], dtype=object), labels=np.array([0]))
+    r = invoke("store", "import", obj, tmp_path / "st", "--sigma", 0.25, "--n0", 1)
+    assert r.exit_code != 0 and "without unpickling" in r.output
+    notzip = tmp_path / "x.npz"
+    notzip.write_bytes(b"not a zip at all")
+    r = invoke("store", "import", notzip, tmp_path / "st", "--sigma", 0.25, "--n0", 1)
+    assert r.exit_code != 0 and "is not an .npz file" in r.output
+    assert not (tmp_path / "st").exists()
+
+
+def test_import_never_overwrites(tmp_path):
+    src = write_npz(tmp_path, **good_source())
+    assert invoke("store", "import", src, tmp_path / "st", "--sigma", 0.25, "--n0", 10).exit_code == 0
+    before = open_store(tmp_path / "st").fingerprint()
+    r = invoke("store", "import", src, tmp_path / "st", "--sigma", 0.5, "--n0", 10)
+    assert r.exit_code != 0 and "already exists" in r.output
+    assert open_store(tmp_path / "st").fingerprint() == before
+
+
+def test_import_is_lossless_and_self_describing(tmp_path):
+    s = good_source()
+    s["idx"] = np.array([10, 20, 30])
+    s["core_predict"] = np.array([0, 1, 2])
+    src = write_npz(tmp_path, **s)
+    r = invoke("store", "import", src, tmp_path / "st", "--sigma", 0.25, "--n0", 10)
+    assert r.exit_code == 0, r.output
+    st = open_store(tmp_path / "st")
+    assert st.dtype == "float32" and st.n0 == 10 and st.n == 20 and st.num_classes == 4
+    b = st.read_block(0, 3, fields=("rows", "argmax"))
+    np.testing.assert_array_equal(b["rows"], s["probs"])
+    np.testing.assert_array_equal(b["argmax"], s["probs"].argmax(-1))
+    np.testing.assert_array_equal(b["idx"], [10, 20, 30])
+    np.testing.assert_array_equal(b["core_predict"], [0, 1, 2])
+    info = invoke("store", "info", tmp_path / "st")
+    assert info.exit_code == 0
+    for key in ("sigma: 0.25", "n0: 10", "complete_inputs: 3", "format_version: 1", "data_fingerprint"):
+        assert key in info.output
+    # plain zarr can read it, with named dimensions
+    g = zarr.open_group(str(tmp_path / "st"), mode="r")
+    assert g["rows"].metadata.dimension_names == ("input", "row", "class")
+
+
+def test_float16_import_keeps_full_precision_argmax(tmp_path):
+    s = good_source(N=2, R=200)
+    p = s["probs"]
+    p[:, :, 1] = p[:, :, 0] + 1e-6  # class 1 wins by less than float16 can see
+    p /= p.sum(-1, keepdims=True)
+    src = write_npz(tmp_path, **s)
+    import_npz(src, tmp_path / "st", sigma=0.25, n0=10, dtype="float16")
+    b = open_store(tmp_path / "st").read_block(0, 2, fields=("rows", "argmax"))
+    np.testing.assert_array_equal(b["argmax"], p.argmax(-1))
+    assert b["rows"].dtype == np.float32
+
+
+def _chunk_files(store, array, slot):
+    base = Path(store) / array / "c" / str(slot)
+    return [p for p in base.rglob("*") if p.is_file()] if base.is_dir() else ([base] if base.is_file() else [])
+
+
+@pytest.mark.parametrize("array", ["rows", "argmax", "label"])
+@pytest.mark.parametrize("damage", ["flip", "delete", "truncate"])
+def test_damaged_input_named_by_verify_and_refused_by_certify(tmp_path, array, damage):
+    s = good_source(N=4)
+    s["idx"] = np.array([100, 101, 102, 103])
+    src = write_npz(tmp_path, **s)
+    st = tmp_path / "st"
+    import_npz(src, st, sigma=0.25, n0=10)
+    f = _chunk_files(st, array, 2)[0]
+    data = bytearray(f.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x40
+        f.write_bytes(bytes(data))
+    elif damage == "delete":
+        f.unlink()
+    else:
+        f.write_bytes(b"")
+    r = invoke("store", "verify", st)
+    assert r.exit_code == 1
+    assert "slot 2" in r.output and "slot 1" not in r.output and "slot 3" not in r.output
+    for method in ("cohen", "two-step"):
+        r = invoke("certify", st, "--method", method, "--out", tmp_path / "t.csv", "-q")
+        assert r.exit_code != 0, (array, damage, method, r.output)
+        assert "smoothcert: error:" in r.output
+        assert ("102" in r.output) or ("slot 2" in r.output), r.output
+        assert not (tmp_path / "t.csv").exists()
+
+
+def test_incomplete_input_refused_by_name(tmp_path):
+    st = create_store(tmp_path / "st", n_inputs=3, n0=5, n=10, num_classes=3, sigma=0.5)
+    rng = np.random.default_rng(0)
+    for i in (0, 2):
+        st.write_input(i, rows=rng.dirichlet(np.ones(3), 15), label=0, idx=50 + i)
+    r = invoke("certify", tmp_path / "st", "--method", "cohen", "--out", tmp_path / "t.csv")
+    assert r.exit_code != 0 and "input slot 1 is incomplete" in r.output
+
+
+def test_duplicate_indices_in_a_store_are_refused(tmp_path):
+    st = create_store(tmp_path / "st", n_inputs=2, n0=5, n=10, num_classes=3, sigma=0.5)
+    rng = np.random.default_rng(0)
+    for i in (0, 1):
+        st.write_input(i, rows=rng.dirichlet(np.ones(3), 15), label=0, idx=7)
+    r = invoke("certify", tmp_path / "st", "--method", "cohen", "--out", tmp_path / "t.csv")
+    assert r.exit_code != 0 and "dataset index 7 appears more than once" in r.output
+    r = invoke("store", "verify", tmp_path / "st")
+    assert r.exit_code == 1 and "duplicates the dataset index" in r.output
+
+
+def test_open_rejects_non_stores_and_wrong_versions(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        open_store(tmp_path / "nope")
+    zarr.open_group(str(tmp_path / "plain"), mode="w")
+    with pytest.raises(StoreError, match="not a smoothcert store"):
+        open_store(tmp_path / "plain")
+    src = write_npz(tmp_path, **good_source())
+    import_npz(src, tmp_path / "st", sigma=0.25, n0=10)
+    g = zarr.open_group(str(tmp_path / "st"), mode="r+")
+    a = dict(g.attrs["smoothcert"])
+    a["format_version"] = 99
+    g.attrs["smoothcert"] = a
+    with pytest.raises(StoreError, match="format version 99"):
+        open_store(tmp_path / "st")
+    a["format_version"] = 1
+    a["n_inputs"] = 10**12
+    g.attrs["smoothcert"] = a
+    with pytest.raises(StoreError, match="n_inputs must be in"):
+        open_store(tmp_path / "st")
+
+
+def test_zip_store_round_trip(tmp_path):
+    src = write_npz(tmp_path, **good_source(N=5))
+    import_npz(src, tmp_path / "st", sigma=0.25, n0=10)
+    assert invoke("store", "export", tmp_path / "st", tmp_path / "st.zip").exit_code == 0
+    a = invoke("certify", tmp_path / "st", "--method", "two-step", "--alpha", 0.1, "--out", tmp_path / "a.csv", "-q")
+    b = invoke("certify", tmp_path / "st.zip", "--method", "two-step", "--alpha", 0.1, "--out", tmp_path / "b.csv", "-q")
+    assert a.exit_code == 0 and b.exit_code == 0, b.output
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    import_npz(src, tmp_path / "direct.zip", sigma=0.25, n0=10)
+    assert open_store(tmp_path / "direct.zip").fingerprint() == open_store(tmp_path / "st").fingerprint()
+
+
+def test_tables_in_all_formats_keep_full_precision(tmp_path):
+    import json
+
+    import pandas as pd
+
+    src = write_npz(tmp_path, **good_source(N=4, R=300))
+    import_npz(src, tmp_path / "st", sigma=0.3, n0=20)
+    out = {}
+    for suf in ("csv", "jsonl", "parquet"):
+        r = invoke("certify", tmp_path / "st", "--method", "cohen", "--alpha", 0.2, "--out", tmp_path / f"t.{suf}", "-q")
+        assert r.exit_code == 0, r.output
+        meta = json.loads((tmp_path / f"t.{suf}.meta.json").read_text())
+        assert meta["confidence"] == pytest.approx(0.8) and meta["method"] == "cohen" and meta["store_fingerprint"]
+        assert "smoothcert certify" in meta["command"]
+    from certifier.table import read_table
+
+    t = {s: read_table(tmp_path / f"t.{s}") for s in ("csv", "jsonl", "parquet")}
+    pd.testing.assert_frame_equal(t["csv"], t["parquet"], check_dtype=False)
+    pd.testing.assert_frame_equal(t["csv"], t["jsonl"], check_dtype=False)
+    r = invoke("certify", tmp_path / "st", "--method", "cohen", "--out", tmp_path / "t.txt")
+    assert r.exit_code != 0 and "unknown table format" in r.output
+
+
+def test_report_prints_table_and_plot(tmp_path):
+    src = write_npz(tmp_path, **good_source(N=4, R=300))
+    import_npz(src, tmp_path / "st", sigma=0.3, n0=20)
+    invoke("certify", tmp_path / "st", "--method", "cohen", "--alpha", 0.2, "--out", tmp_path / "a.csv", "-q")
+    invoke("certify", tmp_path / "st", "--method", "two-step", "--alpha", 0.2, "--out", tmp_path / "b.csv", "-q")
+    r = invoke("report", tmp_path / "a.csv", tmp_path / "b.csv", "--radii", "0,0.1", "--plot", tmp_path / "p.png")
+    assert r.exit_code == 0, r.output
+    assert "acc@0.1" in r.output and "ACR" in r.output and "two-step" in r.output and "cohen" in r.output
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_version_and_help():
+    r = invoke("--version")
+    assert r.exit_code == 0 and "smoothcert" in r.output
+    for cmd in (["certify"], ["report"], ["store", "import"], ["store", "verify"], ["store", "info"]):
+        r = invoke(*cmd, "--help")
+        assert r.exit_code == 0 and "Usage" in r.output
