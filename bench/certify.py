@@ -30,7 +30,7 @@ if phase == "read":
     from store import open_store
     from certifier.engine import _block_size
     st = open_store(path)
-    bs = _block_size(st, ["argmax"])
+    bs = _block_size(st, ["argmax"], ["rows"])
     N = st.n_inputs
     def read(s):
         with open_store(path) as s2:
