@@ -63,6 +63,86 @@ def main():
     """
 
 
+# --------------------------------------------------------------------------- sample
+@main.command("sample")
+@click.option("--model", "models", multiple=True, required=True, metavar="MODEL",
+              help="A TorchScript file, or package.module:factory (with --weights). Repeat for an ensemble: all "
+                   "members see the same noisy copies; each member's log-softmax is stored, and the rows are "
+                   "softmax(mean of the members' log-softmax).")
+@click.option("--weights", multiple=True, metavar="FILE",
+              help="state_dict for a package.module:factory model (read with torch.load(weights_only=True)); "
+                   "the i-th --weights goes to the i-th factory model.")
+@click.option("--mean", default=None, metavar="M[,M,...]",
+              help="Per-channel mean of the normalisation (x - mean) / std, applied inside the model AFTER the noise.")
+@click.option("--std", default=None, metavar="S[,S,...]", help="Per-channel std of the normalisation (see --mean).")
+@click.option("--data", required=True, metavar="DATA",
+              help="FILE.npz with x (N, C, H, W) float in [0, 1] or uint8 (scaled by 1/255) and y (N,); "
+                   "IMAGES.npy,LABELS.npy; a folder of images in class sub-folders; or package.module:callable "
+                   "returning a dataset.")
+@click.option("--sigma", type=float, required=True, help="Noise level: Gaussian noise of std sigma in [0, 1] pixel space.")
+@click.option("--n0", type=int, default=100, show_default=True, help="Rows per input for the selection block (stored first).")
+@click.option("--n", "n", type=int, default=100_000, show_default=True, help="Rows per input for the estimation block.")
+@click.option("--batch-size", type=int, default=1000, show_default=True, help="Noisy copies per forward pass.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Noise seed; the noise of an input is a function of (seed, dataset index) only.")
+@click.option("--device", default="auto", show_default=True, help="auto (cuda if available), cpu, cuda or cuda:N.")
+@click.option("--indices", default=None, metavar="START:STOP:STEP",
+              help="Which dataset indices to sample (Python slice rules), e.g. 0:10000:20 for every 20th.")
+@click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
+              help="How rows are stored; hard labels are always taken from the full-precision softmax on the device.")
+@click.option("--shard", default=None, metavar="K/N",
+              help="Sample input slots K, K+N, K+2N, ... (default: from torchrun's RANK/WORLD_SIZE or "
+                   "SLURM_ARRAY_TASK_ID/COUNT, else all). Shards may write into one store at the same time.")
+@click.option("--core-model", default=None, metavar="MODEL",
+              help="A model evaluated once per input on the clean input; its class is stored as core_predict (ACES).")
+@click.option("--core-weights", default=None, metavar="FILE", help="state_dict for a package.module:factory --core-model.")
+@click.option("--amp", type=click.Choice(["bf16", "fp16"]), default=None,
+              help="Run the forward passes under autocast (softmax and argmax stay float32).")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="channels-last memory format (default: on for CUDA).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
+@click.argument("store_path", metavar="STORE")
+def sample_cmd(models, weights, mean, std, data, sigma, n0, n, batch_size, seed, device, indices, dtype, shard,
+               core_model, core_weights, amp, channels_last, progress, store_path):
+    """Evaluate a classifier once on n0 + n Gaussian-noisy copies of each input, into STORE.
+
+    Noise lives in [0, 1] pixel space: each copy is x + sigma * eps with eps ~ N(0, I),
+    unclipped, and the --mean/--std normalisation is applied after the noise, inside
+    the model (as in Cohen et al.). The model returns logits; the store keeps the
+    softmax rows and the argmax of the full-precision softmax.
+
+    Re-running the same command resumes: complete inputs are skipped and a
+    half-written input is redone. A STORE made with other settings (sigma, n0, n,
+    seed, dtype, model, data) is refused with a message saying what differs.
+    STORE is a folder, a .zip file, or an fsspec URL (e.g. s3://bucket/store).
+    """
+    from sampler.run import sample
+
+    sample(store_path, models=models, weights=weights, mean=mean, std=std, data=data, sigma=sigma, n0=n0, n=n,
+           batch_size=batch_size, seed=seed, device=device, indices=indices, dtype=dtype, shard=shard,
+           core_model=core_model, core_weights=core_weights, amp=amp, channels_last=channels_last,
+           progress=progress, log=lambda s: click.echo(s, err=True))
+
+
+@main.command("demo")
+@click.option("--out", "out_dir", default="demo-out", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the test data, the store, the certificate tables and the plot.")
+@click.option("--quick", is_flag=True, help="Fewer inputs and noisy copies (a smoke test, well under a minute).")
+@click.option("--train", is_flag=True, help="Retrain the demo CNN instead of loading the shipped checkpoint.")
+@click.option("--device", default="cpu", show_default=True, help="Device for training and sampling.")
+def demo_cmd(out_dir, quick, train, device):
+    """Run the whole pipeline on bundled data: a small CNN on scikit-learn's digits.
+
+    Loads the shipped checkpoint (trained with Gaussian noise augmentation,
+    sigma 0.25, by sampler/train.py) or retrains it, samples a test subset,
+    certifies it with every method the certifier has, prints the tables and
+    writes a plot.
+    """
+    from sampler.demo import run_demo
+
+    run_demo(out_dir, quick=quick, train=train, device=device, echo=click.echo)
+
+
 # --------------------------------------------------------------------------- store
 @main.group("store")
 def store_group():

@@ -26,12 +26,17 @@ from .registry import EXTRA_COLUMNS, SETTING_COLUMNS, get_method
 DEFAULT_BLOCK_BYTES = 64 * 2**20
 
 
-def _block_size(store, fields) -> int:
-    per_input = store.shape.total_rows * store.num_classes * 4
-    if "member_logprobs" in fields:
-        per_input *= 1 + store.members
-    if "rows" not in fields and "member_logprobs" not in fields:
-        per_input = store.shape.total_rows * 8
+def _block_size(store, fields, check=()) -> int:
+    """Inputs per task so that one task holds about DEFAULT_BLOCK_BYTES of decoded arrays."""
+    R, m, k = store.shape.total_rows, store.num_classes, store.members
+    stored = np.dtype(store.dtype).itemsize
+    per_input = R * 10  # argmax (uint16) and its int64 copy
+    if "rows" in fields:
+        per_input += R * m * (stored + 4)  # stored dtype, then the float32 copy
+    elif "rows" in check:
+        per_input += R * m * stored
+    if "member_logprobs" in fields or "member_logprobs" in check:
+        per_input += R * k * m * 4 * (2 if "member_logprobs" in fields else 1)
     return int(max(1, min(256, DEFAULT_BLOCK_BYTES // max(per_input, 1))))
 
 
@@ -58,6 +63,11 @@ def certify_block(location, storage_options, start, stop, method_name, opts, fie
 
         ens_stats = apply_ensemble(block, opts)
     df = method.compute(block, opts)
+    if ens_stats is not None:
+        from .ensemble import setting_values
+
+        for col, val in setting_values(opts).items():
+            df[col] = val
     pos = df.pop("_pos").to_numpy()
     df.insert(0, "_slot", data["slot"][pos])
     df.insert(1, "idx", block.idx[pos])
@@ -173,9 +183,17 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
     st = open_store(location, storage_options=storage_options)
     try:
         n0_use, n_use, fields = prepare(st, method, opts)
+        check_opts = getattr(method.compute, "check_options", None)  # method-specific option checks, before any work
+        if check_opts is not None:
+            check_opts(opts, st)
+        ens_info = None
+        if _uses_ensemble(opts):  # the member order is fixed once, before any certified row is read
+            from .ensemble import resolve
+
+            opts, ens_info = resolve(opts, st, storage_options)
         parts = ["rows", "argmax"] + (["member_logprobs"] if st.members else [])
         check = [p for p in parts if p not in fields] if verify == "full" else []
-        bs = int(block_size) if block_size else _block_size(st, fields)
+        bs = int(block_size) if block_size else _block_size(st, fields, check)
         meta = {
             "method": method.name,
             "store": _redact(str(location)),
@@ -186,6 +204,8 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
             "options": opts.to_dict(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
+        if ens_info is not None:
+            meta["ensemble_members"] = ens_info
         level, text = method.confidence(opts)
         meta["confidence"] = level
         meta["confidence_statement"] = text
