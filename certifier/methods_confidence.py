@@ -1,0 +1,126 @@
+"""``cdf`` (certified confidence, CERTIFICATES.md section 4) and ``soft`` (section 7) as registry entries.
+
+Both pick the class c on S0 only (argmax of the mean S0 row) and estimate on S
+only. Picking a class is not a test and spends no alpha, so:
+
+- ``cdf``: 1 - alpha for each (input, measure, bound). One bound holds for
+  every radius and every threshold at once (the one-sided DKW band covers all
+  s; Hoeffding is one event on the mean), so all thresholds of a row group
+  share that one 1 - alpha.
+- ``soft``: 1 - alpha: alpha/2 for the lower bound on E[p_c] plus (m - 1) upper
+  bounds at alpha/(2(m-1)) each (Bonferroni), alpha/2 + (m-1) alpha/(2(m-1)) = alpha.
+
+``--joint-alpha`` changes nothing here: neither method spends alpha twice.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import cdf as C
+from . import soft as S
+from .registry import Method, frame, level, register
+
+
+def cdf_settings(opts):
+    """Validated (measures, bounds, thresholds per measure) of a cdf run; ValueError on bad options."""
+    measures = [C.get_measure(m) for m in (opts.measure or list(C.MEASURES))]
+    bounds = list(opts.bound) if opts.bound else list(C.BOUNDS)
+    for b in bounds:
+        if b not in C.BOUNDS:
+            raise ValueError(f"--bound: {b!r} is not one of {', '.join(C.BOUNDS)} for --method cdf")
+    thr = {ms.name: C.check_thresholds(ms, opts.threshold if len(opts.threshold) else [ms.cutoff]) for ms in measures}
+    return measures, bounds, thr
+
+
+def soft_settings(opts):
+    """Validated bounds of a soft run (default bernstein); ValueError on bad options."""
+    bounds = list(opts.bound) if opts.bound else ["bernstein"]
+    for b in bounds:
+        if b not in S.SOFT_BOUNDS:
+            raise ValueError(f"--bound: {b!r} is not one of {', '.join(S.SOFT_BOUNDS)} for --method soft")
+    return bounds
+
+
+def certify_cdf(block, opts):
+    """One row per (input, measure, bound, threshold): w.p. >= 1 - alpha, E[z_c(x + d)] >= threshold for ||d|| <= radius.
+
+    predict = c (argmax of the S0 mean) when lower0 >= threshold, else -1
+    (radius 0). Below the measure's cutoff a certificate bounds the
+    confidence of c but does not imply that c stays the smoothed argmax.
+    """
+    measures, bounds, thr = cdf_settings(opts)
+    alpha = level(opts, spends_twice=False)
+    B = len(block)
+    cls = C.predicted_class(block.s0_rows())
+    n_i = block.n_i
+    cols = {k: [] for k in ("_pos", "measure", "bound", "threshold", "predict", "radius", "lower0", "_order")}
+    n_set = len(bounds) * max(len(t) for t in thr.values())
+    for mi, ms in enumerate(measures):
+        t = thr[ms.name]
+        z = C.measure_values(block.rows, cls, ms.name, start=block.n0, stop=block.n0 + n_i)
+        z.sort(axis=1)
+        for b in range(B):
+            zs = z[b, : n_i[b]]
+            for bi, bound in enumerate(bounds):
+                w, u = C.input_terms(zs, bound, ms, opts.K, alpha)
+                rad, lower0 = C.certified_radii(ms.a, w, u, block.sigma, t)
+                ok = lower0 >= t
+                T = t.size
+                cols["_pos"].append(np.full(T, b))
+                cols["measure"].append([ms.name] * T)
+                cols["bound"].append([bound] * T)
+                cols["threshold"].append(t)
+                cols["predict"].append(np.where(ok, cls[b], -1))
+                cols["radius"].append(np.where(ok, rad, 0.0))
+                cols["lower0"].append(np.full(T, lower0))
+                cols["_order"].append((b * len(measures) + mi) * n_set + bi * T + np.arange(T))
+    if not cols["_pos"]:
+        return frame(np.zeros(0, np.int64), measure=np.zeros(0, object), bound=np.zeros(0, object),
+                     threshold=np.zeros(0), predict=np.zeros(0, np.int64), radius=np.zeros(0), lower0=np.zeros(0))
+    cat = {k: np.concatenate([np.asarray(v) for v in vs]) for k, vs in cols.items()}
+    order = np.argsort(cat.pop("_order"), kind="stable")
+    pos = cat.pop("_pos")[order]
+    return frame(pos, **{k: v[order] for k, v in cat.items()})
+
+
+def certify_soft(block, opts):
+    """One row per (input, bound): w.p. >= 1 - alpha, c = argmax E[p(x + d)] for ||d|| < radius (else -1, 0)."""
+    bounds = soft_settings(opts)
+    cls = C.predicted_class(block.s0_rows())
+    n_i = block.n_i
+    mean, var = S.mean_var(block.rows, block.n0, block.n0 + n_i)
+    parts = []
+    for bound in bounds:
+        pred, rad, pl, pu = S.soft_certify(mean, var, n_i, cls, block.sigma, opts.alpha, bound)
+        parts.append(frame(np.arange(len(block)), bound=bound, predict=pred, radius=rad, p_lower=pl, p_upper=pu))
+    import pandas as pd
+
+    df = pd.concat(parts, ignore_index=True)
+    return df.sort_values("_pos", kind="mergesort").reset_index(drop=True)
+
+
+def confidence_cdf(opts):
+    """Overall confidence of ``cdf`` (validates the options first, so bad ones fail before any work)."""
+    cdf_settings(opts)
+    a = opts.alpha
+    return 1 - a, (f"1 - alpha = {1 - a:g} per (input, measure, bound), all thresholds and radii at once "
+                   f"(class picked on S0: no alpha spent; one DKW band / one Hoeffding bound on S at alpha)")
+
+
+def confidence_soft(opts):
+    """Overall confidence of ``soft`` (validates the options first)."""
+    soft_settings(opts)
+    a = opts.alpha
+    return 1 - a, (f"1 - alpha = {1 - a:g} (class picked on S0; on S, lower bound on E[p_c] at alpha/2 and "
+                   f"upper bounds on every other class at alpha/(2(m-1)) each: Bonferroni sums to alpha)")
+
+
+certify_cdf.check_options = lambda opts, store=None: cdf_settings(opts)  # engine hook: fail before any work
+certify_soft.check_options = lambda opts, store=None: soft_settings(opts)
+
+register(Method("cdf", certify_cdf, confidence_cdf, fields=("argmax", "rows"),
+                summary="Certified confidence (Kumar et al.): radius within which the smoothed score/margin of the "
+                        "S0-mean argmax stays >= threshold (CDF or Hoeffding bound)."))
+register(Method("soft", certify_soft, confidence_soft, fields=("argmax", "rows"),
+                summary="Soft-classifier radius sigma/2 (Phi^-1(lower_c) - Phi^-1(pB)), every other class bounded "
+                        "(Bonferroni); bernstein (default) or hoeffding mean bounds."))

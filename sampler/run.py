@@ -1,0 +1,516 @@
+"""The sampling loop: every selected input evaluated once on its n0 + n noisy copies, into the store.
+
+Per input, the rows are computed in batches of ``batch_size`` noisy copies on
+the device (noise, forward pass, softmax and the argmax of the full-precision
+softmax all stay there), gathered in a per-input device buffer, copied out
+once, and handed to a background writer thread through a bounded queue; the
+writer calls ``SampleStore.write_input`` while the device computes the next
+input. An input's batches depend only on (n0 + n, batch_size), never on the
+other inputs, so a subset or a shard computes exactly the same tensors.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import os
+import platform
+import queue
+import shutil
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+
+from store import StoreError, create_store, open_store
+from store import backend as _backend
+from store import format as _F
+
+from . import noise as _noise
+from .data import fingerprint as data_fingerprint
+from .data import indices_spec, load_data, parse_indices
+from .models import check_normalisation, load_model, pair_weights
+from .shard import local_device_index, resolve_shard
+
+AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+@dataclass
+class SampleResult:
+    """What one ``sample`` call did."""
+
+    store: str
+    run_id: str
+    shard: str
+    n_inputs: int
+    written: int
+    skipped: int
+    samples: int
+    seconds: float
+    samples_per_s: float
+    complete: int
+    device: str
+
+
+# ------------------------------------------------------------------ helpers
+def resolve_device(spec: str | None):
+    """``auto`` -> cuda (torchrun's LOCAL_RANK-th GPU) if available, else cpu; otherwise the named device."""
+    import torch
+
+    if spec is None or spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_device_index() or 0)
+        return torch.device("cpu")
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {spec}: expected auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {spec}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+        if dev.index is None:
+            dev = torch.device("cuda", local_device_index() or 0)
+    return dev
+
+
+def row_batches(total_rows: int, batch_size: int):
+    """The (start, stop) row ranges of one input's batches: a function of its row count and the batch size only."""
+    return [(a, min(a + batch_size, total_rows)) for a in range(0, total_rows, batch_size)]
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _short(v):
+    return v[:12] + "..." if isinstance(v, str) and len(v) == 64 else v
+
+
+def check_compatible(store, want: dict) -> None:
+    """Raise StoreError naming every setting in which ``store`` differs from this run's ``want``."""
+    a = store.attrs
+    if a.get("source") != "sample":
+        raise StoreError(f"store {store.location} was not written by the sampler (source {a.get('source')!r}); "
+                         f"sample into a new STORE")
+    labels = {
+        "sigma": "sigma", "n0": "n0", "n": "n", "seed": "seed", "dtype": "dtype",
+        "n_inputs": "number of inputs", "num_classes": "number of classes", "members": "number of models",
+        "core_predict": "core model", "model_fingerprint": "model fingerprint",
+        "member_fingerprints": "member model fingerprints", "core_model_fingerprint": "core model fingerprint",
+        "data_fingerprint": "data fingerprint", "indices": "indices", "noise_scheme": "noise scheme",
+        "normalisation": "normalisation", "amp": "amp",
+    }
+    diffs = []
+    for key, label in labels.items():
+        old, new = a.get(key), want.get(key)
+        if key == "sigma" and old is not None and new is not None:
+            same = float(old) == float(new)
+        else:
+            same = old == new
+        if not same:
+            diffs.append(f"{label} {_short(old)}, this run asks for {_short(new)}")
+    if diffs:
+        raise StoreError(f"store {store.location} was made with " + "; with ".join(diffs))
+
+
+def _store_exists(location: str, storage_options=None) -> bool:
+    loc = str(location)
+    if _backend.is_url(loc):
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(loc, **(storage_options or {}))
+        return fs.exists(path.rstrip("/") + "/zarr.json")
+    p = _backend.local_path(loc)
+    if _backend.is_zip(loc):
+        return p.exists()
+    if (p / "zarr.json").exists():
+        return True
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        raise StoreError(f"{loc} exists and is not a zarr store; choose another STORE")
+    return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def open_or_create(location: str, *, storage_options=None, **create_kw):
+    """Open ``location`` for writing, creating it if absent; a local folder store appears atomically.
+
+    A local store is built in a hidden sibling folder and renamed into place,
+    so concurrent shard processes agree on one store and a kill during
+    creation never leaves a half-made store behind.
+    """
+    loc = str(location)
+    if _store_exists(loc, storage_options):
+        return open_store(loc, mode="a", storage_options=storage_options), False
+    if _backend.is_url(loc) or _backend.is_zip(loc):
+        return create_store(loc, storage_options=storage_options, **create_kw), True
+    p = _backend.local_path(loc)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{p.name}.creating-"
+    for stale in p.parent.glob(prefix + "*"):       # left by a process killed while creating
+        try:
+            pid = int(stale.name[len(prefix):].split("-")[0])
+        except ValueError:
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = p.parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    st = create_store(str(tmp), **create_kw)
+    st.close()
+    created = True
+    try:
+        os.rename(tmp, p)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (p / "zarr.json").exists():
+            raise
+        created = False                               # another shard process won the race
+    return open_store(loc, mode="a", storage_options=storage_options), created
+
+
+# ------------------------------------------------------------------ buffers and writer
+class _Buffers:
+    """One input's rows on the device, and (on an accelerator) their pinned host copy."""
+
+    def __init__(self, R, m, k, row_dtype, device, with_core):
+        import torch
+
+        self.device = device
+        tdt = getattr(torch, row_dtype)
+        self.rows = torch.empty((R, m), dtype=tdt, device=device)
+        self.arg = torch.empty((R,), dtype=torch.int32, device=device)
+        self.mem = torch.empty((R, k, m), dtype=torch.float32, device=device) if k > 1 else None
+        self.core = torch.full((1,), -1, dtype=torch.int64, device=device) if with_core else None
+        self.on_host = device.type == "cpu"
+        if self.on_host:
+            self.h_rows, self.h_arg, self.h_mem, self.h_core = self.rows, self.arg, self.mem, self.core
+        else:
+            pin = device.type == "cuda"
+            self.h_rows = torch.empty(self.rows.shape, dtype=tdt, pin_memory=pin)
+            self.h_arg = torch.empty(self.arg.shape, dtype=torch.int32, pin_memory=pin)
+            self.h_mem = torch.empty(self.mem.shape, dtype=torch.float32, pin_memory=pin) if self.mem is not None else None
+            self.h_core = torch.empty((1,), dtype=torch.int64, pin_memory=pin) if with_core else None
+        self.event = None
+
+    def stage(self):
+        """Start copying the device rows to the host (asynchronous on CUDA)."""
+        import torch
+
+        if self.on_host:
+            return
+        nb = self.device.type == "cuda"
+        for d, h in ((self.rows, self.h_rows), (self.arg, self.h_arg), (self.mem, self.h_mem), (self.core, self.h_core)):
+            if d is not None:
+                h.copy_(d, non_blocking=nb)
+        if nb:
+            self.event = torch.cuda.Event()
+            self.event.record()
+
+    def wait(self):
+        """Block until the host copy is complete (releases the GIL)."""
+        if self.event is not None:
+            self.event.synchronize()
+            self.event = None
+        elif not self.on_host and self.device.type not in ("cuda",):
+            import torch
+
+            getattr(torch, self.device.type).synchronize()
+
+
+class _Writer(threading.Thread):
+    """Writes finished inputs with ``SampleStore.write_input`` and recycles their buffers."""
+
+    def __init__(self, store, work, free, R, on_written):
+        super().__init__(name="smoothcert-writer", daemon=True)
+        self.store, self.work, self.free, self.R = store, work, free, R
+        self.on_written = on_written
+        self.error = None
+        self.written = 0
+
+    def run(self):
+        while True:
+            item = self.work.get()
+            if item is None:
+                return
+            slot, idx, label, buf = item
+            try:
+                buf.wait()
+                self.store.write_input(
+                    slot,
+                    rows=buf.h_rows.numpy(),
+                    argmax=buf.h_arg.numpy(),
+                    label=label,
+                    idx=idx,
+                    member_logprobs=buf.h_mem.numpy() if buf.h_mem is not None else None,
+                    core_predict=int(buf.h_core[0]) if buf.h_core is not None else None,
+                    n_rows=self.R,
+                )
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                self.error = e
+                self.free.put(buf)
+                return
+            self.written += 1
+            self.free.put(buf)
+            self.on_written()
+
+    def check(self):
+        if self.error is not None:
+            e = self.error
+            raise StoreError(f"writing to store {self.store.location} failed: {type(e).__name__}: {e}") from e
+
+
+def _put(q, item, writer):
+    while True:
+        writer.check()
+        if not writer.is_alive() and item is not None:
+            raise StoreError("the store writer stopped unexpectedly")
+        try:
+            q.put(item, timeout=0.2)
+            return
+        except queue.Full:
+            continue
+
+
+def _get(q, writer):
+    while True:
+        writer.check()
+        try:
+            return q.get(timeout=0.2)
+        except queue.Empty:
+            continue
+
+
+# ------------------------------------------------------------------ the sampler
+def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None, std=None,
+           n0: int = 100, n: int = 100_000, batch_size: int = 1000, seed: int = 0, device: str = "auto",
+           indices: str | None = None, dtype: str = _F.DEFAULT_SAMPLER_DTYPE, shard: str | None = None,
+           core_model: str | None = None, core_weights: str | None = None, amp: str | None = None,
+           channels_last: bool | None = None, progress: bool = True, queue_size: int = 2,
+           storage_options: dict | None = None, log=None) -> SampleResult:
+    """Sample every selected input (of this shard) not yet complete in ``store`` and write it there.
+
+    Creates the store on first use; on re-use checks that it was made with the
+    same settings (else StoreError saying what differs), skips complete inputs
+    and redoes incomplete ones, so re-running a command resumes it.
+    """
+    import torch
+
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    models = [models] if isinstance(models, str) else list(models)
+    if not models:
+        raise ValueError("give at least one --model")
+    sigma = float(sigma)
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"--sigma must be a positive number, got {sigma}")
+    for name, v, lo in (("--n0", n0, 1), ("--n", n, 1), ("--batch-size", batch_size, 1)):
+        if int(v) != v or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {v}")
+    n0, n, batch_size, seed = int(n0), int(n), int(batch_size), int(seed)
+    if dtype not in _F.ROW_DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(_F.ROW_DTYPES)}, got {dtype}")
+    if amp is not None and amp not in AMP_DTYPES:
+        raise ValueError(f"--amp must be bf16 or fp16, got {amp}")
+    _noise.input_key(seed, 0)                                   # validates the seed's range
+    dev = resolve_device(device)
+    sh = resolve_shard(shard)
+    if sh.n > 1 and _backend.is_zip(str(store)):
+        raise ValueError(f"store {store}: a .zip store cannot take several shard processes; "
+                         f"sample into a folder, then 'smoothcert store export' it")
+    R = n0 + n
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = False      # deterministic algorithms: the same command gives the same rows
+        torch.backends.cudnn.deterministic = True
+
+    # ---- data, models, fingerprints
+    ds = load_data(data)
+    sel = parse_indices(indices, len(ds))
+    norm_mean, norm_std = check_normalisation(mean, std)
+    x0, _ = ds.get(sel[0])
+    cl = bool(channels_last) if channels_last is not None else (dev.type == "cuda")
+    cl = cl and x0.ndim == 3
+    mem_fmt = torch.channels_last if cl else torch.contiguous_format
+    members = [load_model(m, w, norm_mean, norm_std, dev, channels_last=cl)
+               for m, w in zip(models, pair_weights(models, weights))]
+    core = load_model(core_model, core_weights, norm_mean, norm_std, dev, channels_last=cl) if core_model else None
+    if core_weights and not core_model:
+        raise ValueError("--core-weights needs --core-model")
+    autocast = (lambda: torch.autocast(device_type=dev.type, dtype=getattr(torch, AMP_DTYPES[amp]))) if amp \
+        else contextlib.nullcontext
+
+    def forward(mod, x):
+        with torch.inference_mode(), autocast():
+            return mod(x.contiguous(memory_format=mem_fmt))
+
+    num_classes = None
+    for lm in members + ([core] if core else []):
+        try:
+            out = forward(lm.module, torch.from_numpy(x0)[None].to(dev))
+        except Exception as e:
+            raise ValueError(f"model {lm.spec}: the forward pass on input {sel[0]} of shape {tuple(x0.shape)} failed: "
+                             f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
+        if out.dim() != 2 or out.shape[0] != 1 or out.shape[1] < 2:
+            raise ValueError(f"model {lm.spec}: expected logits of shape (batch, classes), got {tuple(out.shape)}")
+        if num_classes is None:
+            num_classes = int(out.shape[1])
+        elif int(out.shape[1]) != num_classes:
+            raise ValueError(f"model {lm.spec} has {int(out.shape[1])} classes, model {members[0].spec} has {num_classes}")
+    m, k = num_classes, len(members)
+
+    def check_label(i):
+        xi, yi = ds.get(i)
+        if yi >= m:
+            raise ValueError(f"data {data}: input {i} has label {yi}, but the model has {m} classes (0..{m - 1})")
+        if xi.shape != x0.shape:
+            raise ValueError(f"data {data}: input {i} has shape {tuple(xi.shape)}, input {sel[0]} has {tuple(x0.shape)}")
+        return xi, yi
+
+    dfp = data_fingerprint(SimpleNamespace(get=check_label), sel)   # also checks every label and shape
+    mfps = [lm.fingerprint for lm in members]
+    meta = {
+        "source": "sample",
+        "seed": seed,
+        "model": models[0] if k == 1 else list(models),
+        "weights": [lm.weights for lm in members] if k > 1 else members[0].weights,
+        "model_fingerprint": mfps[0] if k == 1 else hashlib.sha256("\n".join(mfps).encode()).hexdigest(),
+        "member_fingerprints": mfps if k > 1 else None,
+        "core_model": core_model,
+        "core_model_fingerprint": core.fingerprint if core else None,
+        "data": str(data),
+        "data_fingerprint": dfp,
+        "indices": indices_spec(sel),
+        "input_shape": list(x0.shape),
+        "noise_scheme": _noise.SCHEME,
+        "noise_space": "[0, 1] pixels, x + sigma * eps, unclipped; normalisation applied after the noise",
+        "normalisation": {"mean": norm_mean, "std": norm_std} if norm_mean is not None else None,
+        "amp": amp,
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
+        "rows": "softmax of the model" if k == 1 else "softmax of the mean of the members' log-softmax",
+    }
+    create_kw = dict(n_inputs=len(sel), n0=n0, n=n, num_classes=m, sigma=sigma, dtype=dtype,
+                     members=k if k > 1 else 0, core_predict=core is not None, metadata=meta)
+    st, created = open_or_create(str(store), storage_options=storage_options, **create_kw)
+    try:
+        if not created:
+            want = dict(meta, sigma=sigma, n0=n0, n=n, dtype=dtype, n_inputs=len(sel), num_classes=m,
+                        members=k if k > 1 else 0, core_predict=core is not None)
+            check_compatible(st, want)
+        return _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, seed, batch_size,
+                    mem_fmt, amp, cl, progress, queue_size, log, check_label)
+    finally:
+        st.close()
+
+
+def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, seed, batch_size,
+         mem_fmt, amp, cl, progress, queue_size, log, get_input) -> SampleResult:
+    import torch
+    from tqdm import tqdm
+
+    N = len(sel)
+    try:
+        complete = st.complete_mask()
+    except Exception:   # a damaged marker chunk: read slot by slot, treat unreadable as incomplete
+        complete = np.zeros(N, bool)
+        for s in range(N):
+            try:
+                complete[s] = bool(st.read_block(s, s + 1, fields=(), verify=False, only_complete=True)["slot"].size)
+            except Exception:
+                complete[s] = False
+    mine = list(sh.slots(N))
+    todo = [s for s in mine if not complete[s]]
+    skipped = len(mine) - len(todo)
+    run_id = f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%S')}-{platform.node() or 'host'}-{os.getpid()}"
+    record = {"started": _now(), "status": "running", "shard": str(sh), "shard_source": sh.source,
+              "device": str(dev), "batch_size": batch_size, "amp": amp, "channels_last": cl,
+              "torch_threads": torch.get_num_threads(), "host": platform.node(), "pid": os.getpid(),
+              "inputs_todo": len(todo), "inputs_skipped": skipped, "noise_scheme": _noise.SCHEME,
+              "noise_impl": "numba" if dev.type == "cpu" else "torch"}
+    st.add_run(run_id, record)
+    if dev.type == "cpu":
+        _noise.warm_up()
+
+    tty = sys.stderr.isatty()
+    pbar = tqdm(total=len(todo) * R, unit="sample", unit_scale=True, desc=f"sampling (shard {sh})" if sh.n > 1 else "sampling",
+                disable=not progress or not todo, mininterval=0.5 if tty else 30.0, file=sys.stderr, dynamic_ncols=True)
+    done = [0]
+
+    def on_written():
+        done[0] += 1
+        pbar.update(R)
+        pbar.set_postfix_str(f"inputs {done[0]}/{len(todo)}", refresh=False)
+
+    free, work = queue.Queue(), queue.Queue(maxsize=max(1, queue_size))
+    for _ in range(max(1, queue_size) + 1):
+        free.put(_Buffers(R, m, k, dtype, dev, core is not None))
+    writer = _Writer(st, work, free, R, on_written)
+    writer.start()
+    batches = row_batches(R, batch_size)
+    t0 = time.perf_counter()
+    status = "failed"
+    try:
+        for slot in todo:
+            idx = sel[slot]
+            x, y = get_input(idx)
+            xt = torch.from_numpy(x)
+            if dev.type == "cuda":
+                xt = xt.pin_memory().to(dev, non_blocking=True)
+            else:
+                xt = xt.to(dev)
+            buf = _get(free, writer)
+            with torch.inference_mode():
+                if core is not None:
+                    buf.core.copy_(forward(core.module, xt[None]).float().argmax(1))
+                for a, b in batches:
+                    noisy = _noise.noisy_copies(xt, sigma, seed, idx, a, b)
+                    if k == 1:
+                        probs = torch.softmax(forward(members[0].module, noisy).float(), dim=1)
+                    else:
+                        lps = torch.stack([torch.log_softmax(forward(mm.module, noisy).float(), dim=1) for mm in members], 1)
+                        buf.mem[a:b].copy_(lps)
+                        probs = torch.softmax(lps.mean(1), dim=1)
+                    buf.arg[a:b].copy_(probs.argmax(1))
+                    buf.rows[a:b].copy_(probs)
+            buf.stage()
+            _put(work, (slot, idx, y, buf), writer)
+        status = "finished"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        if writer.is_alive():
+            try:
+                work.put(None, timeout=60)
+            except queue.Full:
+                pass
+            writer.join()
+        pbar.close()
+        seconds = time.perf_counter() - t0
+        written = writer.written
+        rate = written * R / seconds if seconds > 0 else 0.0
+        record.update({"finished": _now(), "status": status if writer.error is None else "failed",
+                       "inputs_written": written, "samples": written * R, "seconds": round(seconds, 3),
+                       "samples_per_s": round(rate, 1)})
+        try:
+            st.add_run(run_id, record)
+        except Exception:
+            pass
+    writer.check()
+    n_complete = int(st.complete_mask().sum())
+    log(f"smoothcert sample: {written} inputs ({written * R:,} noisy samples) in {seconds:.1f} s, "
+        f"{rate:,.0f} samples/s on {dev}; {skipped} already complete; "
+        f"store {st.location}: {n_complete}/{N} inputs complete")
+    return SampleResult(store=st.location, run_id=run_id, shard=str(sh), n_inputs=N, written=written,
+                        skipped=skipped, samples=written * R, seconds=seconds, samples_per_s=rate,
+                        complete=n_complete, device=str(dev))
