@@ -43,7 +43,7 @@ def bench_store(n_inputs: int = 500, n0: int = 100, n: int = 100_000, m: int = 1
     """Build (once) the benchmark store: n_inputs x (n0 + n) realistic rows x m classes."""
     from store import create_store, open_store
 
-    path = path or OUT / f"bench{n_inputs}-{n0}-{n}-{m}-{dtype}-v3.zarr"
+    path = path or OUT / f"bench{n_inputs}-{n0}-{n}-{m}-{dtype}-v4.zarr"
     if path.exists():
         try:
             with open_store(path) as st:

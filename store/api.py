@@ -135,13 +135,8 @@ def create_store(
         k = shape.members
         arr(F.MEMBERS, (N, R, k, m), "float32", (1, F.row_chunk(R, 4 * k * m), k, m), np.nan,
             ("input", "row", "member", "class"))
-    arr(F.LABEL, (N,), "int64", (1,), -1, ("input",))
-    arr(F.IDX, (N,), "int64", (1,), -1, ("input",))
-    arr(F.N_ROWS, (N,), "int64", (1,), 0, ("input",))
-    if core_predict:
-        arr(F.CORE_PREDICT, (N,), "int64", (1,), -1, ("input",))
-    arr(F.CRC, (N, 3), "uint32", (1, 3), 0, ("input", "part"))
-    arr(F.COMPLETE, (N,), "uint8", (1,), 0, ("input",))
+    arr(F.INPUTS, (N, len(F.INPUT_FIELDS)), "int64", (1, len(F.INPUT_FIELDS)), -1, ("input", "field"))
+    root[F.INPUTS].attrs["fields"] = list(F.INPUT_FIELDS)
     root.attrs[F.ATTRS_KEY] = attrs
     return SampleStore(root, str(location), zstore, writable=True)
 
@@ -242,8 +237,8 @@ class SampleStore:
 
     def _expected_shape(self, name):
         N, R, m, k = self.n_inputs, self.shape.total_rows, self.num_classes, self.members
-        return {F.ROWS: (N, R, m), F.ARGMAX: (N, R), F.MEMBERS: (N, R, k, m), F.LABEL: (N,), F.IDX: (N,),
-                F.N_ROWS: (N,), F.CORE_PREDICT: (N,), F.CRC: (N, 3), F.COMPLETE: (N,)}.get(name)
+        return {F.ROWS: (N, R, m), F.ARGMAX: (N, R), F.MEMBERS: (N, R, k, m),
+                F.INPUTS: (N, len(F.INPUT_FIELDS))}.get(name)
 
     def set_attrs(self, **updates) -> None:
         """Update the group metadata (single writer only: the importer or a finished run)."""
@@ -318,38 +313,51 @@ class SampleStore:
             stored_mem = np.full((R, self.members, m), np.nan, dtype=np.float32)
             stored_mem[:r] = member_logprobs
         scal = scalars_vector(int(label), int(idx), int(n_rows), cp)
-        crc = np.array([crc_of(stored_rows), crc_of(stored_arg, scal), crc_of(stored_mem)], dtype=np.uint32)
-
-        self.array(F.COMPLETE)[i] = 0   # a rewrite invalidates the old marker first
+        record = np.array([int(idx), int(label), int(n_rows), cp, crc_of(stored_rows), crc_of(stored_arg, scal),
+                           crc_of(stored_mem), 1], dtype=np.int64)
+        pending = record.copy()
+        pending[F.COL["complete"]] = 0
+        self.array(F.INPUTS)[i] = pending   # a rewrite invalidates the old record first
         self.array(F.ROWS)[i] = stored_rows
         self.array(F.ARGMAX)[i] = stored_arg
         if stored_mem is not None:
             self.array(F.MEMBERS)[i] = stored_mem
-        self.array(F.LABEL)[i] = int(label)
-        self.array(F.IDX)[i] = int(idx)
-        self.array(F.N_ROWS)[i] = int(n_rows)
-        if self.has_core_predict:
-            self.array(F.CORE_PREDICT)[i] = cp
-        self.array(F.CRC)[i] = crc
-        self.array(F.COMPLETE)[i] = 1
+        self.array(F.INPUTS)[i] = record    # the commit: one chunk, written last
 
     # ------------------------------------------------------------------ reading
+    def read_records(self, start: int = 0, stop: int | None = None, strict: bool = False) -> dict:
+        """The per-input records of slots start:stop as a dict of (stop - start,) int64 columns.
+
+        A record chunk that cannot be decoded (a write cut short, or damage)
+        reads as incomplete (all -1), or raises StoreError naming the slot
+        when ``strict``.
+        """
+        stop = self.n_inputs if stop is None else int(stop)
+        start = int(start)
+        arr = self.array(F.INPUTS)
+        try:
+            rec = np.asarray(arr[start:stop])
+        except Exception:
+            rec = np.full((stop - start, len(F.INPUT_FIELDS)), -1, np.int64)
+            for s in range(start, stop):
+                try:
+                    rec[s - start] = arr[s]
+                except Exception as e:
+                    if strict:
+                        raise StoreError(f"store {self.location}: input slot {s} is damaged: its record cannot be "
+                                         f"decoded ({type(e).__name__}: {str(e)[:120]})") from e
+        return {name: rec[:, j] for j, name in enumerate(F.INPUT_FIELDS)}
+
     def complete_mask(self) -> np.ndarray:
         """Boolean (N,): which input slots carry the complete marker."""
-        return self._read(F.COMPLETE, 0, self.n_inputs, self._safe_indices()) == 1
+        return self.read_records()["complete"] == 1
 
     def indices(self) -> np.ndarray:
         """(N,) dataset index per slot (-1 where never written)."""
-        return self._read(F.IDX, 0, self.n_inputs, None)
-
-    def _safe_indices(self):
-        try:
-            return self.indices()
-        except StoreError:
-            return None
+        return self.read_records()["idx"]
 
     def read_block(self, start: int, stop: int, fields=(F.ARGMAX,), verify: bool = True,
-                   only_complete: bool = False, check=()) -> dict:
+                   only_complete: bool = False, check=(), records: dict | None = None) -> dict:
         """Read input slots ``start:stop``.
 
         Always returns ``label``, ``idx``, ``n_rows``, ``slot`` (and
@@ -359,15 +367,15 @@ class SampleStore:
         read and a missing or damaged input raises StoreError naming its
         dataset index. ``only_complete`` drops incomplete slots instead of
         refusing them (for resume logic, never for certificates). ``check``
-        names parts that are read and verified but not returned.
+        names parts that are read and verified but not returned; ``records``
+        passes the slots' records when the caller has read them already.
         """
         start, stop = int(start), int(stop)
         out = {"slot": np.arange(start, stop)}
-        idx = self._read(F.IDX, start, stop, None)
-        complete = self._read(F.COMPLETE, start, stop, idx) == 1
-        label = self._read(F.LABEL, start, stop, idx)
-        n_rows = self._read(F.N_ROWS, start, stop, idx)
-        cp = self._read(F.CORE_PREDICT, start, stop, idx) if self.has_core_predict else np.full(stop - start, -1, np.int64)
+        rec = records if records is not None else self.read_records(start, stop, strict=not only_complete)
+        idx, label, n_rows = rec["idx"], rec["label"], rec["n_rows"]
+        complete = rec["complete"] == 1
+        cp = rec["core_predict"] if self.has_core_predict else np.full(stop - start, -1, np.int64)
         keep = np.ones(stop - start, bool)
         if not complete.all():
             if not only_complete:
@@ -376,7 +384,7 @@ class SampleStore:
                 raise StoreError(f"store {self.location}: {who} is incomplete or missing (no complete marker); "
                                  f"resume the sampler or run 'smoothcert store verify'")
             keep = complete
-        crc = self._read(F.CRC, start, stop, idx) if verify else None
+        crc = np.stack([rec["crc_rows"], rec["crc_argmax"], rec["crc_members"]], axis=1) if verify else None
         raw = {}
         for f in tuple(fields) + tuple(c for c in check if c not in fields):
             if f not in (F.ROWS, F.ARGMAX, F.MEMBERS):
@@ -462,7 +470,7 @@ class SampleStore:
                 progress(1)
         return problems
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, records: dict | None = None) -> str:
         """sha256 over the metadata and every input's checksums: equal fingerprints, equal contents."""
         import hashlib
         import json
@@ -470,9 +478,9 @@ class SampleStore:
         h = hashlib.sha256()
         provenance = ("created", "host", "user", "versions", "runs", "source_file", "merged_from")
         h.update(json.dumps({k: v for k, v in self.attrs.items() if k not in provenance}, sort_keys=True, default=str).encode())
-        idx = self._safe_indices()
-        for name in (F.IDX, F.LABEL, F.N_ROWS, F.CRC, F.COMPLETE):
-            h.update(np.ascontiguousarray(self._read(name, 0, self.n_inputs, idx)).tobytes())
+        rec = records if records is not None else self.read_records()
+        for name in F.INPUT_FIELDS:
+            h.update(np.ascontiguousarray(rec[name]).tobytes())
         return h.hexdigest()
 
     def info(self) -> dict:

@@ -22,12 +22,13 @@ DEFAULT_SAMPLER_DTYPE = "float16"
 ROWS = "rows"                  # (N, R, m) float16|float32, fill NaN
 ARGMAX = "argmax"              # (N, R) uint16, fill 65535: hard label of the full-precision row
 MEMBERS = "member_logprobs"    # (N, R, k, m) float32, fill NaN (ensembles only)
-LABEL = "label"                # (N,) int64, fill -1
-IDX = "idx"                    # (N,) int64, fill -1: dataset index
-N_ROWS = "n_rows"              # (N,) int64, fill 0: rows stored for the input (n0 + n unless adaptive)
-CORE_PREDICT = "core_predict"  # (N,) int64, fill -1 (ACES only)
-CRC = "crc"                    # (N, 3) uint32: crc32c of [rows, argmax+scalars, members]
-COMPLETE = "complete"          # (N,) uint8, fill 0: written last, 1 = input complete
+INPUTS = "inputs"              # (N, 8) int64, fill -1: one record per input, written last (see INPUT_FIELDS)
+
+# Columns of the per-input record. ``complete`` is 1 only in a record written
+# after every other array of the input; the crc columns hold crc32c values of
+# [rows], [argmax + (label, idx, n_rows, core_predict)] and [member_logprobs].
+INPUT_FIELDS = ("idx", "label", "n_rows", "core_predict", "crc_rows", "crc_argmax", "crc_members", "complete")
+COL = {name: i for i, name in enumerate(INPUT_FIELDS)}
 
 ARGMAX_FILL = np.iinfo(np.uint16).max
 MAX_CLASSES = int(ARGMAX_FILL)  # class indices must fit below the fill value

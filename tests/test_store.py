@@ -134,7 +134,7 @@ def _chunk_files(store, array, slot):
     return [p for p in base.rglob("*") if p.is_file()] if base.is_dir() else ([base] if base.is_file() else [])
 
 
-@pytest.mark.parametrize("array", ["rows", "argmax", "label"])
+@pytest.mark.parametrize("array", ["rows", "argmax", "inputs"])
 @pytest.mark.parametrize("damage", ["flip", "delete", "truncate"])
 def test_damaged_input_named_by_verify_and_refused_by_certify(tmp_path, array, damage):
     s = good_source(N=4)
