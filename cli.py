@@ -334,7 +334,7 @@ def report_cmd(results, radii, plot):
 
     from certifier.options import parse_float_list
     import certifier  # noqa: F401  (registers the method-specific report sections)
-    from certifier.report import EXTRA_PLOTS, extra_sections, format_table, plot_certified_accuracy, summarize
+    from certifier.report import EXTRA_PLOTS, extra_sections, format_table, plot_certified_accuracy, rows_for, summarize
     from certifier.table import read_table
 
     rs = parse_float_list(radii, "radii")
@@ -348,7 +348,7 @@ def report_cmd(results, radii, plot):
         click.echo(f"plot -> {plot}")
         stem = plot[:-4] if plot.lower().endswith(".png") else plot
         for name, fn in EXTRA_PLOTS.items():
-            sub = df[df["method"] == name]
+            sub = rows_for(df, name, fn)
             if len(sub):
                 for p in fn(sub, stem):
                     click.echo(f"plot -> {p}")

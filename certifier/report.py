@@ -14,16 +14,22 @@ DEFAULT_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
 # Method-specific report sections: method name -> (table rows of that method, radii) -> text.
 # Modules of certificates register theirs (e.g. the uncertainty tables of seed 000).
+# A function with a ``methods`` attribute (tuple of names) gets the rows of all those methods.
 EXTRA_REPORTS: dict = {}
 # Method-specific plots: method name -> (table rows, output path stem) -> list of written paths.
 EXTRA_PLOTS: dict = {}
+
+
+def rows_for(df: pd.DataFrame, name: str, fn) -> pd.DataFrame:
+    """The rows a registered report/plot function gets: its method's, or those of ``fn.methods``."""
+    return df[df["method"].isin(getattr(fn, "methods", (name,)))]
 
 
 def extra_sections(df: pd.DataFrame, radii) -> list[str]:
     """Text of every registered method-specific report section for the methods present in ``df``."""
     out = []
     for name, fn in EXTRA_REPORTS.items():
-        sub = df[df["method"] == name]
+        sub = rows_for(df, name, fn)
         if len(sub):
             out.append(fn(sub, radii))
     return out
