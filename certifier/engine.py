@@ -44,14 +44,15 @@ def _uses_ensemble(opts: CertifyOptions) -> bool:
     return opts.members is not None or opts.consensus is not None
 
 
-def certify_block(location, storage_options, start, stop, method_name, opts, fields, check, n0_use, n_use):
+def certify_block(location, storage_options, start, stop, method_name, opts, fields, check, n0_use, n_use,
+                  records=None):
     """Certify input slots start:stop of a store: the unit of work of one Dask task."""
     import certifier  # noqa: F401  (registers every method in worker processes)
 
     method = get_method(method_name)
     st = open_store(location, storage_options=storage_options)
     try:
-        data = st.read_block(start, stop, fields=tuple(fields), verify=True, check=tuple(check))
+        data = st.read_block(start, stop, fields=tuple(fields), verify=True, check=tuple(check), records=records)
     finally:
         st.close()
     block = Block(idx=data["idx"], label=data["label"], n_rows=data["n_rows"], core_predict=data["core_predict"],
@@ -131,15 +132,16 @@ def _run_tasks(tasks, scheduler, workers, progress, desc):
 
 
 def prepare(store, method, opts: CertifyOptions):
-    """Check the store against the method and options before any work; returns (n0_use, n_use, fields)."""
+    """Check the store against the method and options before any work; returns (n0_use, n_use, fields, records)."""
     n0_use = store.n0 if opts.n0_use is None else int(opts.n0_use)
     n_use = store.n if opts.n_use is None else int(opts.n_use)
     if n0_use > store.n0:
         raise ValueError(f"--n0-use {n0_use} exceeds the store's n0 = {store.n0}")
     if n_use > store.n:
         raise ValueError(f"--n-use {n_use} exceeds the store's n = {store.n}")
-    complete = store.complete_mask()
-    idx = store.indices()
+    records = store.read_records(strict=True)
+    complete = records["complete"] == 1
+    idx = records["idx"]
     if not complete.all():
         s = int(np.flatnonzero(~complete)[0])
         who = f"input {int(idx[s])}" if idx[s] >= 0 else f"input slot {s}"
@@ -157,13 +159,13 @@ def prepare(store, method, opts: CertifyOptions):
         if "member_logprobs" not in fields:
             fields.append("member_logprobs")
     if not method.variable_rows:
-        n_rows = store._read(F.N_ROWS, 0, store.n_inputs, idx)
+        n_rows = records["n_rows"]
         short = n_rows < store.n0 + n_use
         if short.any():
             s = int(np.flatnonzero(short)[0])
             raise ValueError(f"input {int(idx[s])} has only {int(n_rows[s])} rows stored (adaptive sampling?); --method "
                              f"{method.name} needs n0 + n = {store.n0 + n_use}: use --n-use {int(n_rows[s]) - store.n0} or --method adaptive")
-    return n0_use, n_use, fields
+    return n0_use, n_use, fields, records
 
 
 def certify(location, method_name: str, opts: CertifyOptions | None = None, *, scheduler=None, workers=None,
@@ -182,7 +184,7 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
     method = get_method(method_name)
     st = open_store(location, storage_options=storage_options)
     try:
-        n0_use, n_use, fields = prepare(st, method, opts)
+        n0_use, n_use, fields, records = prepare(st, method, opts)
         check_opts = getattr(method.compute, "check_options", None)  # method-specific option checks, before any work
         if check_opts is not None:
             check_opts(opts, st)
@@ -197,7 +199,7 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
         meta = {
             "method": method.name,
             "store": _redact(str(location)),
-            "store_fingerprint": st.fingerprint(),
+            "store_fingerprint": st.fingerprint(records),
             "store_format_version": st.attrs.get("format_version"),
             "sigma": st.sigma, "n0": st.n0, "n": st.n, "n0_use": n0_use, "n_use": n_use,
             "num_classes": st.num_classes, "n_inputs": st.n_inputs,
@@ -213,7 +215,8 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
     finally:
         st.close()
     tasks = [dask.delayed(certify_block, pure=False)(location, storage_options, s, min(s + bs, N), method.name, opts,
-                                                     fields, check, n0_use, n_use)
+                                                     fields, check, n0_use, n_use,
+                                                     {k: v[s:s + bs] for k, v in records.items()})
              for s in range(0, N, bs)]
     parts_out = _run_tasks(tasks, scheduler, workers, progress, f"certify {method.name}")
     ens = [p.attrs.get("ensemble") for p in parts_out if p.attrs.get("ensemble")]
