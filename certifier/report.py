@@ -66,12 +66,29 @@ def summarize(df: pd.DataFrame, radii=DEFAULT_RADII) -> pd.DataFrame:
 def format_table(summary: pd.DataFrame) -> str:
     """A plain-text table with shares as percentages (3 decimals for ACR)."""
     s = summary.copy()
+    s = s.drop(columns=[c for c in s.columns if c in SETTING_COLUMNS and s[c].isna().all()])
+    for c in s.columns:
+        if c in SETTING_COLUMNS:
+            s[c] = s[c].map(lambda v: "" if (v is None or (isinstance(v, float) and np.isnan(v))) else v)
     for c in s.columns:
         if c.startswith("acc@") or c == "abstain":
             s[c] = (100 * s[c]).map(lambda v: f"{v:.1f}")
         elif c == "ACR":
             s[c] = s[c].map(lambda v: f"{v:.3f}")
     return s.to_string(index=False)
+
+
+PREDICT_ONLY = ("cohen-predict", "aces-predict")
+
+
+def curve_label(setting: dict) -> str:
+    """'uncertainty entropy theta=0.1 cc' from a setting, leaving out absent (NaN) columns."""
+    parts = []
+    for k, v in setting.items():
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            continue
+        parts.append(str(v) if k in ("method", "uncertainty", "guarantee", "measure", "bound") else f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")
+    return " ".join(parts)
 
 
 def plot_certified_accuracy(df: pd.DataFrame, path, title: str | None = None, max_curves: int = 12) -> None:
@@ -82,6 +99,7 @@ def plot_certified_accuracy(df: pd.DataFrame, path, title: str | None = None, ma
     import matplotlib.pyplot as plt
 
     keys = setting_columns(df)
+    df = df[~df["method"].isin(PREDICT_ONLY)]  # their radius is 0 by definition: nothing to plot
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     rmax = float(np.nanmax(df["radius"].replace(np.inf, np.nan))) if len(df) else 1.0
     grid = np.linspace(0, max(rmax, 1e-3) * 1.05, 200)
@@ -92,7 +110,7 @@ def plot_certified_accuracy(df: pd.DataFrame, path, title: str | None = None, ma
         rad = g["radius"].to_numpy(dtype=float)
         cor = g["correct"].to_numpy()
         acc = [certified_accuracy(rad, cor, r) for r in grid]
-        ax.plot(grid, acc, label=" ".join(f"{v}" for v in key))
+        ax.plot(grid, acc, label=curve_label(dict(zip(keys, key))))
     ax.set_xlabel("radius (L2)")
     ax.set_ylabel("certified accuracy")
     ax.set_ylim(0, 1)
