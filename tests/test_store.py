@@ -255,3 +255,41 @@ def test_version_and_help():
     for cmd in (["certify"], ["report"], ["store", "import"], ["store", "verify"], ["store", "info"]):
         r = invoke(*cmd, "--help")
         assert r.exit_code == 0 and "Usage" in r.output
+
+
+def test_readable_by_xarray_with_named_dimensions(tmp_path):
+    import xarray as xr
+
+    src = write_npz(tmp_path, **good_source())
+    import_npz(src, tmp_path / "st", sigma=0.25, n0=10)
+    ds = xr.open_zarr(str(tmp_path / "st"), consolidated=False)
+    assert ds["rows"].dims == ("input", "row", "class")
+    assert ds["argmax"].dims == ("input", "row")
+    assert ds["inputs"].dims == ("input", "field")
+    assert ds["inputs"].attrs["fields"][:2] == ["idx", "label"]
+    np.testing.assert_array_equal(ds["inputs"].values[:, 1], good_source()["labels"])
+
+
+def test_fsspec_url_store_certifies_like_the_local_path(tmp_path):
+    src = write_npz(tmp_path, **good_source(N=4, R=200))
+    import_npz(src, tmp_path / "st", sigma=0.25, n0=20)
+    a = invoke("certify", tmp_path / "st", "--method", "cohen", "--alpha", 0.1, "--out", tmp_path / "a.csv", "-q")
+    url = "file://" + str(tmp_path / "st")
+    b = invoke("certify", url, "--method", "cohen", "--alpha", 0.1, "--out", tmp_path / "b.csv", "-q")
+    assert a.exit_code == 0 and b.exit_code == 0, b.output
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+
+
+def test_fsspec_memory_backend_round_trip(tmp_path):
+    """A non-local fsspec backend (memory://) goes through zarr's FsspecStore end to end."""
+    from certifier import CertifyOptions, certify
+
+    src = write_npz(tmp_path, **good_source(N=3, R=120))
+    import_npz(src, tmp_path / "st", sigma=0.25, n0=20)
+    import_npz(src, "memory://smoothcert-test/st", sigma=0.25, n0=20)
+    assert open_store("memory://smoothcert-test/st").fingerprint() == open_store(tmp_path / "st").fingerprint()
+    a, _ = certify(tmp_path / "st", "two-step", CertifyOptions(alpha=0.1), progress=False)
+    b, _ = certify("memory://smoothcert-test/st", "two-step", CertifyOptions(alpha=0.1), progress=False)
+    assert a.equals(b)
+    with pytest.raises(StoreError, match="already exists"):
+        import_npz(src, "memory://smoothcert-test/st", sigma=0.25, n0=20)
