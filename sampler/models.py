@@ -184,6 +184,9 @@ def pair_weights(models, weights) -> list:
     """The ``--weights`` of each ``--model``: the i-th ``--weights`` goes to the i-th factory-form model."""
     models, weights = list(models), list(weights or [])
     factories = [i for i, m in enumerate(models) if is_callable_spec(str(m))]
+    if weights and not factories:
+        raise ValueError(f"--weights applies only to package.module:factory models; {models[0]} is a file "
+                         f"(a TorchScript file carries its own weights)")
     if weights and len(weights) != len(factories):
         raise ValueError(f"{len(weights)} --weights for {len(factories)} package.module:factory models; "
                          f"give one --weights per factory model, in order")

@@ -102,7 +102,7 @@ def check_compatible(store, want: dict) -> None:
         "core_predict": "core model", "model_fingerprint": "model fingerprint",
         "member_fingerprints": "member model fingerprints", "core_model_fingerprint": "core model fingerprint",
         "data_fingerprint": "data fingerprint", "indices": "indices", "noise_scheme": "noise scheme",
-        "normalisation": "normalisation", "amp": "amp",
+        "normalisation": "normalisation", "amp": "amp", "adaptive": "adaptive sampling rule",
     }
     diffs = []
     for key, label in labels.items():
@@ -238,32 +238,34 @@ class _Writer(threading.Thread):
         self.on_written = on_written
         self.error = None
         self.written = 0
+        self.rows_written = 0
 
     def run(self):
         while True:
             item = self.work.get()
             if item is None:
                 return
-            slot, idx, label, buf = item
+            slot, idx, label, buf, r = item if len(item) == 5 else (*item, self.R)
             try:
                 buf.wait()
                 self.store.write_input(
                     slot,
-                    rows=buf.h_rows.numpy(),
-                    argmax=buf.h_arg.numpy(),
+                    rows=buf.h_rows.numpy()[:r],
+                    argmax=buf.h_arg.numpy()[:r],
                     label=label,
                     idx=idx,
-                    member_logprobs=buf.h_mem.numpy() if buf.h_mem is not None else None,
+                    member_logprobs=buf.h_mem.numpy()[:r] if buf.h_mem is not None else None,
                     core_predict=int(buf.h_core[0]) if buf.h_core is not None else None,
-                    n_rows=self.R,
+                    n_rows=r,
                 )
             except BaseException as e:  # noqa: BLE001 - handed to the main thread
                 self.error = e
                 self.free.put(buf)
                 return
             self.written += 1
+            self.rows_written += r
             self.free.put(buf)
-            self.on_written()
+            self.on_written(r)
 
     def check(self):
         if self.error is not None:
@@ -298,12 +300,21 @@ def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None
            indices: str | None = None, dtype: str = _F.DEFAULT_SAMPLER_DTYPE, shard: str | None = None,
            core_model: str | None = None, core_weights: str | None = None, amp: str | None = None,
            channels_last: bool | None = None, progress: bool = True, queue_size: int = 2,
-           storage_options: dict | None = None, log=None) -> SampleResult:
+           storage_options: dict | None = None, log=None, adaptive_radius: float | None = None,
+           adaptive_stages=(1_000, 10_000, 125_000), adaptive_alpha: float = 0.001,
+           adaptive_beta: float = 0.0001) -> SampleResult:
     """Sample every selected input (of this shard) not yet complete in ``store`` and write it there.
 
     Creates the store on first use; on re-use checks that it was made with the
     same settings (else StoreError saying what differs), skips complete inputs
     and redoes incomplete ones, so re-running a command resumes it.
+
+    With ``adaptive_radius`` an input stops being sampled as soon as
+    CERTIFYADP (CERTIFICATES.md section 6: stages clipped to n, alpha, beta)
+    decides, and only the rows drawn are stored (``n_rows``); batches are then
+    also cut at the stage boundaries so that no row past a stage is drawn.
+    ``certify --method adaptive`` with the same radius, stages, alpha and beta
+    replays exactly these decisions.
     """
     import torch
 
@@ -329,6 +340,11 @@ def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None
         raise ValueError(f"store {store}: a .zip store cannot take several shard processes; "
                          f"sample into a folder, then 'smoothcert store export' it")
     R = n0 + n
+    adaptive = None
+    if adaptive_radius is not None:
+        from certifier.adaptive import online_plan
+
+        adaptive = online_plan(adaptive_radius, adaptive_stages, adaptive_alpha, adaptive_beta, n)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = False      # deterministic algorithms: the same command gives the same rows
         torch.backends.cudnn.deterministic = True
@@ -399,6 +415,8 @@ def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
         "rows": "softmax of the model" if k == 1 else "softmax of the mean of the members' log-softmax",
     }
+    if adaptive is not None:
+        meta["adaptive"] = adaptive
     create_kw = dict(n_inputs=len(sel), n0=n0, n=n, num_classes=m, sigma=sigma, dtype=dtype,
                      members=k if k > 1 else 0, core_predict=core is not None, metadata=meta)
     st, created = open_or_create(str(store), storage_options=storage_options, **create_kw)
@@ -408,26 +426,18 @@ def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None
                         members=k if k > 1 else 0, core_predict=core is not None)
             check_compatible(st, want)
         return _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, seed, batch_size,
-                    mem_fmt, amp, cl, progress, queue_size, log, check_label)
+                    mem_fmt, amp, cl, progress, queue_size, log, check_label, adaptive=adaptive, n0=n0)
     finally:
         st.close()
 
 
 def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, seed, batch_size,
-         mem_fmt, amp, cl, progress, queue_size, log, get_input) -> SampleResult:
+         mem_fmt, amp, cl, progress, queue_size, log, get_input, adaptive=None, n0=None) -> SampleResult:
     import torch
     from tqdm import tqdm
 
     N = len(sel)
-    try:
-        complete = st.complete_mask()
-    except Exception:   # a damaged marker chunk: read slot by slot, treat unreadable as incomplete
-        complete = np.zeros(N, bool)
-        for s in range(N):
-            try:
-                complete[s] = bool(st.read_block(s, s + 1, fields=(), verify=False, only_complete=True)["slot"].size)
-            except Exception:
-                complete[s] = False
+    complete = st.complete_mask()        # a record cut short by a kill reads as incomplete
     mine = list(sh.slots(N))
     todo = [s for s in mine if not complete[s]]
     skipped = len(mine) - len(todo)
@@ -446,9 +456,9 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
                 disable=not progress or not todo, mininterval=0.5 if tty else 30.0, file=sys.stderr, dynamic_ncols=True)
     done = [0]
 
-    def on_written():
+    def on_written(r=R):
         done[0] += 1
-        pbar.update(R)
+        pbar.update(r)
         pbar.set_postfix_str(f"inputs {done[0]}/{len(todo)}", refresh=False)
 
     free, work = queue.Queue(), queue.Queue(maxsize=max(1, queue_size))
@@ -457,6 +467,15 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
     writer = _Writer(st, work, free, R, on_written)
     writer.start()
     batches = row_batches(R, batch_size)
+    stop_at = {}
+    if adaptive is not None:  # cut batches at the stage boundaries: stage j ends after row n0 + n_j
+        from certifier.adaptive import online_decision
+        from certifier.kernels import top_k
+
+        bounds = [n0 + s for s in adaptive["stages"]]
+        cuts = sorted(set([0, R] + bounds))
+        batches = [(a0 + a, a0 + b) for a0, b0 in zip(cuts, cuts[1:]) for a, b in row_batches(b0 - a0, batch_size)]
+        stop_at = {b: j for j, b in enumerate(bounds)}
     t0 = time.perf_counter()
     status = "failed"
     try:
@@ -469,6 +488,8 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
             else:
                 xt = xt.to(dev)
             buf = _get(free, writer)
+            r_drawn = R
+            k_seen, cA = [], None
             with torch.inference_mode():
                 if core is not None:
                     buf.core.copy_(forward(core.module, xt[None]).float().argmax(1))
@@ -482,8 +503,17 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
                         probs = torch.softmax(lps.mean(1), dim=1)
                     buf.arg[a:b].copy_(probs.argmax(1))
                     buf.rows[a:b].copy_(probs)
+                    if b in stop_at:  # adaptive: decide on S0's top class and the first n_j rows of S
+                        if cA is None:
+                            c0 = torch.bincount(buf.arg[:n0].long(), minlength=m).cpu().numpy()
+                            cA = int(top_k(c0[None], 1)[0][0, 0])
+                        k_seen.append(int((buf.arg[n0:b] == cA).sum()))
+                        if online_decision(k_seen, adaptive["stages"], sigma, adaptive["alpha"], adaptive["beta"],
+                                           adaptive["radius"]) is not None:
+                            r_drawn = b
+                            break
             buf.stage()
-            _put(work, (slot, idx, y, buf), writer)
+            _put(work, (slot, idx, y, buf, r_drawn), writer)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -498,19 +528,26 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
         pbar.close()
         seconds = time.perf_counter() - t0
         written = writer.written
-        rate = written * R / seconds if seconds > 0 else 0.0
+        drawn = writer.rows_written
+        rate = drawn / seconds if seconds > 0 else 0.0
         record.update({"finished": _now(), "status": status if writer.error is None else "failed",
-                       "inputs_written": written, "samples": written * R, "seconds": round(seconds, 3),
+                       "inputs_written": written, "samples": drawn, "seconds": round(seconds, 3),
                        "samples_per_s": round(rate, 1)})
+        if adaptive is not None:
+            record["adaptive_sample_rf"] = round((written * (R - n0)) / max(drawn - written * n0, 1), 4)
         try:
             st.add_run(run_id, record)
         except Exception:
             pass
     writer.check()
     n_complete = int(st.complete_mask().sum())
-    log(f"smoothcert sample: {written} inputs ({written * R:,} noisy samples) in {seconds:.1f} s, "
+    if adaptive is not None and written:
+        log(f"smoothcert sample: adaptive (radius {adaptive['radius']:g}, stages "
+            f"{'+'.join(map(str, adaptive['stages']))}): {drawn - written * n0:,} rows of S drawn instead of "
+            f"{written * (R - n0):,} (SampleRF {(written * (R - n0)) / max(drawn - written * n0, 1):.2f})")
+    log(f"smoothcert sample: {written} inputs ({drawn:,} noisy samples) in {seconds:.1f} s, "
         f"{rate:,.0f} samples/s on {dev}; {skipped} already complete; "
         f"store {st.location}: {n_complete}/{N} inputs complete")
     return SampleResult(store=st.location, run_id=run_id, shard=str(sh), n_inputs=N, written=written,
-                        skipped=skipped, samples=written * R, seconds=seconds, samples_per_s=rate,
+                        skipped=skipped, samples=drawn, seconds=seconds, samples_per_s=rate,
                         complete=n_complete, device=str(dev))

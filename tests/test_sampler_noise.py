@@ -1,0 +1,90 @@
+"""The noise scheme: a pure function of (seed, dataset index, row), as store/FORMAT.md documents it."""
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from sampler import noise as N
+
+
+def spec_normals(seed: int, idx: int, start: int, count: int) -> np.ndarray:
+    """The documented scheme, written out independently with Python integers and numpy floats."""
+    h = hashlib.sha256(b"smoothcert-noise-v1\0" + seed.to_bytes(8, "little", signed=True)
+                       + idx.to_bytes(8, "little", signed=True)).digest()
+    key = int.from_bytes(h[:8], "little")
+    M = (1 << 64) - 1
+
+    def mix(z):
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M
+        return z ^ (z >> 31)
+
+    out = []
+    for p in range(start // 2, (start + count + 1) // 2):
+        z = mix(mix(((p + 1) * 0x9E3779B97F4A7C15) & M) ^ key)
+        u1 = ((z >> 32) + 1.0) / 4294967296.0
+        r = np.float32(math.sqrt(-2.0 * math.log(u1)))
+        t = np.float32(z & 0xFFFFFF) * np.float32(2.0 * math.pi / 16777216.0)
+        out += [r * np.cos(t, dtype=np.float32), r * np.sin(t, dtype=np.float32)]
+    off = start - 2 * (start // 2)
+    return np.asarray(out, dtype=np.float32)[off:off + count]
+
+
+@pytest.mark.parametrize("impl", ["numba", "torch"])
+@pytest.mark.parametrize("seed,idx,start,count", [(0, 0, 0, 64), (3, 17, 5, 101), (-7, 2**40, 999, 33)])
+def test_matches_the_documented_scheme(impl, seed, idx, start, count):
+    got = N.standard_normal(N.input_key(seed, idx), start, count, impl=impl).numpy()
+    want = spec_normals(seed, idx, start, count)
+    # the integers are exact; the float transform may differ in the last bit between libms
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+
+
+def test_numba_and_torch_kernels_agree_on_a_large_stream():
+    key = N.input_key(5, 123)
+    a = N.standard_normal(key, 1, 200_001, impl="numba")
+    b = N.standard_normal(key, 1, 200_001, impl="torch")
+    assert a.dtype == b.dtype == torch.float32
+    assert torch.max(torch.abs(a - b)).item() < 1e-5
+
+
+@pytest.mark.parametrize("impl", ["numba", "torch"])
+def test_rows_do_not_depend_on_how_they_are_cut(impl):
+    shape = (3, 5, 5)   # odd C*H*W: a row boundary splits a Box-Muller pair
+    full = N.noise_rows(1, 9, 0, 40, shape, impl=impl)
+    pieces = torch.cat([N.noise_rows(1, 9, a, b, shape, impl=impl) for a, b in [(0, 7), (7, 8), (8, 33), (33, 40)]])
+    assert torch.equal(full, pieces)
+    assert torch.equal(full[11:12], N.noise_rows(1, 9, 11, 12, shape, impl=impl))
+
+
+def test_noisy_copies_are_x_plus_sigma_noise_unclipped():
+    x = torch.rand(1, 6, 6)
+    z = N.noise_rows(0, 4, 10, 20, (1, 6, 6))
+    got = N.noisy_copies(x, 0.5, 0, 4, 10, 20)
+    assert torch.equal(got, z * 0.5 + x)
+    assert got.min() < 0 or got.max() > 1   # noise is not clipped to [0, 1]
+
+
+def test_keys_differ_by_seed_and_index():
+    keys = {N.input_key(s, i) for s in range(5) for i in range(200)}
+    assert len(keys) == 1000
+    assert all(0 <= k < 2**64 for k in keys)
+    with pytest.raises(ValueError):
+        N.input_key(0, -1)
+    with pytest.raises(ValueError):
+        N.input_key(2**63, 0)
+
+
+def test_the_stream_is_standard_normal_and_inputs_are_independent():
+    a = N.standard_normal(N.input_key(0, 0), 0, 200_000).double().numpy()
+    b = N.standard_normal(N.input_key(0, 1), 0, 200_000).double().numpy()
+    c = N.standard_normal(N.input_key(1, 0), 0, 200_000).double().numpy()
+    for v in (a, b, c):
+        assert abs(v.mean()) < 0.01 and abs(v.std() - 1) < 0.01
+        assert stats.kstest(v, "norm").pvalue > 1e-4
+    for u, v in ((a, b), (a, c), (a[:-1], a[1:]), (a[0::2], a[1::2])):
+        assert abs(np.corrcoef(u, v)[0, 1]) < 0.01
