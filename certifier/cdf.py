@@ -74,7 +74,7 @@ def check_thresholds(measure: Measure, thresholds) -> np.ndarray:
     if bad.any():
         v = float(t[np.flatnonzero(bad)[0]])
         raise ValueError(f"--threshold {v!r} is at or below the minimum {measure.a:g} of measure {measure.name!r} "
-                         f"(range [{measure.a:g}, {measure.b:g}]); the bound is never below it, so nothing would be certified")
+                         f"(range [{measure.a:g}, {measure.b:g}]): the measure never goes below it, so it holds trivially at every radius")
     return t
 
 
