@@ -260,10 +260,17 @@ def _float_or_none(ctx, param, value):
 @click.option("--uncertainty", default="entropy", show_default=True,
               help="uncertainty: comma list of entropy, confidence, margin.")
 @click.option("--theta", default=None,
-              help="uncertainty/aces thresholds: LIST or start:stop:count (write negatives as --theta=-0.5,inf).")
+              help="uncertainty/aces thresholds: LIST or start:stop:count (write negatives as --theta=-0.5,inf). "
+                   "uncertainty: rows with u >= theta are labelled V; default inf alone (plain labels, = two-step); "
+                   "add inf to a list to get the reference R in the same table.")
+@click.option("--theta-from", "theta_from", type=click.Path(dir_okay=False), default=None,
+              help="uncertainty: also certify at the thetas of CALIB.json (written by 'smoothcert calibrate --json') "
+                   "for each --uncertainty function; warns when they were calibrated on STORE itself (post hoc).")
 @click.option("--guarantee", default="cc,ncl,ncl-strict", show_default=True,
-              help="uncertainty: cc (same label, low uncertainty), ncl (paper's R_NCL: cA-or-uncertain keeps more mass "
-                   "than any other class; NOT that the prediction stays in {cA, V}), ncl-strict (prediction provably stays in {cA, V}).")
+              help="uncertainty: cc (R_CC: same label, low uncertainty), ncl (seed 000's R_NCL: the merged outcome "
+                   "'cA or V' keeps more mass than any single other class; NOT that the prediction stays in {cA, V}: "
+                   "with P = (cA .5, V .3, cB .2), R_NCL = 0.84 sigma yet g(x+d) = cB is possible at 0.8 sigma), "
+                   "ncl-strict (a smaller radius within which the prediction provably stays in {cA, V}).")
 @click.option("--measure", default="score,margin", show_default=True, help="cdf: score and/or margin.")
 @click.option("--bound", default=None, help="cdf: cdf,hoeffding [default both]; soft: bernstein|hoeffding [default bernstein].")
 @click.option("--threshold", default=None, help="cdf: confidence thresholds (default: the measure's cutoff, 0.5 or 0).")
@@ -281,7 +288,7 @@ def _float_or_none(ctx, param, value):
 @click.option("--verify", type=click.Choice(["full", "used"]), default="full", show_default=True,
               help="Check every stored part of each input against its checksum, or only the parts the method reads.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
-def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_use, uncertainty, theta, guarantee,
+def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_use, uncertainty, theta, theta_from, guarantee,
                 measure, bound, threshold, K, radius, stages, beta, members, consensus, order_from, scheduler,
                 workers, block_size, verify, quiet):
     """Compute certificates for every input of STORE and write them to --out.
@@ -311,16 +318,72 @@ def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_us
     from certifier.table import _suffix
 
     _suffix(out)  # fail on a bad --out before any work
+    theta_from_info = None
+    if theta_from:
+        from certifier.calibrate import apply_theta_from
+
+        theta_from_info, warning = apply_theta_from(opts, theta_from, store)
+        if warning:
+            click.echo(warning, err=True)
     table, meta = certify(store, method, opts, scheduler=scheduler, workers=workers, block_size=block_size,
                           progress=not quiet, verify=verify)
     import shlex
 
     meta["command"] = shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)])
     meta["software_version"] = _version()
+    if theta_from_info is not None:
+        meta["theta_from"] = theta_from_info
     write_table(table, out, meta)
     if not quiet:
         click.echo(format_table(summarize(table)))
         click.echo(f"{len(table)} certificates -> {out} (overall confidence {meta['confidence_statement']})")
+
+
+# ------------------------------------------------------------------------ calibrate
+@main.command("calibrate")
+@click.argument("store")
+@click.option("--uncertainty", default="entropy,confidence,margin", show_default=True,
+              help="Comma list of entropy, confidence, margin.")
+@click.option("--loss", default="0.01", show_default=True,
+              help="Accepted loss of accuracy, a share of A0; a comma list gives one theta per value (e.g. 0.005,0.01,0.02,0.05).")
+@click.option("--rows", type=int, default=1000, show_default=True, help="Rows of S per input for the majority label.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+              help="Write the thetas, A0, kept accuracies, accuracy curves and STORE's fingerprint as JSON "
+                   "(for 'certify --theta-from').")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def calibrate_cmd(store, uncertainty, loss, rows, json_out, quiet):
+    """Pick each uncertainty function's theta on a VALIDATION store (CERTIFICATES.md 3.1, seed 000 App. A).
+
+    \b
+    acc(theta): share of inputs whose plain majority label over the first
+    --rows rows of S (V always wrong) is the label; A0 = acc(inf). Theta
+    walks 1,000 steps from loose to strict (entropy ln(m)..0, confidence
+    -0.1..-1, margin 0..-1); the answer is the strictest theta before
+    accuracy first drops below (1 - loss) A0. Never calibrate on the store
+    you certify: 'certify --theta-from' warns when the fingerprints match.
+    """
+    from tqdm.auto import tqdm
+
+    from certifier.calibrate import calibrate, format_results, write_calibration
+    from certifier.options import parse_float_list, parse_names
+    from store import open_store
+
+    funcs = parse_names(uncertainty, "uncertainty", ("entropy", "confidence", "margin"))
+    losses = parse_float_list(loss, "loss")
+    if not funcs or not losses:
+        raise ValueError("calibrate: give at least one --uncertainty function and one --loss")
+    if rows < 1:
+        raise ValueError(f"--rows must be at least 1, got {rows}")
+    with open_store(store) as st:
+        total = st.n_inputs
+    with tqdm(total=total, desc="calibrate", unit="input", leave=False, disable=quiet) as bar:
+        calib = calibrate(store, funcs, losses, rows=rows, progress=bar.update)
+    click.echo(f"{store}: {calib['num_inputs']} inputs, first min({rows}, n) rows of S, fingerprint "
+               f"{calib['store_fingerprint'][:12]}")
+    click.echo(format_results(calib))
+    if json_out:
+        write_calibration(calib, json_out)
+        click.echo(f"calibration -> {json_out}")
 
 
 # -------------------------------------------------------------------------- report
@@ -338,7 +401,9 @@ def report_cmd(results, radii, plot):
     from certifier.table import read_table
 
     rs = parse_float_list(radii, "radii")
-    df = pd.concat([read_table(r) for r in results], ignore_index=True)
+    # several tables: _source tells their rows apart (e.g. the per-store shares of the uncertainty report)
+    df = pd.concat([read_table(r).assign(_source=str(r)) if len(results) > 1 else read_table(r) for r in results],
+                   ignore_index=True)
     click.echo(format_table(summarize(df, rs)))
     for text in extra_sections(df, rs):
         click.echo("")

@@ -62,6 +62,7 @@ class CertifyOptions:
     uncertainty: list = field(default_factory=lambda: ["entropy"])
     theta: list = field(default_factory=list)
     guarantee: list = field(default_factory=lambda: ["cc", "ncl", "ncl-strict"])
+    theta_by_uncertainty: dict | None = None  # uncertainty: per-function thetas, e.g. from --theta-from CALIB.json
     # cdf / soft
     measure: list = field(default_factory=lambda: ["score", "margin"])
     bound: list = field(default_factory=list)

@@ -1,0 +1,294 @@
+"""Uncertainty-aware certificates R_CC, R_NCL and ncl-strict (CERTIFICATES.md section 3).
+
+A row's uncertainty-equipped label at threshold theta is its hard label if
+``u(p) < theta`` and the uncertain class V (index m) otherwise. The extended
+counts (m + 1 entries) for every theta come from one pass over the rows
+(``kernels_uncertainty.theta_histogram``) and cumulative sums, so a sweep of
+1,000 thresholds costs one read of the store and one u value per row and
+function. The certificates are then computed for all (input, function,
+theta) pairs at once:
+
+- ``cc`` (R_CC): two-step (section 2) on the extended counts, V a class like
+  any other, abstain when PREDICT's top class is V; the runner-up may be V.
+  With probability >= 1 - 2 alpha, g(x + d) = cA (confident) for ||d|| < R_CC.
+- ``ncl`` (seed 000's R_NCL formula): V merged into cA. It guarantees only
+  that the merged outcome "cA or uncertain" keeps more mass than any single
+  other class within R_NCL; it does NOT guarantee that the smoothed
+  prediction stays in {cA, V} (a third class can win when the mass of cA
+  and V splits: P = (cA .5, V .3, cB .2) has R_NCL = 0.84 sigma, yet
+  g(x + d) = cB is possible at 0.8 sigma).
+- ``ncl-strict``: max(R1, R2) at alpha/3 per bound on S; within it the
+  smoothed prediction provably stays in {cA, V} (w.p. >= 1 - 2 alpha).
+
+Everything here is a pure function over arrays, except two memo tables of
+Clopper-Pearson bounds (a pure function of (k, n, level), cached so that a
+sweep computes each distinct bound once per process).
+"""
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+from scipy import special
+
+from .bounds import cp_lower, cp_upper
+from .hypotheses import binom_p
+from .kernels import top_k
+from .kernels_uncertainty import CONFIDENCE, ENTROPY, MARGIN, ncl_strict_r2, theta_histogram
+
+FUNCTIONS = ("entropy", "confidence", "margin")
+GUARANTEES = ("cc", "ncl", "ncl-strict")
+_CODE = {"entropy": ENTROPY, "confidence": CONFIDENCE, "margin": MARGIN}
+NONE = -1
+
+
+# ----------------------------------------------------------------- u functions
+def uncertainty_values(rows: np.ndarray, name: str) -> np.ndarray:
+    """u(p) per row of ``rows`` (..., m) in float64, larger = more uncertain (seed 000's signs).
+
+    The same definitions as the kernel (entropy with natural log and 0 ln 0 = 0,
+    ``-max p``, ``-(p_(1) - p_(2))``); entropy is summed with numpy here, so it
+    may differ from the kernel's class-order sum in the last bit.
+    """
+    p = np.asarray(rows, dtype=np.float64)
+    if name == "entropy":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+        return -t.sum(axis=-1)
+    if name == "confidence":
+        return -p.max(axis=-1)
+    if name == "margin":
+        s = np.sort(p, axis=-1)
+        return -(s[..., -1] - s[..., -2])
+    raise ValueError(f"--uncertainty: {name!r} is not one of {', '.join(FUNCTIONS)}")
+
+
+def check_thetas(thetas) -> np.ndarray:
+    """Thresholds as float64; NaN is refused (+-inf are allowed: +inf recovers plain labels)."""
+    t = np.asarray(list(thetas), dtype=np.float64)
+    if np.isnan(t).any():
+        raise ValueError("--theta: NaN is not a threshold")
+    return t
+
+
+def extended_counts(labels, rows, start, stop, funcs, thetas) -> np.ndarray:
+    """(B, F, T, m + 1) counts of the uncertainty-equipped labels of rows ``start[b]:stop[b]``.
+
+    Entry [b, f, t, c] counts rows with hard label c (the stored ``labels``)
+    and ``u_f(p) < thetas[t]``; entry [..., m] counts the rest (V). The
+    thresholds keep the caller's order (duplicates allowed); each row's u is
+    computed once per function, whatever the number of thresholds.
+    """
+    thetas = check_thetas(thetas)
+    funcs = [_CODE[f] if isinstance(f, str) else int(f) for f in funcs]
+    B, _, m = rows.shape
+    uniq, inv = np.unique(thetas, return_inverse=True)
+    hist = theta_histogram(rows, labels, start, stop, np.asarray(funcs, np.int64), uniq, m)
+    T = len(uniq)
+    real = np.cumsum(hist[..., :T], axis=-1).transpose(0, 1, 3, 2)  # (B, F, T, m)
+    n_total = (np.broadcast_to(np.asarray(stop, np.int64), (B,)) - np.broadcast_to(np.asarray(start, np.int64), (B,)))
+    v = n_total[:, None, None] - real.sum(axis=-1)
+    out = np.concatenate([real, v[..., None]], axis=-1)
+    return out[:, :, inv.reshape(-1)]
+
+
+# ------------------------------------------------------- memoised exact bounds
+_CP_MEMO: dict = {}
+_CP_LOCK = threading.Lock()
+
+
+def _cp_memo(side: str, k: np.ndarray, n: int, level: float) -> np.ndarray:
+    """``cp_lower``/``cp_upper`` of counts ``k`` out of ``n`` at ``level``, each distinct value computed once.
+
+    The values are exactly those of ``bounds.cp_lower``/``cp_upper`` (the same
+    elementwise scipy calls), so results equal an uncached computation bit for bit.
+    """
+    key = (side, int(n), float(level))
+    k = np.asarray(k, dtype=np.int64)
+    with _CP_LOCK:
+        table = _CP_MEMO.get(key)
+        if table is None:
+            table = np.full(int(n) + 1, np.nan)
+            _CP_MEMO[key] = table
+        vals = table[k]
+        miss = np.isnan(vals)
+        if miss.any():
+            need = np.unique(k[miss])
+            fn = cp_lower if side == "lower" else cp_upper
+            table[need] = np.atleast_1d(fn(need, np.full(need.shape, n), level))
+            vals = table[k]
+    return vals
+
+
+def cp_bound(side: str, k, n, level: float) -> np.ndarray:
+    """Clopper-Pearson bound per pair (k[i] successes of n[i]) at one level, memoised per (n, level)."""
+    k = np.asarray(k, dtype=np.int64)
+    n = np.broadcast_to(np.asarray(n, dtype=np.int64), k.shape)
+    out = np.empty(k.shape, dtype=np.float64)
+    for nv in np.unique(n):
+        sel = n == nv
+        out[sel] = _cp_memo(side, k[sel], int(nv), level)
+    return out
+
+
+def binom_p_unique(k, N, alternative: str) -> np.ndarray:
+    """``hypotheses.binom_p(k, N)`` per pair, computing each distinct (k, N) once."""
+    k = np.asarray(k, dtype=np.int64)
+    N = np.asarray(N, dtype=np.int64)
+    if k.size == 0:
+        return np.ones(k.shape)
+    key = np.stack([k.ravel(), N.ravel()], axis=1)
+    uk, inv = np.unique(key, axis=0, return_inverse=True)
+    p = np.atleast_1d(binom_p(uk[:, 0], uk[:, 1], alternative))
+    return p[inv.reshape(-1)].reshape(k.shape)
+
+
+def _ppf(p):
+    """Phi^-1 (scipy's ndtri, the function norm.ppf evaluates on [0, 1])."""
+    return special.ndtri(p)
+
+
+def _radius(pA, pB, sigma):
+    """sigma/2 (Phi^-1(pA) - Phi^-1(pB)), NaN counting as no radius (as two_step.radius_from_bounds)."""
+    with np.errstate(invalid="ignore"):
+        r = 0.5 * sigma * (_ppf(pA) - _ppf(pB))
+    return np.where(np.isnan(r), -np.inf, r)
+
+
+def _take(counts, cls):
+    """counts[i, cls[i]] (0 where cls is -1)."""
+    return np.where(cls >= 0, np.take_along_axis(counts, np.maximum(cls, 0)[:, None], axis=1)[:, 0], 0)
+
+
+def _two_step_bounds(kA, kB, has_b, n, a):
+    """Section 2's CERTIFY bounds: (pA, pB), each side at a/2 when both are bounded, else pB = 1 - CP_lower(kA, a)."""
+    split = has_b & (kA + kB != n)
+    pA = np.empty(kA.shape)
+    pB = np.empty(kA.shape)
+    pA[split] = cp_bound("lower", kA[split], n[split], a / 2)
+    pB[split] = cp_bound("upper", kB[split], n[split], a / 2)
+    full = ~split
+    pA[full] = cp_bound("lower", kA[full], n[full], a)
+    pB[full] = 1.0 - pA[full]
+    return pA, pB
+
+
+# ------------------------------------------------------------- certificates
+def predict_cc(c0: np.ndarray, alpha: float, alternative: str = "two-sided"):
+    """PREDICT of section 2 on extended selection counts (P, m + 1): (cA or -1, cB or -1, top), V = index m.
+
+    cA is the top class when binom_p(nA, nA + nB) <= alpha (it may be V);
+    cB the second when binom_p(nB, nB + nC) <= alpha (it may be V); ``top``
+    is the top class before the test (for reporting runner-ups on abstain).
+    """
+    cls, vals = top_k(c0, 3)
+    p_top = binom_p_unique(vals[:, 0], vals[:, 0] + vals[:, 1], alternative)
+    p_run = binom_p_unique(vals[:, 1], vals[:, 1] + vals[:, 2], alternative)
+    cA = np.where(p_top <= alpha, cls[:, 0], NONE).astype(np.int64)
+    cB = np.where(p_run <= alpha, cls[:, 1], NONE).astype(np.int64)
+    return cA, cB, cls[:, 0].astype(np.int64)
+
+
+def runner_up_ncl(c0: np.ndarray, top: np.ndarray, alpha: float, alternative: str = "two-sided"):
+    """The runner-up among real classes other than the top class for ``ncl``/``ncl-strict`` (-1 for NONE).
+
+    Top two (nB >= nC, ties towards the lowest index) of the selection counts
+    over real classes other than ``top`` (V merged into it, hence excluded);
+    kept when binom_p(nB, nB + nC) <= alpha. Computed also where PREDICT's
+    test abstained (as two-step reports its runner-up on abstain); -1 where
+    the top class is V (nothing to merge into).
+    """
+    m = c0.shape[1] - 1
+    real = c0[:, :m].astype(np.int64).copy()
+    ok = (top >= 0) & (top < m)
+    rows = np.flatnonzero(ok)
+    real[rows, top[ok]] = -1  # below every count: sorted last, never chosen unless nothing else is left
+    cls, vals = top_k(real, 2)
+    cls = np.where(vals < 0, NONE, cls)
+    vals = np.maximum(vals, 0)
+    p_run = binom_p_unique(vals[:, 0], vals[:, 0] + vals[:, 1], alternative)
+    cB = np.where(ok & (p_run <= alpha) & (cls[:, 0] >= 0), cls[:, 0], NONE).astype(np.int64)
+    return cB
+
+
+def certify_pairs(c0: np.ndarray, c: np.ndarray, n, sigma: float, alpha: float, alternative: str = "two-sided",
+                  guarantees=GUARANTEES) -> dict:
+    """Certificates of P (input, function, theta) pairs from extended counts (P, m + 1) of S0 and S.
+
+    ``n`` (P,) rows of S per pair; ``alpha`` the level of PREDICT's tests on
+    S0 and of the bounds on S (each guarantee holds w.p. >= 1 - 2 alpha).
+    Returns ``{guarantee: {predict, radius, runner_up, p_lower, p_upper, top_class}}``:
+    ``predict`` -1 and ``radius`` 0 on abstain; ``runner_up`` m for V, -1 for
+    NONE (also reported on abstain); ``p_lower``/``p_upper`` the bounds on S
+    (NaN where PREDICT abstained or chose V); ``top_class`` PREDICT's class
+    (m for V, -1 when its test abstained).
+    """
+    c0 = np.asarray(c0, dtype=np.int64)
+    c = np.asarray(c, dtype=np.int64)
+    P, M = c.shape
+    m = M - 1
+    n = np.broadcast_to(np.asarray(n, dtype=np.int64), (P,)).copy()
+    cA, cB, top = predict_cc(c0, alpha, alternative)
+    real_top = (cA >= 0) & (cA < m)
+    sel = np.flatnonzero(real_top)  # bounds only where PREDICT chose a real class
+    cs, ns, cAs = c[sel], n[sel], cA[sel]
+    kA = _take(cs, cAs)
+    kV = cs[:, m]
+    out = {}
+
+    def result(pA, pB, r, runner_up):
+        radius = np.zeros(P)
+        predict = np.full(P, -1, np.int64)
+        ok = r > 0
+        radius[sel[ok]] = r[ok]
+        predict[sel[ok]] = cAs[ok]
+        p_lower = np.full(P, np.nan)
+        p_upper = np.full(P, np.nan)
+        p_lower[sel], p_upper[sel] = pA, pB
+        return dict(predict=predict, radius=radius, runner_up=runner_up, p_lower=p_lower, p_upper=p_upper,
+                    top_class=cA)
+
+    if "cc" in guarantees:
+        cBs = cB[sel]
+        pA, pB = _two_step_bounds(kA, _take(cs, cBs), cBs >= 0, ns, alpha)
+        out["cc"] = result(pA, pB, _radius(pA, pB, sigma), cB)
+
+    if "ncl" in guarantees or "ncl-strict" in guarantees:
+        cB2 = runner_up_ncl(c0, top, alpha, alternative)
+        cB2s = cB2[sel]
+        has_b2 = cB2s >= 0
+        kB2 = _take(cs, cB2s)
+        kAV = kA + kV
+        if "ncl" in guarantees:
+            pA, pB = _two_step_bounds(kAV, kB2, has_b2, ns, alpha)
+            out["ncl"] = result(pA, pB, _radius(pA, pB, sigma), cB2)
+        if "ncl-strict" in guarantees:
+            r, pA, pB = ncl_strict_radius(kA, kAV, kB2, has_b2, ns, sigma, alpha)
+            out["ncl-strict"] = result(pA, pB, r, cB2)
+    return out
+
+
+def ncl_strict_radius(kA, kAV, kB, has_b, n, sigma: float, alpha: float, tol: float = 1e-9):
+    """``ncl-strict``: w.p. >= 1 - alpha on S (given PREDICT's classes), g(x + d) in {cA, V} for ||d|| < radius.
+
+    At alpha/3 each: pA = CP_lower(kA), pAV = CP_lower(kA + kV), pB =
+    CP_upper(kB) with a runner-up, else 1 - pAV. R1 = sigma/2 (Phi^-1(pA) -
+    Phi^-1(pB)) (cA alone beats every real class); R2 = sup{r : Phi(Phi^-1(pAV)
+    - r/sigma)/2 >= Phi(Phi^-1(pB) + r/sigma)} by bisection to ``tol`` (cA or V
+    beats every real class, as max(P_A, P_V) >= (P_A + P_V)/2). Returns
+    (max(R1, R2), pA, pB); the caller abstains where it is <= 0.
+    """
+    kA = np.asarray(kA, np.int64)
+    n = np.asarray(n, np.int64)
+    a3 = alpha / 3
+    pA = cp_bound("lower", kA, n, a3)
+    pAV = cp_bound("lower", kAV, n, a3)
+    pB = np.empty(pA.shape)
+    pB[has_b] = cp_bound("upper", kB[has_b], n[has_b], a3)
+    pB[~has_b] = 1.0 - pAV[~has_b]
+    r1 = _radius(pA, pB, sigma)
+    z_av = _ppf(pAV)
+    z_b = _ppf(pB)
+    r2 = ncl_strict_r2(z_av, z_b, np.maximum(r1, 0.0), sigma, tol)
+    return np.maximum(r1, r2), pA, pB
