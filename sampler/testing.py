@@ -93,12 +93,13 @@ def cifar_resnet(blocks: int = 3, width: int = 32, num_classes: int = 10):
         def forward(self, x):
             return torch.relu(self.b2(self.c2(torch.relu(self.b1(self.c1(x))))) + self.short(x))
 
-    layers = [nn.Conv2d(3, width // 2, 3, 1, 1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU()]
-    cin = width // 2
-    for stage, cout in enumerate((width // 2, width)):
-        for b in range(blocks if stage == 0 else max(1, blocks - 1)):
-            layers.append(Block(cin, cout, 2 if (stage > 0 and b == 0) else 1))
-            cin = cout
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
-    torch.manual_seed(0)
-    return nn.Sequential(*layers)
+    with torch.random.fork_rng(devices=[]):    # fixed weights, without touching the caller's RNG
+        torch.manual_seed(0)
+        layers = [nn.Conv2d(3, width // 2, 3, 1, 1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU()]
+        cin = width // 2
+        for stage, cout in enumerate((width // 2, width)):
+            for b in range(blocks if stage == 0 else max(1, blocks - 1)):
+                layers.append(Block(cin, cout, 2 if (stage > 0 and b == 0) else 1))
+                cin = cout
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
+        return nn.Sequential(*layers)

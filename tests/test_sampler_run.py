@@ -278,6 +278,19 @@ def test_bad_inputs_give_one_line_errors_naming_the_input(env, tmp_path):
         env.run("e9", data=str(tmp_path / "x.npy"))
 
 
+def test_model_fingerprint_covers_buffers_and_dtypes():
+    from sampler.models import state_dict_fingerprint
+
+    net = T.cifar_resnet(blocks=1, width=8)
+    a = state_dict_fingerprint(net.state_dict(), "f")   # BatchNorm: 0-dim int64 num_batches_tracked
+    assert a == state_dict_fingerprint(T.cifar_resnet(blocks=1, width=8).state_dict(), "f")
+    assert a != state_dict_fingerprint(net.state_dict(), "g")
+    net[1].running_mean += 1e-3
+    assert a != state_dict_fingerprint(net.state_dict(), "f")
+    assert a != state_dict_fingerprint({k: v.double() if v.is_floating_point() else v
+                                        for k, v in T.cifar_resnet(blocks=1, width=8).state_dict().items()}, "f")
+
+
 def test_shard_resolution_from_flags_torchrun_and_slurm():
     from sampler.shard import Shard, resolve_shard
 

@@ -1,0 +1,161 @@
+"""Sampler throughput against two baselines, measured side by side in one run.
+
+For the demo CNN (digits, 1 x 8 x 8) and a CIFAR-sized residual network
+(3 x 32 x 32, ``sampler.testing:cifar_resnet``), noisy samples per second of
+
+* ``full``: ``sampler.run.sample`` writing everything to a fresh store (rows,
+  hard labels, checksums; the throughput the sampler itself records: its
+  loop from the first batch to the last write, model loading excluded);
+* ``bare``: only the forward passes, on the same batches (same sizes, one
+  pre-made noisy batch reused), nothing else;
+* ``cohen``: a re-implementation of Cohen et al.'s reference ``_sample_noise``
+  (for n0 then n: ``x.repeat``, ``randn_like * sigma``, forward, argmax,
+  ``.cpu().numpy()``, count), which stores nothing.
+
+Variants are interleaved (full, bare, cohen, full, ...) and the median of
+``--reps`` repetitions is reported, so that load on a shared machine hits
+all three alike. Goals: full/bare >= 0.9, full/cohen >= 1.0.
+
+    python bench/sampler.py [--reps 3] [--device cpu] [--quick] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from math import ceil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def cases(quick: bool, tmp: Path):
+    """(name, model spec, weights, data path, inputs, n0, n, batch size) of each benchmarked network."""
+    from sampler import demo, testing, train
+
+    digits = tmp / "digits.npz"
+    demo.write_test_split(digits)
+    rng = np.random.default_rng(0)
+    cifar = tmp / "cifar.npz"
+    np.savez(cifar, x=rng.integers(0, 256, (8, 3, 32, 32), dtype=np.uint8), y=rng.integers(0, 10, 8))
+    del testing
+    return [
+        ("digits-cnn", "sampler.train:digits_cnn", str(train.CHECKPOINT), str(digits),
+         10 if quick else 30, 100, 1_900 if quick else 4_900, 1000),
+        ("cifar-resnet", "sampler.testing:cifar_resnet", None, str(cifar),
+         2 if quick else 3, 100, 400 if quick else 900, 250),
+    ]
+
+
+def bare_loop(module, x_shape, inputs, R, bs, device) -> float:
+    """Samples/s of forward passes alone on the sampler's batches (one noisy batch reused)."""
+    from sampler.run import row_batches
+
+    batch = torch.rand((bs,) + tuple(x_shape), device=device)
+    batches = row_batches(R, bs)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for _ in range(inputs):
+            for a, b in batches:
+                module(batch[: b - a])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return inputs * R / (time.perf_counter() - t0)
+
+
+def cohen_loop(module, xs, n0, n, bs, sigma, m, device) -> float:
+    """Samples/s of Cohen et al.'s ``_sample_noise`` for n0 then n rows per input (nothing stored)."""
+    def _sample_noise(x, num, batch_size):
+        with torch.no_grad():
+            counts = np.zeros(m, dtype=int)
+            for _ in range(ceil(num / batch_size)):
+                this_batch_size = min(batch_size, num)
+                num -= this_batch_size
+                batch = x.repeat((this_batch_size, 1, 1, 1))
+                noise = torch.randn_like(batch, device=device) * sigma
+                predictions = module(batch + noise).argmax(1)
+                counts += np.bincount(predictions.cpu().numpy(), minlength=m)
+            return counts
+
+    t0 = time.perf_counter()
+    for x in xs:
+        x = torch.from_numpy(x).to(device)
+        _sample_noise(x, n0, bs)
+        _sample_noise(x, n, bs)
+    return len(xs) * (n0 + n) / (time.perf_counter() - t0)
+
+
+def full_sampler(spec, weights, data, inputs, n0, n, bs, sigma, device, store) -> tuple[float, float]:
+    """(samples/s the sampler records, end-to-end wall seconds of the call) into a fresh store."""
+    from sampler.run import sample
+
+    t0 = time.perf_counter()
+    res = sample(str(store), models=[spec], weights=[weights] if weights else (), data=data, sigma=sigma,
+                 n0=n0, n=n, batch_size=bs, seed=0, device=str(device), indices=f"0:{inputs}",
+                 progress=False, log=lambda s: None)
+    return res.samples_per_s, time.perf_counter() - t0
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--sigma", type=float, default=0.25)
+    p.add_argument("--quick", action="store_true", help="fewer inputs and rows (a smoke run)")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    a = p.parse_args(argv)
+
+    from sampler import noise
+    from sampler.data import load_data
+    from sampler.models import load_model
+    from sampler.run import resolve_device
+
+    device = resolve_device(a.device)
+    noise.warm_up()
+    out = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "cases": {}}
+    print(f"sampler bench on {device} ({torch.get_num_threads()} torch threads), median of {a.reps} interleaved reps")
+    with tempfile.TemporaryDirectory() as tmpd:
+        tmp = Path(tmpd)
+        for name, spec, weights, data, inputs, n0, n, bs in cases(a.quick, tmp):
+            lm = load_model(spec, weights, device=device)
+            ds = load_data(data)
+            xs = [ds.get(i)[0] for i in range(inputs)]
+            with torch.inference_mode():
+                m = int(lm.module(torch.from_numpy(xs[0])[None].to(device)).shape[1])
+            R = n0 + n
+            res = {"full": [], "bare": [], "cohen": [], "full_wall_s": []}
+            for rep in range(a.reps + 1):          # rep 0 warms up every path and is discarded
+                f, wall = full_sampler(spec, weights, data, inputs, n0, n, bs, a.sigma, device, tmp / f"{name}-{rep}")
+                b = bare_loop(lm.module, xs[0].shape, inputs, R, bs, device)
+                c = cohen_loop(lm.module, xs, n0, n, bs, a.sigma, m, device)
+                if rep:
+                    res["full"].append(f)
+                    res["bare"].append(b)
+                    res["cohen"].append(c)
+                    res["full_wall_s"].append(wall)
+            med = {k: statistics.median(v) for k, v in res.items()}
+            rec = {"inputs": inputs, "n0": n0, "n": n, "batch_size": bs, "samples_per_input": R,
+                   "full_samples_per_s": med["full"], "bare_samples_per_s": med["bare"],
+                   "cohen_samples_per_s": med["cohen"], "full_over_bare": med["full"] / med["bare"],
+                   "full_over_cohen": med["full"] / med["cohen"], "full_end_to_end_s": med["full_wall_s"],
+                   "reps": {k: v for k, v in res.items()}}
+            out["cases"][name] = rec
+            print(f"{name:<13} {inputs} inputs x {R:,} rows, batch {bs}: full {med['full']:>9,.0f}/s  "
+                  f"bare {med['bare']:>9,.0f}/s  cohen {med['cohen']:>9,.0f}/s  "
+                  f"full/bare {rec['full_over_bare']:.3f} (goal >= 0.9)  full/cohen {rec['full_over_cohen']:.3f} (goal >= 1.0)")
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()
