@@ -101,9 +101,18 @@ def main():
 @click.option("--channels-last/--no-channels-last", default=None,
               help="channels-last memory format (default: on for CUDA).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
+@click.option("--adaptive-radius", type=float, default=None, metavar="R",
+              help="Adaptive sampling (CERTIFYADP, seed 003): stop sampling an input once target radius R is "
+                   "certified or ruled out, and store only the rows drawn. Certify with --method adaptive --radius R.")
+@click.option("--adaptive-stages", default="1000,10000,125000", show_default=True,
+              help="Adaptive sampling: stage sizes n_1 < ... < n_s of S (clipped to --n).")
+@click.option("--adaptive-alpha", type=float, default=0.001, show_default=True, help="Adaptive sampling: alpha.")
+@click.option("--adaptive-beta", type=float, default=0.0001, show_default=True,
+              help="Adaptive sampling: early-abort level beta.")
 @click.argument("store_path", metavar="STORE")
 def sample_cmd(models, weights, mean, std, data, sigma, n0, n, batch_size, seed, device, indices, dtype, shard,
-               core_model, core_weights, amp, channels_last, progress, store_path):
+               core_model, core_weights, amp, channels_last, progress, adaptive_radius, adaptive_stages,
+               adaptive_alpha, adaptive_beta, store_path):
     """Evaluate a classifier once on n0 + n Gaussian-noisy copies of each input, into STORE.
 
     Noise lives in [0, 1] pixel space: each copy is x + sigma * eps with eps ~ N(0, I),
@@ -116,12 +125,15 @@ def sample_cmd(models, weights, mean, std, data, sigma, n0, n, batch_size, seed,
     seed, dtype, model, data) is refused with a message saying what differs.
     STORE is a folder, a .zip file, or an fsspec URL (e.g. s3://bucket/store).
     """
+    from certifier.options import parse_int_list
     from sampler.run import sample
 
     sample(store_path, models=models, weights=weights, mean=mean, std=std, data=data, sigma=sigma, n0=n0, n=n,
            batch_size=batch_size, seed=seed, device=device, indices=indices, dtype=dtype, shard=shard,
            core_model=core_model, core_weights=core_weights, amp=amp, channels_last=channels_last,
-           progress=progress, log=lambda s: click.echo(s, err=True))
+           progress=progress, log=lambda s: click.echo(s, err=True), adaptive_radius=adaptive_radius,
+           adaptive_stages=parse_int_list(adaptive_stages, "adaptive-stages"), adaptive_alpha=adaptive_alpha,
+           adaptive_beta=adaptive_beta)
 
 
 @main.command("demo")

@@ -100,6 +100,39 @@ def replay(k_prefix, stages, n_avail, sigma: float, alpha: float, beta: float, r
             "p_lower": np.where(have, pL[rows, jj], np.nan), "p_upper": np.where(have, pU[rows, jj], np.nan)}
 
 
+def online_plan(radius, stages, alpha: float, beta: float, n: int) -> dict:
+    """The stopping rule of an online adaptive sampling run, validated: target radius, stages clipped to n, alpha, beta.
+
+    Guarantee: the returned stages are what ``certify --method adaptive`` on
+    the resulting store (same radius, stages, alpha, beta) replays, so its
+    decisions are exactly the sampler's.
+    """
+    radius = float(radius)
+    if not (radius >= 0 and np.isfinite(radius)):
+        raise ValueError(f"--adaptive-radius must be a finite number >= 0, got {radius}")
+    if not (0 < alpha < 0.5):
+        raise ValueError(f"--adaptive-alpha must be in (0, 0.5), got {alpha}")
+    if not (0 < beta < 1):
+        raise ValueError(f"--adaptive-beta must be in (0, 1), got {beta}")
+    used, _ = plan_stages(stages, n)
+    return {"radius": radius, "stages": used, "stages_requested": [int(v) for v in stages],
+            "alpha": float(alpha), "beta": float(beta)}
+
+
+def online_decision(k_seen, stages, sigma: float, alpha: float, beta: float, r: float):
+    """After the first ``len(k_seen)`` stages (k_seen: counts of cA in each prefix): the outcome, or None to sample on.
+
+    Guarantee: it returns exactly the outcome ``replay`` gives for an input
+    whose stored rows end at the last stage seen (the same code decides).
+    """
+    j = len(k_seen)
+    k = np.zeros((1, len(stages)), np.int64)
+    k[0, :j] = k_seen
+    res = replay(k, stages, int(stages[j - 1]), sigma, alpha, beta, r)
+    out = res["outcome"][0]
+    return None if out == SHORT else out
+
+
 def _check(opts, store=None):
     if opts.radius is None:
         raise ValueError("--method adaptive needs --radius R (the target radius to certify)")
