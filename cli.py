@@ -123,7 +123,9 @@ def sample_cmd(models, weights, mean, std, data, sigma, n0, n, batch_size, seed,
     Re-running the same command resumes: complete inputs are skipped and a
     half-written input is redone. A STORE made with other settings (sigma, n0, n,
     seed, dtype, model, data) is refused with a message saying what differs.
-    STORE is a folder, a .zip file, or an fsspec URL (e.g. s3://bucket/store).
+    STORE is a folder, an fsspec URL (e.g. s3://bucket/store), or a .zip file
+    (sampled into the folder STORE.sampling, packed into the zip once every
+    input is complete).
     """
     from certifier.options import parse_int_list
     from sampler.run import sample

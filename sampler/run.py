@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -336,9 +337,6 @@ def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None
     _noise.input_key(seed, 0)                                   # validates the seed's range
     dev = resolve_device(device)
     sh = resolve_shard(shard)
-    if sh.n > 1 and _backend.is_zip(str(store)):
-        raise ValueError(f"store {store}: a .zip store cannot take several shard processes; "
-                         f"sample into a folder, then 'smoothcert store export' it")
     R = n0 + n
     adaptive = None
     if adaptive_radius is not None:
@@ -419,16 +417,54 @@ def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None
         meta["adaptive"] = adaptive
     create_kw = dict(n_inputs=len(sel), n0=n0, n=n, num_classes=m, sigma=sigma, dtype=dtype,
                      members=k if k > 1 else 0, core_predict=core is not None, metadata=meta)
-    st, created = open_or_create(str(store), storage_options=storage_options, **create_kw)
+    want = dict(meta, sigma=sigma, n0=n0, n=n, dtype=dtype, n_inputs=len(sel), num_classes=m,
+                members=k if k > 1 else 0, core_predict=core is not None)
+    zip_target = _backend.is_zip(str(store)) and not _backend.is_url(str(store))
+    target = str(store)
+    if zip_target:
+        # a zip cannot be rewritten in place: sample into a folder beside it, pack it when every input is done
+        if Path(target).exists():
+            with open_store(target) as zst:
+                check_compatible(zst, want)
+                done = zst.complete_mask()
+            if not done.all():
+                raise StoreError(f"store {target} is an incomplete zip; sample into a folder store instead")
+            log(f"smoothcert sample: store {target} is complete ({len(done)}/{len(done)} inputs); nothing to do")
+            return SampleResult(store=target, run_id="", shard=str(sh), n_inputs=len(done), written=0,
+                                skipped=len(done), samples=0, seconds=0.0, samples_per_s=0.0,
+                                complete=len(done), device=str(dev))
+        target = zip_staging(target)
+    st, created = open_or_create(target, storage_options=storage_options, **create_kw)
     try:
         if not created:
-            want = dict(meta, sigma=sigma, n0=n0, n=n, dtype=dtype, n_inputs=len(sel), num_classes=m,
-                        members=k if k > 1 else 0, core_predict=core is not None)
             check_compatible(st, want)
-        return _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, seed, batch_size,
-                    mem_fmt, amp, cl, progress, queue_size, log, check_label, adaptive=adaptive, n0=n0)
+        res = _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, seed, batch_size,
+                   mem_fmt, amp, cl, progress, queue_size, log, check_label, adaptive=adaptive, n0=n0)
+        complete = bool(st.complete_mask().all())
     finally:
         st.close()
+    if zip_target and complete:
+        _pack_zip(target, str(store), log)
+        res.store = str(store)
+    return res
+
+
+def zip_staging(zip_location: str) -> str:
+    """The folder store a ``.zip`` STORE is sampled into until every input is complete."""
+    p = Path(zip_location)
+    return str(p.with_name(p.name + ".sampling"))
+
+
+def _pack_zip(folder: str, zip_location: str, log) -> None:
+    from store.importer import export_zip
+
+    try:
+        export_zip(folder, zip_location)
+    except (StoreError, FileNotFoundError, OSError):
+        if not Path(zip_location).exists():    # another shard process packed it at the same moment
+            raise
+    shutil.rmtree(folder, ignore_errors=True)
+    log(f"smoothcert sample: every input complete; packed {folder} into {zip_location}")
 
 
 def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, seed, batch_size,

@@ -249,6 +249,32 @@ def test_ensemble_members_see_the_same_noise_and_core_model_sees_the_clean_input
     assert (b["core_predict"] == clean).all()
 
 
+def test_amp_runs_on_cpu_and_is_part_of_the_store_identity(env):
+    env.run("amp", amp="bf16", indices="0:3")
+    st = open_store(str(env.root / "amp"))
+    assert st.attrs["amp"] == "bf16" and st.verify() == []
+    rows = st.read_block(0, 3, fields=("rows",))["rows"]
+    np.testing.assert_allclose(rows.sum(-1), 1.0, atol=5e-3)
+    with pytest.raises(StoreError, match="amp bf16, this run asks for None"):
+        env.run("amp", indices="0:3")
+
+
+def test_a_zip_store_is_written_and_read_back(env):
+    env.run("plain", indices="0:4")
+    env.run("s.zip", indices="0:4")
+    a, b = arrays(env.root / "plain"), arrays(env.root / "s.zip")
+    assert a[F.ROWS].tobytes() == b[F.ROWS].tobytes()
+    assert not (env.root / "s.zip.sampling").exists()
+    assert env.run("s.zip", indices="0:4").written == 0          # complete: nothing to do
+    with pytest.raises(StoreError, match="sigma 0.25, this run asks for 0.5"):
+        env.run("s.zip", indices="0:4", sigma=0.5)
+    env.run("t.zip", indices="0:4", shard="0/2")                  # half done: still a folder beside it
+    assert not (env.root / "t.zip").exists() and (env.root / "t.zip.sampling").is_dir()
+    env.run("t.zip", indices="0:4", shard="1/2")
+    assert arrays(env.root / "t.zip")[F.ROWS].tobytes() == a[F.ROWS].tobytes()
+    assert not (env.root / "t.zip.sampling").exists()
+
+
 # ------------------------------------------------------------------ errors
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_bad_inputs_give_one_line_errors_naming_the_input(env, tmp_path):
