@@ -25,7 +25,10 @@ counts use the exact number of scores ``>= s_i`` (the reference assumes
 ``(K - i)/K``, which over-claims when K does not divide n or scores tie);
 a Hoeffding ``q`` below 0 is clipped (the reference returns NaN); scores are
 clipped to the measure's range [a, b] (a no-op on valid probability rows;
-clipping from above can only lower the bound).
+clipping from above can only lower the bound). The class c is the argmax of
+the mean S0 row for both measures, as the spec says (the reference code takes,
+for ``margin``, the argmax of the mean S0 margin); either choice is sound
+because it is made on S0 only.
 """
 from __future__ import annotations
 
