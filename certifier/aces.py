@@ -46,11 +46,22 @@ DEFAULT_THETAS = tuple(i / 100 for i in range(101))  # the reference code's grid
 
 
 # -------------------------------------------------------------------- kernels
+LUT_BITS = 16  # buckets of [0, 1] that narrow each row's binary search to the thresholds inside its bucket
+
+
+def _bucket_lut(thetas: np.ndarray) -> np.ndarray:
+    """lut[b] = index of the first threshold >= b / 2^LUT_BITS (b = 0 .. 2^LUT_BITS), lut[-1] = T."""
+    nb_ = 1 << LUT_BITS
+    grid = np.arange(nb_ + 1, dtype=np.float64) / nb_  # exact: power-of-two denominators
+    return np.concatenate([np.searchsorted(thetas, grid, side="left"), [len(thetas)]]).astype(np.int64)
+
+
 @nb.njit(parallel=True, **_JIT)
-def _selection_counts(rows, starts, stops, thetas, inv_log_m, out):
+def _selection_counts(rows, starts, stops, thetas, lut, inv_log_m, out):
     B = rows.shape[0]
     m = rows.shape[2]
     T = thetas.shape[0]
+    nbk = lut.shape[0] - 2
     for b in nb.prange(B):
         hist = np.zeros(T + 1, np.int64)
         for r in range(starts[b], stops[b]):
@@ -63,8 +74,12 @@ def _selection_counts(rows, starts, stops, thetas, inv_log_m, out):
             if h != h:  # NaN: never selects
                 hist[T] += 1
                 continue
-            lo = 0
-            hi = T
+            # thresholds below bucket k / nbk <= h cannot select; those from bucket k + 1 on all do
+            k = int(h * nbk) if h < 1.0 else nbk
+            if k < 0:
+                k = 0
+            lo = lut[k]
+            hi = lut[k + 1]
             while lo < hi:  # first threshold >= h: the row selects for it and every larger one
                 mid = (lo + hi) // 2
                 if thetas[mid] < h:
@@ -108,7 +123,8 @@ def selection_counts(rows: np.ndarray, start, stop, thetas) -> np.ndarray:
 
     Guarantee: entry (b, t) equals ``#{r : H(rows[b, r]) / ln(m) <= thetas[t]}``
     exactly as computed in float64 from the stored values (the entropy of each
-    row is computed once, whatever the number of thresholds).
+    row is computed once, whatever the number of thresholds; a bucket table of
+    [0, 1] narrows each row's binary search to the thresholds in its bucket).
     """
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     B, R, m = rows.shape
@@ -117,7 +133,7 @@ def selection_counts(rows: np.ndarray, start, stop, thetas) -> np.ndarray:
     starts = np.broadcast_to(np.asarray(start, np.int64), (B,)).copy()
     stops = np.broadcast_to(np.asarray(stop, np.int64), (B,)).copy()
     out = np.zeros((B, len(uniq)), np.int64)
-    _selection_counts(rows, starts, stops, uniq, 1.0 / math.log(m), out)
+    _selection_counts(rows, starts, stops, uniq, _bucket_lut(uniq), 1.0 / math.log(m), out)
     return out[:, inv.reshape(-1)]
 
 

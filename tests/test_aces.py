@@ -299,3 +299,20 @@ def test_certify_soundness_simulation():
         pp, _ = predict_counts(d.sum(1), d[:, 1].sum(1)[:, None], n, np.full(trials, core), alpha)
         badp = (pp[:, 0] >= 0) & (pp[:, 0] != true_out)
         assert badp.mean() <= limit, (P, badp.mean())
+
+
+def test_selection_counts_equal_brute_force():
+    """The bucketed binary search counts exactly the rows with H/ln m <= theta, for any threshold list."""
+    from certifier.aces import selection_counts
+
+    rng = np.random.default_rng(8)
+    rows = rng.dirichlet(np.ones(M) * 0.3, size=(3, 500)).astype(np.float32)
+    rows[0, :5] = np.eye(M, dtype=np.float32)[rng.integers(0, M, 5)]  # entropy exactly 0
+    rows[1, :5] = 1.0 / M                                              # entropy (about) 1
+    H = np.array([[ref_entropy(r) for r in rows[b]] for b in range(3)])
+    thetas = np.concatenate([[0.0, 1.0, 1.0, 0.5], rng.random(50), 0.3 + rng.random(40) * 1e-9,
+                             H[2, :20] + 1e-12, H[2, 20:30] - 1e-12])  # just around row entropies
+    got = selection_counts(rows, np.array([0, 10, 3]), np.array([500, 400, 480]), thetas)
+    for b, (a, z) in enumerate([(0, 500), (10, 400), (3, 480)]):
+        want = [(H[b, a:z] <= t).sum() for t in thetas]
+        assert list(got[b]) == want
