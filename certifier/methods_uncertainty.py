@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import uncertainty as U
+from .compact import extended_counts_of
 from .registry import Method, confidence_twice, level, register
 
 
@@ -71,16 +72,15 @@ def _uncertainty(block, opts):
     funcs = _names(opts.uncertainty, U.FUNCTIONS, "uncertainty")
     guarantees = _names(opts.guarantee, U.GUARANTEES, "guarantee")
     per_f = thetas_per_function(opts)
-    union = sorted({t for f in funcs for t in per_f[f]})
-    pos_of = {t: i for i, t in enumerate(union)}
-    pair_f = np.array([fi for fi, f in enumerate(funcs) for _ in per_f[f]], dtype=np.int64)
-    pair_t = np.array([pos_of[t] for f in funcs for t in per_f[f]], dtype=np.int64)
+    S, G, B, m = sum(len(per_f[f]) for f in funcs), len(guarantees), len(block), block.m
+    pair_f = np.repeat(np.arange(len(funcs), dtype=np.int64), [len(per_f[f]) for f in funcs])
     pair_theta = np.array([t for f in funcs for t in per_f[f]], dtype=np.float64)
-    S, G, B, m = len(pair_f), len(guarantees), len(block), block.m
 
     n_i = block.n_i
-    c0 = U.extended_counts(block.argmax, block.rows, 0, block.n0_use, funcs, union)[:, pair_f, pair_t]
-    c = U.extended_counts(block.argmax, block.rows, block.n0, block.n0 + n_i, funcs, union)[:, pair_f, pair_t]
+    lists = [per_f[f] for f in funcs]
+    c0 = np.concatenate(U.extended_counts_per_function(block.argmax, block.rows, 0, block.n0_use, funcs, lists), axis=1)
+    c = np.concatenate(U.extended_counts_per_function(block.argmax, block.rows, block.n0, block.n0 + n_i, funcs, lists),
+                       axis=1)  # (B, S, m + 1): pairs in (function, theta) order
     a = level(opts, spends_twice=True)
     res = U.certify_pairs(c0.reshape(B * S, m + 1), c.reshape(B * S, m + 1), np.repeat(n_i, S), block.sigma, a,
                           opts.binom_test, guarantees)

@@ -34,8 +34,7 @@ from scipy import special
 
 from .bounds import cp_lower, cp_upper
 from .hypotheses import binom_p
-from .kernels import top_k
-from .kernels_uncertainty import CONFIDENCE, ENTROPY, MARGIN, ncl_strict_r2, theta_histogram
+from .kernels_uncertainty import CONFIDENCE, ENTROPY, MARGIN, ncl_strict_r2, theta_histogram, top3
 
 FUNCTIONS = ("entropy", "confidence", "margin")
 GUARANTEES = ("cc", "ncl", "ncl-strict")
@@ -72,25 +71,32 @@ def check_thetas(thetas) -> np.ndarray:
     return t
 
 
-def extended_counts(labels, rows, start, stop, funcs, thetas) -> np.ndarray:
-    """(B, F, T, m + 1) counts of the uncertainty-equipped labels of rows ``start[b]:stop[b]``.
+def extended_counts_per_function(labels, rows, start, stop, funcs, thetas_per_function) -> list:
+    """Per function f, (B, T_f, m + 1) counts of the uncertainty-equipped labels of rows ``start[b]:stop[b]``.
 
-    Entry [b, f, t, c] counts rows with hard label c (the stored ``labels``)
-    and ``u_f(p) < thetas[t]``; entry [..., m] counts the rest (V). The
-    thresholds keep the caller's order (duplicates allowed); each row's u is
-    computed once per function, whatever the number of thresholds.
+    Entry [b, t, c] counts rows with hard label c (the stored ``labels``) and
+    ``u_f(p) < thetas_f[t]``; entry [..., m] counts the rest (V). Thresholds
+    keep the caller's order (duplicates allowed). One pass over the rows
+    computes each row's u once per function, whatever the number of thresholds.
     """
-    thetas = check_thetas(thetas)
     funcs = [_CODE[f] if isinstance(f, str) else int(f) for f in funcs]
     B, _, m = rows.shape
-    uniq, inv = np.unique(thetas, return_inverse=True)
-    hist = theta_histogram(rows, labels, start, stop, np.asarray(funcs, np.int64), uniq, m)
-    T = len(uniq)
-    real = np.cumsum(hist[..., :T], axis=-1).transpose(0, 1, 3, 2)  # (B, F, T, m)
+    checked = [check_thetas(t) for t in thetas_per_function]
+    uniq = [np.unique(t, return_inverse=True) for t in checked]
+    hist = theta_histogram(rows, labels, start, stop, np.asarray(funcs, np.int64), [u for u, _ in uniq], m)
     n_total = (np.broadcast_to(np.asarray(stop, np.int64), (B,)) - np.broadcast_to(np.asarray(start, np.int64), (B,)))
-    v = n_total[:, None, None] - real.sum(axis=-1)
-    out = np.concatenate([real, v[..., None]], axis=-1)
-    return out[:, :, inv.reshape(-1)]
+    out = []
+    for fi, (u, inv) in enumerate(uniq):
+        real = np.cumsum(hist[:, fi, :, : len(u)], axis=-1).transpose(0, 2, 1)  # (B, T_f, m)
+        v = n_total[:, None] - real.sum(axis=-1)
+        c = np.concatenate([real, v[..., None]], axis=-1)
+        out.append(c[:, inv.reshape(-1)])
+    return out
+
+
+def extended_counts(labels, rows, start, stop, funcs, thetas) -> np.ndarray:
+    """(B, F, T, m + 1): ``extended_counts_per_function`` with the same thresholds for every function."""
+    return np.stack(extended_counts_per_function(labels, rows, start, stop, funcs, [thetas] * len(funcs)), axis=1)
 
 
 # ------------------------------------------------------- memoised exact bounds
@@ -138,9 +144,10 @@ def binom_p_unique(k, N, alternative: str) -> np.ndarray:
     N = np.asarray(N, dtype=np.int64)
     if k.size == 0:
         return np.ones(k.shape)
-    key = np.stack([k.ravel(), N.ravel()], axis=1)
-    uk, inv = np.unique(key, axis=0, return_inverse=True)
-    p = np.atleast_1d(binom_p(uk[:, 0], uk[:, 1], alternative))
+    base = int(N.max()) + 1
+    key = k.ravel() * base + N.ravel()  # one integer per (k, N): 1-D unique is much faster than rows
+    uk, inv = np.unique(key, return_inverse=True)
+    p = np.atleast_1d(binom_p(uk // base, uk % base, alternative))
     return p[inv.reshape(-1)].reshape(k.shape)
 
 
@@ -182,7 +189,7 @@ def predict_cc(c0: np.ndarray, alpha: float, alternative: str = "two-sided"):
     cB the second when binom_p(nB, nB + nC) <= alpha (it may be V); ``top``
     is the top class before the test (for reporting runner-ups on abstain).
     """
-    cls, vals = top_k(c0, 3)
+    cls, vals = top3(c0)
     p_top = binom_p_unique(vals[:, 0], vals[:, 0] + vals[:, 1], alternative)
     p_run = binom_p_unique(vals[:, 1], vals[:, 1] + vals[:, 2], alternative)
     cA = np.where(p_top <= alpha, cls[:, 0], NONE).astype(np.int64)
@@ -200,13 +207,8 @@ def runner_up_ncl(c0: np.ndarray, top: np.ndarray, alpha: float, alternative: st
     the top class is V (nothing to merge into).
     """
     m = c0.shape[1] - 1
-    real = c0[:, :m].astype(np.int64).copy()
     ok = (top >= 0) & (top < m)
-    rows = np.flatnonzero(ok)
-    real[rows, top[ok]] = -1  # below every count: sorted last, never chosen unless nothing else is left
-    cls, vals = top_k(real, 2)
-    cls = np.where(vals < 0, NONE, cls)
-    vals = np.maximum(vals, 0)
+    cls, vals = top3(c0[:, :m], np.where(ok, top, -1))
     p_run = binom_p_unique(vals[:, 0], vals[:, 0] + vals[:, 1], alternative)
     cB = np.where(ok & (p_run <= alpha) & (cls[:, 0] >= 0), cls[:, 0], NONE).astype(np.int64)
     return cB

@@ -419,3 +419,30 @@ def test_spec_counterexample_numbers():
     assert max(r1, r2) < 0.8 < r_ncl
     # the exact worst case: at 0.8 sigma a half-space can leave cB with more mass than cA and V each
     assert stats.norm.cdf(z(0.2) + 0.8) > stats.norm.cdf(z(0.8) - 0.8) / 2
+
+
+@pytest.mark.parametrize("kind", ["grid", "random", "clustered"])
+def test_extended_counts_many_thetas(random_store, kind):
+    """Hundreds of thresholds (the bucketed search) and infinities count exactly as a direct comparison."""
+    from certifier.uncertainty import extended_counts
+
+    _, probs, _ = random_store
+    rng = np.random.default_rng(1)
+    rows = probs[:3, :80]
+    labels = rows.argmax(-1)
+    for f in FUNCS:
+        u = np.array([[ref_u(p, f) for p in r] for r in rows])
+        if kind == "grid":
+            th = np.linspace(u.min(), u.max(), 300)
+        elif kind == "random":
+            th = rng.uniform(u.min() - 0.1, u.max() + 0.1, 257)
+        else:  # many thresholds in a narrow range, a few far away: the binary-search fallback
+            th = np.concatenate([np.full(50, np.median(u)) + rng.normal(0, 1e-6, 50), [u.min() - 5, u.max() + 5]])
+        th = np.concatenate([th, u.ravel()[:20], [-math.inf, math.inf]])  # thresholds equal to u values: V (u < theta)
+        rng.shuffle(th)
+        got = extended_counts(labels, rows, 0, rows.shape[1], [f], th)[:, 0]
+        for t, theta in enumerate(th):
+            for i in range(3):
+                conf = u[i] < theta
+                exp = np.bincount(labels[i][conf], minlength=rows.shape[2]).tolist() + [int((~conf).sum())]
+                assert got[i, t].tolist() == exp, (f, kind, theta)
