@@ -20,6 +20,7 @@ from store import format as F
 from store.errors import StoreError
 
 from .block import Block
+from .cluster import check_cluster
 from .options import CertifyOptions
 from .registry import EXTRA_COLUMNS, SETTING_COLUMNS, get_method
 
@@ -113,12 +114,13 @@ def _run_tasks(tasks, scheduler, workers, progress, desc):
 
         cluster = None
         if scheduler is not None:
-            client = Client(scheduler, timeout="30s")
+            client = Client(scheduler)  # connect timeout: dask config distributed.comm.timeouts.connect (30 s)
         else:
             cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=40)
             client = Client(cluster)
         try:
+            check_cluster(client, scheduler or f"LocalCluster({workers})")  # fail fast, not hang on a bad worker
             futures = client.compute(tasks)
             for _ in as_completed(futures):
                 bar.update(1)

@@ -1,0 +1,86 @@
+"""Checks that a dask.distributed cluster can certify, before any task is sent.
+
+A scheduler or worker that cannot import smoothcert fails while unpickling
+a task, which distributed reports as a deserialisation error at best and a
+hang at worst; a worker running other smoothcert code could give another
+table. ``check_cluster`` asks the scheduler and every worker, with a probe
+function sent by value (it needs nothing installed to be unpickled), to
+import ``store`` and ``certifier`` and hash their source files, and refuses
+the cluster with a one-line ``ClusterError`` unless every one of them runs
+exactly the client's code.
+"""
+from __future__ import annotations
+
+WAIT_FOR_WORKERS_S = 60
+
+_PROBE_SOURCE = '''
+def probe():
+    import hashlib, importlib, os
+    try:
+        mods = [importlib.import_module(n) for n in ("store", "certifier")]
+        loaded = getattr(importlib.import_module("certifier.cluster"), "CODE_HASH", None)
+    except BaseException as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    if loaded:
+        return {"error": None, "code": loaded}  # the code this process loaded, not what is on disk now
+    h = hashlib.sha256()
+    for mod in mods:
+        root = os.path.dirname(mod.__file__)
+        for name in sorted(os.listdir(root)):
+            if name.endswith(".py"):
+                with open(os.path.join(root, name), "rb") as f:
+                    h.update(mod.__name__.encode() + b"/" + name.encode() + b"\\0" + f.read())
+    return {"error": None, "code": h.hexdigest()}
+'''
+
+
+def _hash_sources() -> str:
+    ns = {"__name__": "smoothcert_cluster_probe"}
+    exec(compile(_PROBE_SOURCE.replace('getattr(importlib.import_module("certifier.cluster"), "CODE_HASH", None)', "None"),
+                 "<smoothcert cluster probe>", "exec"), ns)
+    r = ns["probe"]()
+    return r["code"] if not r["error"] else ""
+
+
+# Hash of the sources as this process imported them (the engine imports this module with the package).
+CODE_HASH = _hash_sources()
+
+
+class ClusterError(OSError):
+    """The cluster cannot run smoothcert's tasks (an environment failure, reported like a connection error)."""
+
+
+def _probe():
+    """A fresh probe function whose module is not importable, so cloudpickle sends it by value."""
+    ns = {"__name__": "smoothcert_cluster_probe"}
+    exec(compile(_PROBE_SOURCE, "<smoothcert cluster probe>", "exec"), ns)
+    return ns["probe"]
+
+
+def code_hash() -> str:
+    """The hash of this process's ``store`` and ``certifier`` sources as they were when it imported them."""
+    return CODE_HASH
+
+
+def check_cluster(client, where: str, wait_s: float = WAIT_FOR_WORKERS_S) -> int:
+    """Return the number of workers when the scheduler and every worker run this client's smoothcert code, else raise ClusterError."""
+    try:
+        client.wait_for_workers(1, timeout=wait_s)
+    except (TimeoutError, OSError) as e:
+        raise ClusterError(f"scheduler {where}: no worker connected within {wait_s:g} s ({type(e).__name__})") from e
+    mine = code_hash()
+    probe = _probe()
+    try:
+        results = {"scheduler": client.run_on_scheduler(probe)}
+        results.update(client.run(probe))
+    except Exception as e:
+        raise ClusterError(f"scheduler {where}: cannot run the environment check "
+                           f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
+    for who, r in results.items():
+        if r.get("error"):
+            raise ClusterError(f"scheduler {where}: {who} cannot import smoothcert ({r['error']}); install the same "
+                               f"smoothcert in the scheduler's and workers' environment")
+        if r.get("code") != mine:
+            raise ClusterError(f"scheduler {where}: {who} runs other smoothcert code than this client "
+                               f"(source hash {str(r.get('code'))[:12]} vs {mine[:12]}); install the same version everywhere")
+    return len(results) - 1
