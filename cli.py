@@ -197,16 +197,19 @@ def store_import(src, store, sigma, n0, dtype):
 @click.argument("store")
 @click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
 def store_info(store, as_json):
-    """Print STORE's metadata and the number of complete inputs."""
+    """Print who made STORE, when and with what, its checksum summary, then all its metadata."""
     import json
 
     from store import open_store
+    from store.share import provenance_lines
 
     with open_store(store) as st:
         info = st.info()
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
+    for line in provenance_lines(info):
+        click.echo(line)
     runs = info.pop("runs", {})
     for k, v in info.items():
         if isinstance(v, dict):
@@ -246,11 +249,67 @@ def store_verify(store):
 @click.argument("store")
 @click.argument("out")
 def store_export(store, out):
-    """Pack a local STORE folder into OUT.zip for sharing (read back directly as a store)."""
-    from store.importer import export_zip
+    """Pack STORE (a folder, .zip or URL) into a new OUT.zip for sharing; smoothcert reads OUT.zip directly.
 
-    export_zip(store, out)
-    click.echo(f"exported {store} to {out}")
+    The copy is byte for byte and checked (same fingerprint) before it is put in place.
+    """
+    from store.share import export_zip
+
+    r = export_zip(store, out)
+    click.echo(f"exported {store} to {out}: {r['complete']} of {r['inputs']} inputs complete, "
+               f"{r['bytes'] / 2**20:.1f} MiB, fingerprint {r['fingerprint']}")
+
+
+@store_group.command("merge")
+@click.argument("stores", nargs=-1, required=True)
+@click.option("--data", default=None,
+              help="The data set the parts were sampled from (as for 'sample --data'): parts sampled on different "
+                   "--indices have different data fingerprints, and each is then checked against DATA.")
+@click.option("--assume-same-data", is_flag=True,
+              help="Merge parts whose data cannot be checked (imported stores fingerprint their own .npz); "
+                   "the merged store records that the data check was skipped.")
+def store_merge(stores, data, assume_same_data):
+    """Merge stores sampled separately: STORES... is two or more stores, then a new OUT.
+
+    \b
+    Refused, each with its own message: different format version, sigma, n0, n,
+    classes, dtype, layout, ensemble, seed, noise scheme, model (fingerprint),
+    normalisation, data fingerprint; a dataset index in two parts; a part with
+    an incomplete input; an existing OUT. Every input is checksum-verified on
+    the way; inputs are ordered by dataset index; each part's metadata and
+    runs are kept (merged_from, runs/part<i>.<run>).
+    """
+    from tqdm.auto import tqdm
+
+    from store.merge import merge_stores
+
+    if len(stores) < 3:
+        raise ValueError("store merge: give at least two stores to merge, then OUT")
+    *parts, out = stores
+    with tqdm(desc="merge", unit="input", leave=False) as bar:
+        r = merge_stores(parts, out, data=data, assume_same_data=assume_same_data, progress=bar.update)
+    click.echo(f"merged {len(parts)} stores ({r['inputs']} inputs) into {out}, fingerprint {r['fingerprint']}")
+
+
+@store_group.command("compact")
+@click.argument("src")
+@click.argument("out")
+@click.option("--topk", type=int, required=True, metavar="K",
+              help="Probabilities kept per row (with their classes), 2 <= K <= min(classes, 256).")
+def store_compact(src, out, topk):
+    """Write OUT, a compact copy of the full store SRC: per row the top K probabilities and the exact entropy.
+
+    Certificates from OUT equal SRC's for cohen, cohen-predict, two-step,
+    adaptive, uncertainty, aces and aces-predict; cdf and soft refuse OUT
+    (store/FORMAT.md, certifier/compact.py).
+    """
+    from tqdm.auto import tqdm
+
+    from store.compact import compact_store
+
+    with tqdm(desc="compact", unit="input", leave=False) as bar:
+        r = compact_store(src, out, topk=topk, progress=bar.update)
+    click.echo(f"compacted {r['inputs']} inputs of {src} into {out} (top-{r['topk']})")
 
 
 # ------------------------------------------------------------------------- certify

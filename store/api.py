@@ -34,6 +34,16 @@ def software_versions() -> dict:
     return out
 
 
+def _whoami():
+    """The login name of the writing process's user, or None when the system cannot tell."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:
+        return None
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -117,6 +127,7 @@ def create_store(
         "created": _now(),
         "versions": software_versions(),
         "host": platform.node(),
+        "user": _whoami(),
     }
     for k, v in (metadata or {}).items():
         attrs.setdefault(k, v)
@@ -487,7 +498,9 @@ class SampleStore:
         """Metadata plus counts of complete inputs and runs, for ``store info``."""
         d = dict(self.attrs)
         d["location"] = self.location
-        d["complete_inputs"] = int(self.complete_mask().sum())
+        records = self.read_records()
+        d["complete_inputs"] = int((records["complete"] == 1).sum())
+        d["fingerprint"] = self.fingerprint(records)
         d["runs"] = self.runs()
         return d
 

@@ -201,18 +201,7 @@ def import_npz(src_path, location, *, sigma: float, n0: int, dtype: str | None =
 
 
 def export_zip(src_dir, out_zip) -> None:
-    """Pack a local store folder into a .zip (stored, chunks are already compressed); atomic."""
-    src_dir = Path(src_dir)
-    out_zip = Path(out_zip)
-    if out_zip.exists():
-        raise StoreError(f"{out_zip} already exists")
-    tmp = out_zip.with_name(f".{out_zip.name}.partial")
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for p in sorted(src_dir.rglob("*")):
-                if p.is_file():
-                    zf.write(p, p.relative_to(src_dir).as_posix())
-        os.replace(tmp, out_zip)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Pack a store into a new .zip; kept for callers of this module, the work is ``share.export_zip``'s."""
+    from .share import export_zip as _export
+
+    _export(src_dir, out_zip)
