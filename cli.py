@@ -170,7 +170,10 @@ def store_group():
 @click.option("--n0", type=int, required=True, help="Rows per input in the selection block (the first n0 rows).")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default=None,
               help="Stored row dtype [default: the dtype of SRC's probs, i.e. lossless].")
-def store_import(src, store, sigma, n0, dtype):
+@click.option("--compact-topk", "compact_topk", type=int, default=None, metavar="K",
+              help="Write a compact store: per row the top K probabilities, their classes and the exact entropy "
+                   "(store/FORMAT.md; exact for cohen, two-step, uncertainty, aces, ...; cdf/soft refuse it).")
+def store_import(src, store, sigma, n0, dtype, compact_topk):
     """Build STORE from arrays computed elsewhere (SRC.npz).
 
     \b
@@ -185,7 +188,12 @@ def store_import(src, store, sigma, n0, dtype):
     from store.importer import import_npz
 
     with tqdm(desc="import", unit="input", leave=False) as bar:
-        import_npz(src, store, sigma=sigma, n0=n0, dtype=dtype, progress=bar.update)
+        if compact_topk is not None:
+            from store.compact import import_npz_compact
+
+            import_npz_compact(src, store, sigma=sigma, n0=n0, dtype=dtype, topk=compact_topk, progress=bar.update)
+        else:
+            import_npz(src, store, sigma=sigma, n0=n0, dtype=dtype, progress=bar.update)
     from store import open_store
 
     with open_store(store) as st:

@@ -40,6 +40,7 @@ from .bounds import cp_lower
 from .hypotheses import binom_p
 from .kernels import class_counts, top_k
 from .registry import Method, frame, register
+from .compact import selection_counts_of
 
 _JIT = dict(nogil=True, cache=True)
 DEFAULT_THETAS = tuple(i / 100 for i in range(101))  # the reference code's grid 0, 0.01, ..., 1
@@ -258,8 +259,8 @@ def _aces(block, opts):
     n_i = block.n_i
     c0 = class_counts(block.argmax, 0, block.n0_use, block.m)
     c = class_counts(block.argmax, block.n0, block.n0 + n_i, block.m)
-    sel0 = selection_counts(block.rows, 0, block.n0_use, thetas)
-    sel = selection_counts(block.rows, block.n0, block.n0 + n_i, thetas)
+    sel0 = selection_counts_of(block, 0, block.n0_use, thetas)  # rows or compact entropies
+    sel = selection_counts_of(block, block.n0, block.n0 + n_i, thetas)
     res = certify_counts(c0, c, sel0, sel, block.n0_use, n_i, block.core_predict, block.sigma, opts.alpha)
     pos, th = _expand(B, thetas)
     return frame(pos, theta=th, **{k: v.reshape(-1) for k, v in res.items()})
@@ -270,7 +271,7 @@ def _aces_predict(block, opts):
     B = len(block)
     n_i = block.n_i
     c = class_counts(block.argmax, block.n0, block.n0 + n_i, block.m)
-    sel = selection_counts(block.rows, block.n0, block.n0 + n_i, thetas)
+    sel = selection_counts_of(block, block.n0, block.n0 + n_i, thetas)
     pred, selection = predict_counts(c, sel, n_i, block.core_predict, opts.alpha, opts.binom_test)
     pos, th = _expand(B, thetas)
     return frame(pos, theta=th, predict=pred.reshape(-1), radius=0.0, selection=selection.reshape(-1))

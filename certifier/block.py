@@ -29,6 +29,9 @@ class Block:
     argmax: np.ndarray | None = None
     rows: np.ndarray | None = None
     member_logprobs: np.ndarray | None = None
+    # compact stores only (rows is None then): topk_p (B, R, K) float32, topk_c (B, R, K), entropy (B, R)
+    # float64; read them through certifier.compact, which says what each method gets from them
+    compact: dict | None = None
 
     def __len__(self) -> int:
         return len(self.idx)

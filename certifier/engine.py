@@ -38,6 +38,8 @@ def _block_size(store, fields, check=()) -> int:
         per_input += R * m * stored
     if "member_logprobs" in fields or "member_logprobs" in check:
         per_input += R * k * m * 4 * (2 if "member_logprobs" in fields else 1)
+    if "compact" in fields or "compact" in check:  # topk_p (stored, then float32), topk_c, entropy
+        per_input += R * (int(store.attrs.get("topk", 2)) * (stored + 4 + 2) + 8)
     return int(max(1, min(256, DEFAULT_BLOCK_BYTES // max(per_input, 1))))
 
 
@@ -58,7 +60,8 @@ def certify_block(location, storage_options, start, stop, method_name, opts, fie
         st.close()
     block = Block(idx=data["idx"], label=data["label"], n_rows=data["n_rows"], core_predict=data["core_predict"],
                   n0=st.n0, n0_use=n0_use, n_use=n_use, sigma=st.sigma, m=st.num_classes,
-                  argmax=data.get("argmax"), rows=data.get("rows"), member_logprobs=data.get("member_logprobs"))
+                  argmax=data.get("argmax"), rows=data.get("rows"), member_logprobs=data.get("member_logprobs"),
+                  compact={k: data[k] for k in ("topk_p", "topk_c", "entropy")} if "topk_p" in data else None)
     ens_stats = None
     if _uses_ensemble(opts):
         from .ensemble import apply_ensemble
@@ -155,6 +158,10 @@ def prepare(store, method, opts: CertifyOptions):
     if method.needs_core_predict and not store.has_core_predict:
         raise ValueError(f"--method {method.name} needs core_predict (the core model's clean prediction), which store {store.location} does not hold; sample with --core-model")
     fields = list(method.fields)
+    if store.attrs.get("layout") == "compact":
+        from .compact import compact_fields
+
+        fields = compact_fields(method, store, fields)
     if _uses_ensemble(opts):
         if not store.members:
             raise ValueError(f"--members/--consensus need per-member rows, which store {store.location} does not hold")
@@ -195,7 +202,8 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
             from .ensemble import resolve
 
             opts, ens_info = resolve(opts, st, storage_options)
-        parts = ["rows", "argmax"] + (["member_logprobs"] if st.members else [])
+        compact = st.attrs.get("layout") == "compact"
+        parts = ["compact" if compact else "rows", "argmax"] + (["member_logprobs"] if st.members else [])
         check = [p for p in parts if p not in fields] if verify == "full" else []
         bs = int(block_size) if block_size else _block_size(st, fields, check)
         meta = {
@@ -210,6 +218,10 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
         }
         if ens_info is not None:
             meta["ensemble_members"] = ens_info
+        if compact:
+            from .compact import statement
+
+            meta["compact"] = statement(method, st)
         level, text = method.confidence(opts)
         meta["confidence"] = level
         meta["confidence_statement"] = text

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import uncertainty as U
-from .compact import extended_counts_of
+from .compact import extended_counts_per_function_of
 from .registry import Method, confidence_twice, level, register
 
 
@@ -78,8 +78,8 @@ def _uncertainty(block, opts):
 
     n_i = block.n_i
     lists = [per_f[f] for f in funcs]
-    c0 = np.concatenate(U.extended_counts_per_function(block.argmax, block.rows, 0, block.n0_use, funcs, lists), axis=1)
-    c = np.concatenate(U.extended_counts_per_function(block.argmax, block.rows, block.n0, block.n0 + n_i, funcs, lists),
+    c0 = np.concatenate(extended_counts_per_function_of(block, 0, block.n0_use, funcs, lists), axis=1)  # rows or compact
+    c = np.concatenate(extended_counts_per_function_of(block, block.n0, block.n0 + n_i, funcs, lists),
                        axis=1)  # (B, S, m + 1): pairs in (function, theta) order
     a = level(opts, spends_twice=True)
     res = U.certify_pairs(c0.reshape(B * S, m + 1), c.reshape(B * S, m + 1), np.repeat(n_i, S), block.sigma, a,

@@ -163,7 +163,10 @@ def open_store(location, mode: str = "r", storage_options: dict | None = None) -
         root = zarr.open_group(zstore, mode="r" if mode == "r" else "r+")
     except Exception as e:
         raise StoreError(f"store {location} is not a zarr group ({type(e).__name__}: {e})") from e
-    return SampleStore(root, str(location), zstore, writable=(mode == "a"))
+    cls = SampleStore
+    if isinstance(root.attrs.get(F.ATTRS_KEY), dict) and root.attrs[F.ATTRS_KEY].get("layout") == "compact":
+        from .compact import CompactStore as cls  # top-k rows plus per-row statistics (compact.py)
+    return cls(root, str(location), zstore, writable=(mode == "a"))
 
 
 class SampleStore:
