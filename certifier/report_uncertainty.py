@@ -250,27 +250,42 @@ def plots(df: pd.DataFrame, stem) -> list[str]:
         plt.close(fig)
         paths.append(p)
 
-        fig, axes = plt.subplots(1, len(funcs), figsize=(5.2 * len(funcs), 4.0), squeeze=False)
-        for ax, f in zip(axes[0], funcs):
+        # against theta: certified accuracy at r = 0 (the same for every guarantee) and at r*, and ACR
+        pos = us["radius"].to_numpy()
+        base = rs["r_ref"].to_numpy() if rs is not None and len(rs) else pos
+        base = base[base > 0]
+        r_star = float(np.round(np.median(base), 2)) if base.size else 0.25
+        fig, axes = plt.subplots(2, len(funcs), figsize=(5.2 * len(funcs), 6.6), squeeze=False)
+        for col, f in enumerate(funcs):
+            ax, ax2 = axes[0, col], axes[1, col]
             g = us[(us["uncertainty"] == f) & np.isfinite(us["theta"])]
+            drawn0 = False
             for gname in colors:
                 s = g[g["guarantee"] == gname]
                 if not len(s):
                     continue
-                ok = (s["correct"].to_numpy() == 1)
-                tmp = pd.DataFrame({"theta": s["theta"].to_numpy(), "a0": ok & (s["radius"].to_numpy() >= 0),
-                                    "acr": s["radius"].to_numpy() * ok})
+                ok = s["correct"].to_numpy() == 1
+                rad = s["radius"].to_numpy()
+                tmp = pd.DataFrame({"theta": s["theta"].to_numpy(), "a0": ok, "ar": ok & (rad >= r_star), "acr": rad * ok})
                 agg = tmp.groupby("theta", sort=True).mean()
-                ax.plot(agg.index, agg["a0"], color=colors[gname], label=f"{NAMES[gname]}: cert. acc. at r=0")
-                ax.plot(agg.index, agg["acr"], "--", color=colors[gname], label=f"{NAMES[gname]}: ACR")
+                if not drawn0:
+                    ax.plot(agg.index, agg["a0"], ":", color="gray", label="every guarantee, r = 0")
+                    drawn0 = True
+                ax.plot(agg.index, agg["ar"], color=colors[gname], label=f"{NAMES[gname]}, r = {r_star:g}")
+                ax2.plot(agg.index, agg["acr"], color=colors[gname], label=NAMES[gname])
             if rs is not None and len(rs):
                 cor = (rs["pred_ref"] == rs["label"]).to_numpy()
-                ax.axhline(float(cor.mean()), color="black", lw=1, label="R: cert. acc. at r=0")
-                ax.axhline(float((rs["r_ref"].to_numpy() * cor).mean()), color="black", ls="--", lw=1, label="R: ACR")
-            ax.set_title(f"{f}{(' - ' + str(src)) if src else ''}", fontsize=9)
-            ax.set_xlabel("theta (rows with u >= theta are uncertain)")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=6)
+                ax.axhline(float(cor.mean()), color="black", ls=":", lw=1, label="R, r = 0")
+                ax.axhline(float((cor & (rs["r_ref"].to_numpy() >= r_star)).mean()), color="black", lw=1,
+                           label=f"R, r = {r_star:g}")
+                ax2.axhline(float((rs["r_ref"].to_numpy() * cor).mean()), color="black", lw=1, label="R")
+            ax.set_title(f"{f}{(' - ' + str(src)) if src else ''}: certified accuracy", fontsize=9)
+            ax2.set_title(f"{f}: ACR", fontsize=9)
+            ax.set_ylim(0, 1)
+            for a_ in (ax, ax2):
+                a_.set_xlabel("theta (rows with u >= theta are uncertain)")
+                a_.grid(alpha=0.3)
+                a_.legend(fontsize=6, loc="best")
         fig.tight_layout()
         p = f"{stem}-uncertainty-theta{suffix}.png"
         fig.savefig(p, dpi=110)

@@ -20,7 +20,19 @@ theta) pairs at once:
 - ``ncl-strict``: max(R1, R2) at alpha/3 per bound on S; within it the
   smoothed prediction provably stays in {cA, V} (w.p. >= 1 - 2 alpha).
 
-Everything here is a pure function over arrays, except two memo tables of
+How the sweep counts (a design choice where CERTIFICATES.md says "sort each
+input's u values and count with binary search"): the counts are the same, but
+instead of sorting each input's u values, each row's u is located among the
+sorted distinct thresholds (a bucket guess corrected by exact comparisons),
+the row is filed in that bin, and a cumulative sum over the bins gives the
+counts at every theta: O(rows + m T) per input and function, no sort.
+
+Choices where the spec is silent: u is computed in float64 from the stored
+values (float16 stores: the float16 values); the row is V when u >= theta
+(NaN u counts as V); ``ncl``'s runner-up is also reported when PREDICT's test
+abstained (as two-step reports its runner-up), from the untested top class.
+
+Everything here is a pure function over arrays, except the memo table of
 Clopper-Pearson bounds (a pure function of (k, n, level), cached so that a
 sweep computes each distinct bound once per process).
 """
