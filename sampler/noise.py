@@ -82,24 +82,46 @@ def _get_numba_fill():
             z = (z ^ (z >> s27)) * C2
             return z ^ (z >> s31)
 
+        @nb.njit(inline="always")
+        def pair(key, p):
+            z = mix(mix((np.uint64(p) + one) * G) ^ key)
+            u1 = (np.float64(z >> s32) + 1.0) * inv32
+            r = np.float32(math.sqrt(-2.0 * math.log(u1)))
+            t = np.float32(z & m24) * two_pi_24
+            return r * np.float32(math.cos(t)), r * np.float32(math.sin(t))
+
         @nb.njit(cache=True, nogil=True)
         def fill(key, start_pair, out):
-            half = out.shape[0] // 2
-            for i in range(half):
-                z = mix(mix((np.uint64(start_pair + i) + one) * G) ^ key)
-                u1 = (np.float64(z >> s32) + 1.0) * inv32
-                r = np.float32(math.sqrt(-2.0 * math.log(u1)))
-                t = np.float32(z & m24) * two_pi_24
-                out[2 * i] = r * np.float32(math.cos(t))
-                out[2 * i + 1] = r * np.float32(math.sin(t))
+            for i in range(out.shape[0] // 2):
+                a, b = pair(key, start_pair + i)
+                out[2 * i] = a
+                out[2 * i + 1] = b
 
-        _numba_fill = fill
+        @nb.njit(cache=True, nogil=True)
+        def noisy(key, start, x, sigma, out):
+            # out[i] = x[(start + i) % D] + sigma * eps[start + i], the same float32 operations as the torch path
+            count, d = out.shape[0], x.shape[0]
+            for q in range(start // 2, (start + count + 1) // 2):
+                a, b = pair(key, q)
+                e = 2 * q - start
+                if e >= 0:
+                    out[e] = a
+                if e + 1 < count:
+                    out[e + 1] = b
+            j = start % d
+            for i in range(count):
+                out[i] = out[i] * sigma + x[j]
+                j += 1
+                if j == d:
+                    j = 0
+
+        _numba_fill = (fill, noisy)
     return _numba_fill
 
 
 def _pairs_numpy_numba(key: int, p0: int, p1: int) -> np.ndarray:
     out = np.empty(2 * (p1 - p0), dtype=np.float32)
-    _get_numba_fill()(np.uint64(key), np.uint64(p0), out)
+    _get_numba_fill()[0](np.uint64(key), np.int64(p0), out)
     return out
 
 
@@ -195,11 +217,27 @@ def noisy_copies(x, sigma: float, seed: int, idx: int, row_start: int, row_stop:
     ``x`` is the clean input (C, H, W) or (1, C, H, W) in [0, 1] pixel space;
     the noisy copies are not clipped (as in Cohen et al.).
     """
+    import torch
+
     shape = tuple(x.shape[1:]) if x.dim() == 4 and x.shape[0] == 1 else tuple(x.shape)
+    if impl == "auto":
+        impl = "numba" if x.device.type == "cpu" else "torch"
+    if impl == "numba" and x.dtype == torch.float32:     # one pass, no thread-pool round trips for small ops
+        d = int(np.prod(shape))
+        rows = row_stop - row_start
+        if rows < 0:
+            raise ValueError("row_stop must not be below row_start")
+        out = np.empty(rows * d, dtype=np.float32)
+        xf = np.ascontiguousarray(x.detach().reshape(-1).numpy())
+        _get_numba_fill()[1](np.uint64(input_key(seed, idx)), np.int64(row_start * d), xf, np.float32(sigma), out)
+        return torch.from_numpy(out).view((rows,) + shape)
     z = noise_rows(seed, idx, row_start, row_stop, shape, device=x.device, impl=impl)
     return z.mul_(float(sigma)).add_(x.reshape((1,) + shape))
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the CPU kernel, so the first batch is not slow."""
+    """Compile (or load from numba's cache) the CPU kernels, so the first batch is not slow."""
+    import torch
+
     _pairs_numpy_numba(1, 0, 1)
+    noisy_copies(torch.zeros(1, 1, 2), 1.0, 0, 0, 0, 1, impl="numba")

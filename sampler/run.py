@@ -249,9 +249,13 @@ class _Writer(threading.Thread):
             slot, idx, label, buf, r = item if len(item) == 5 else (*item, self.R)
             try:
                 buf.wait()
+                rows = buf.h_rows.numpy()[:r]
+                if not np.isfinite(rows).all():
+                    bad = int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])
+                    raise ValueError(f"the model's output on input {idx} (row {bad}) is not finite; nothing written for it")
                 self.store.write_input(
                     slot,
-                    rows=buf.h_rows.numpy()[:r],
+                    rows=rows,
                     argmax=buf.h_arg.numpy()[:r],
                     label=label,
                     idx=idx,
@@ -271,6 +275,8 @@ class _Writer(threading.Thread):
     def check(self):
         if self.error is not None:
             e = self.error
+            if isinstance(e, ValueError):
+                raise e
             raise StoreError(f"writing to store {self.store.location} failed: {type(e).__name__}: {e}") from e
 
 
@@ -497,9 +503,16 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
         pbar.update(r)
         pbar.set_postfix_str(f"inputs {done[0]}/{len(todo)}", refresh=False)
 
+    # CPU, one model: softmax and argmax in one numba pass into float32 rows (the writer casts to the
+    # store's dtype, off the compute thread) instead of several small torch ops per batch
+    cpu_fast = dev.type == "cpu" and k == 1
+    if cpu_fast:
+        from . import kernels as _kernels
+
+        _kernels.warm_up()
     free, work = queue.Queue(), queue.Queue(maxsize=max(1, queue_size))
     for _ in range(max(1, queue_size) + 1):
-        free.put(_Buffers(R, m, k, dtype, dev, core is not None))
+        free.put(_Buffers(R, m, k, "float32" if cpu_fast else dtype, dev, core is not None))
     writer = _Writer(st, work, free, R, on_written)
     writer.start()
     batches = row_batches(R, batch_size)
@@ -531,14 +544,19 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
                     buf.core.copy_(forward(core.module, xt[None]).float().argmax(1))
                 for a, b in batches:
                     noisy = _noise.noisy_copies(xt, sigma, seed, idx, a, b)
-                    if k == 1:
-                        probs = torch.softmax(forward(members[0].module, noisy).float(), dim=1)
+                    if cpu_fast:
+                        logits = forward(members[0].module, noisy).float().contiguous().numpy()
+                        _kernels.softmax_argmax(logits, buf.rows.numpy()[a:b], buf.arg.numpy()[a:b])
                     else:
-                        lps = torch.stack([torch.log_softmax(forward(mm.module, noisy).float(), dim=1) for mm in members], 1)
-                        buf.mem[a:b].copy_(lps)
-                        probs = torch.softmax(lps.mean(1), dim=1)
-                    buf.arg[a:b].copy_(probs.argmax(1))
-                    buf.rows[a:b].copy_(probs)
+                        if k == 1:
+                            probs = torch.softmax(forward(members[0].module, noisy).float(), dim=1)
+                        else:
+                            lps = torch.stack([torch.log_softmax(forward(mm.module, noisy).float(), dim=1)
+                                               for mm in members], 1)
+                            buf.mem[a:b].copy_(lps)
+                            probs = torch.softmax(lps.mean(1), dim=1)
+                        buf.arg[a:b].copy_(probs.argmax(1))
+                        buf.rows[a:b].copy_(probs)
                     if b in stop_at:  # adaptive: decide on S0's top class and the first n_j rows of S
                         if cA is None:
                             c0 = torch.bincount(buf.arg[:n0].long(), minlength=m).cpu().numpy()

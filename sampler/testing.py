@@ -51,6 +51,22 @@ def tiny_rgb():
     return _seeded_init(_tiny_cls()(channels=3), 2)
 
 
+def tiny_nan():
+    """Tiny network A whose logits are NaN for every noisy copy with a top-left pixel above 1.5 (a broken model)."""
+    import torch
+
+    class _Nan(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = tiny()
+
+        def forward(self, x):
+            out = self.net(x)
+            return torch.where(x[:, :1, 0, 0] > 1.5, torch.full_like(out, float("nan")), out)
+
+    return _Nan()
+
+
 def tiny_data(n: int = 12, channels: int = 1, m: int = 5, side: int = 6, seed: int = 0):
     """(x uint8 (n, C, side, side), y int64 (n,)), labels sorted ascending (so a class-folder copy keeps the order)."""
     rng = np.random.default_rng(seed)

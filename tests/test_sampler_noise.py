@@ -61,12 +61,15 @@ def test_rows_do_not_depend_on_how_they_are_cut(impl):
     assert torch.equal(full[11:12], N.noise_rows(1, 9, 11, 12, shape, impl=impl))
 
 
-def test_noisy_copies_are_x_plus_sigma_noise_unclipped():
-    x = torch.rand(1, 6, 6)
-    z = N.noise_rows(0, 4, 10, 20, (1, 6, 6))
-    got = N.noisy_copies(x, 0.5, 0, 4, 10, 20)
+@pytest.mark.parametrize("impl", ["numba", "torch"])
+def test_noisy_copies_are_x_plus_sigma_noise_unclipped(impl):
+    x = torch.rand(3, 5, 5)
+    z = N.noise_rows(0, 4, 10, 20, (3, 5, 5), impl=impl)
+    got = N.noisy_copies(x, 0.5, 0, 4, 10, 20, impl=impl)
     assert torch.equal(got, z * 0.5 + x)
     assert got.min() < 0 or got.max() > 1   # noise is not clipped to [0, 1]
+    pieces = torch.cat([N.noisy_copies(x[None], 0.5, 0, 4, a, b, impl=impl) for a, b in [(10, 13), (13, 14), (14, 20)]])
+    assert torch.equal(got, pieces)
 
 
 def test_keys_differ_by_seed_and_index():

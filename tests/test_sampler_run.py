@@ -298,6 +298,8 @@ def test_bad_inputs_give_one_line_errors_naming_the_input(env, tmp_path):
         env.run("e6", models=["sampler.testing:tiny_rgb"], weights=[env.weights])
     with pytest.raises(ValueError, match="selects no input"):
         env.run("e7", indices="20:30")
+    with pytest.raises(ValueError, match=r"the model's output on input \d+ \(row \d+\) is not finite"):
+        env.run("e10", models=["sampler.testing:tiny_nan"], weights=(), sigma=2.0)
     with pytest.raises(FileNotFoundError, match="no such file"):
         env.run("e8", data=str(tmp_path / "missing.npz"))
     with pytest.raises(ValueError, match="IMAGES.npy,LABELS.npy"):
