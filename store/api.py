@@ -80,6 +80,13 @@ def _check_shape(shape: StoreShape, where: str) -> None:
         raise StoreError(f"{where}: members must be in 0..1024, got {shape.members}")
 
 
+def _check_input_bytes(nbytes: int, what: str, where: str) -> None:
+    """Refuse a layout whose one input decodes to more than F.MAX_INPUT_BYTES (before anything is allocated)."""
+    if nbytes > F.MAX_INPUT_BYTES:
+        raise StoreError(f"{where}: one input ({what}) decodes to {nbytes / 2**30:.1f} GiB, more than the "
+                         f"{F.MAX_INPUT_BYTES / 2**30:g} GiB a reader holds per input")
+
+
 def create_store(
     location,
     *,
@@ -104,6 +111,9 @@ def create_store(
 
     shape = StoreShape(int(n_inputs), int(n0), int(n), int(num_classes), int(members))
     _check_shape(shape, str(location))
+    R, m, k = shape.total_rows, shape.num_classes, shape.members
+    _check_input_bytes(R * (m * 4 + 8 + k * m * 4), f"{R} rows x {m} classes" + (f" x {k} members" if k else ""),
+                       str(location))
     if dtype not in F.ROW_DTYPES:
         raise StoreError(f"{location}: dtype must be one of {F.ROW_DTYPES}, got {dtype!r}")
     if not (np.isfinite(sigma) and sigma > 0):
@@ -181,6 +191,18 @@ class SampleStore:
         a = self.attrs
         self.shape = StoreShape(a["n_inputs"], a["n0"], a["n"], a["num_classes"], a.get("members", 0))
         self._arrays = {}
+        self._check_layout_size()
+
+    def _check_layout_size(self) -> None:
+        """Refuse metadata whose one input would decode to more than F.MAX_INPUT_BYTES, before any read."""
+        total, parts = 0, []
+        for name, itemsize in ((F.ROWS, 4), (F.ARGMAX, 8), (F.MEMBERS, 4)):
+            shp = self._expected_shape(name)
+            if shp is None or (name == F.MEMBERS and not self.members):
+                continue
+            total += int(np.prod(shp[1:], dtype=object)) * itemsize
+            parts.append(f"{name} {'x'.join(map(str, shp[1:]))}")
+        _check_input_bytes(total, ", ".join(parts), f"store {self.location}")
 
     # ----------------------------------------------------------------- metadata
     def _validated_attrs(self) -> dict:

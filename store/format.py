@@ -38,8 +38,12 @@ MAX_CLASSES = int(ARGMAX_FILL)  # class indices must fit below the fill value
 MAX_CHUNK_BYTES = 32 * 2**20
 
 # Limits on metadata read from an untrusted store, checked before allocating.
-MAX_INPUTS = 10**9
+# Readers hold every input's record (64 bytes) at once, and at least one whole
+# input decoded (rows as float32, hard labels as int64, member rows as float32):
+# metadata beyond these limits is refused when the store is opened.
+MAX_INPUTS = 10**7
 MAX_ROWS_PER_INPUT = 10**9
+MAX_INPUT_BYTES = 2**33
 
 
 def compressors():
