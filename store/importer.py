@@ -33,15 +33,48 @@ def load_npz(path) -> dict:
         raise StoreError(f"source {path} is not an .npz file")
     with zipfile.ZipFile(path) as zf:
         total = sum(i.file_size for i in zf.infolist())
-    if total > MAX_SOURCE_BYTES:
-        raise StoreError(f"source {path} declares {total} bytes of arrays, more than the {MAX_SOURCE_BYTES} allowed")
+        if total > MAX_SOURCE_BYTES:
+            raise StoreError(f"source {path} declares {total} bytes of arrays, more than the {MAX_SOURCE_BYTES} allowed")
+        for info in zf.infolist():
+            _check_npy_header(zf, info, path)
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except ValueError as e:
-        raise StoreError(f"source {path}: cannot read arrays without unpickling ({e})") from e
+        msg = str(e)
+        if "allow_pickle" in msg or "pickle" in msg.lower():
+            raise StoreError(f"source {path}: cannot read arrays without unpickling ({msg})") from e
+        raise StoreError(f"source {path}: unreadable .npz ({msg})") from e
     except Exception as e:
         raise StoreError(f"source {path}: unreadable .npz ({type(e).__name__}: {e})") from e
+
+
+def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> None:
+    """Refuse a member whose .npy header declares more data than the member holds, or objects.
+
+    np.load allocates the array its header declares before reading any data,
+    so a few forged header bytes could otherwise ask for terabytes.
+    """
+    if not info.filename.endswith(".npy"):
+        return
+    name = info.filename[:-4]
+    try:
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=10_000)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=10_000)
+            header = f.tell()
+    except Exception as e:
+        raise StoreError(f"source {path}: array '{name}' has an unreadable .npy header ({type(e).__name__}: {e})") from e
+    if dtype.hasobject:
+        raise StoreError(f"source {path}: array '{name}' holds Python objects ({dtype}); "
+                         f"they cannot be read without unpickling, which smoothcert never does")
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if need > info.file_size - header:
+        raise StoreError(f"source {path}: array '{name}' declares shape {shape} of {dtype} ({need} bytes) "
+                         f"but its member holds {info.file_size - header} bytes")
 
 
 def _first_bad(mask: np.ndarray):
