@@ -67,11 +67,9 @@ def _theta_hist(rows, labels, starts, stops, funcs, thetas, tcount, m, bstart, n
                     p = np.float64(rows[b, r, c])
                     if p > 0.0:
                         ent -= p * math.log(p)
-                    if p > p1:
-                        p2 = p1
-                        p1 = p
-                    elif p > p2:
-                        p2 = p
+                    # branchless top two (a tie keeps both: margin 0)
+                    p2 = max(p2, min(p1, p))
+                    p1 = max(p1, p)
             elif need_ent:
                 for c in range(m):
                     p = np.float64(rows[b, r, c])
@@ -80,11 +78,8 @@ def _theta_hist(rows, labels, starts, stops, funcs, thetas, tcount, m, bstart, n
             else:
                 for c in range(m):
                     p = np.float64(rows[b, r, c])
-                    if p > p1:
-                        p2 = p1
-                        p1 = p
-                    elif p > p2:
-                        p2 = p
+                    p2 = max(p2, min(p1, p))
+                    p1 = max(p1, p)
             for fi in range(F):
                 f = funcs[fi]
                 if f == ENTROPY:
