@@ -209,7 +209,8 @@ def import_npz(src_path, location, *, sigma: float, n0: int, dtype: str | None =
         if dest.exists():
             raise StoreError(f"store {final} already exists; choose a new path (import never overwrites)")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmpdir = tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent)
+        _remove_stale_partials(dest)
+        tmpdir = tempfile.mkdtemp(prefix=f".{dest.name}.partial-{os.getpid()}-", dir=dest.parent)
         target = os.path.join(tmpdir, "store")
         cleanup = tmpdir
     try:
@@ -227,10 +228,46 @@ def import_npz(src_path, location, *, sigma: float, n0: int, dtype: str | None =
             if is_zip(final):
                 export_zip(target, dest)
             else:
-                os.replace(target, dest)
+                try:
+                    os.replace(target, dest)
+                except OSError as e:
+                    if dest.exists():  # another process put a store there while this one imported
+                        raise StoreError(f"store {final} was created by another process during this import; "
+                                         f"not overwriting it") from e
+                    raise
     finally:
         if cleanup is not None:
             shutil.rmtree(cleanup, ignore_errors=True)
+
+
+def _remove_stale_partials(dest: Path) -> None:
+    """Remove the partial folders (and packed zips) that killed imports into ``dest`` left behind.
+
+    Their names carry the importing process's pid (``.NAME.partial-PID-...``);
+    those of processes still running on this host are kept.
+    """
+    prefix = f".{dest.name}.partial-"
+    for stale in dest.parent.glob(prefix + "*"):
+        pid = stale.name[len(prefix):].split("-")[0].split(".")[0]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            try:
+                stale.unlink()
+            except OSError:
+                pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def export_zip(src_dir, out_zip) -> None:
