@@ -410,7 +410,9 @@ def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_us
                           progress=not quiet, verify=verify)
     import shlex
 
-    meta["command"] = shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)])
+    from certifier.engine import _redact
+
+    meta["command"] = _redact(shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)]))  # no user:password@ of URLs
     meta["software_version"] = _version()
     if theta_from_info is not None:
         meta["theta_from"] = theta_from_info

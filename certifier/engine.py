@@ -250,4 +250,4 @@ def _redact(location: str) -> str:
     """Drop user:password@ from a URL so that credentials never reach a results file."""
     import re
 
-    return re.sub(r"(://)[^/@]+@", r"\1", location)
+    return re.sub(r"(://)[^/@\s]+@", r"\1", location)

@@ -122,3 +122,10 @@ def test_export_from_s3_to_zip_and_merge_into_s3(s3, tmp_path):
         pd.testing.assert_frame_equal(want, certify(loc, "two-step", progress=False)[0], check_exact=True)
     stored = _all_bytes(s3["client"], prefix="ab.zarr/") + (tmp_path / "ab.zip").read_bytes()
     assert KEY_ID.encode() not in stored and SECRET.encode() not in stored
+
+
+def test_credentials_in_a_url_never_reach_the_sidecar():
+    from certifier.engine import _redact
+
+    cmd = "smoothcert certify s3://KEYID:SECRET@bucket/x.zarr --method cohen --out s3://u:p@b/o.csv"
+    assert _redact(cmd) == "smoothcert certify s3://bucket/x.zarr --method cohen --out s3://b/o.csv"
