@@ -259,11 +259,10 @@ class CompactStore(SampleStore):
                                  f"resume the sampler or run 'smoothcert store verify'")
             keep = complete
         raw = {}
-        if COMPACT in wanted or verify:
+        if COMPACT in wanted:
             for name in (TOPK_P, TOPK_C, ENTROPY):
-                if COMPACT in wanted:
-                    raw[name] = self._read(name, start, stop, idx)
-        if F.ARGMAX in wanted or verify:
+                raw[name] = self._read(name, start, stop, idx)
+        if F.ARGMAX in wanted or verify:  # the argmax checksum also covers label, idx, n_rows, core_predict
             raw[F.ARGMAX] = self._read(F.ARGMAX, start, stop, idx)
         if verify:
             for j in np.flatnonzero(keep):
