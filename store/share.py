@@ -104,9 +104,15 @@ def export_zip(location, out_zip, *, storage_options: dict | None = None, progre
         if fp_copy != fp:
             raise StoreError(f"export of {location} to {out_zip}: the copy's fingerprint differs from the source's "
                              f"(was the store written to while exporting?)")
-        if out.exists():
-            raise StoreError(f"export target {out_zip} appeared while exporting; not overwriting it")
-        os.replace(tmp, out)
+        appeared = StoreError(f"export target {out_zip} appeared while exporting; not overwriting it")
+        try:
+            os.link(tmp, out)  # no-clobber: between an exists() check and a rename another process could win
+        except FileExistsError:
+            raise appeared from None
+        except OSError:  # a file system without hard links
+            if out.exists():
+                raise appeared from None
+            os.replace(tmp, out)
     finally:
         if tmp.exists():
             tmp.unlink()
