@@ -67,6 +67,14 @@ def n_complete(path) -> int:
         st.close()
 
 
+def wait_on(p, seconds):
+    """Let the sampler run for up to ``seconds`` between two looks at its store (returns early if it exits)."""
+    try:
+        p.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 @pytest.fixture
 def data(tmp_path):
     x, y = T.tiny_data(n=30)
@@ -83,7 +91,7 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(data,
     for t in targets:
         p = subprocess.Popen(sample_cmd(data, store), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         while p.poll() is None and n_complete(store) < t:   # wait on the store's complete markers
-            pass
+            wait_on(p, 0.01)
         for _ in range(int(rng.integers(0, 4))):             # land anywhere inside the next input
             n_complete(store)
         if p.poll() is None:
