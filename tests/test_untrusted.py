@@ -392,13 +392,16 @@ def _reference_table(store: Path, tmp: Path, method: str) -> pd.DataFrame:
     return pd.read_csv(tmp / f"ref-{method}.csv")
 
 
-def _corrupt(store: Path, rng) -> str:
-    """One random damage to a store folder; returns what was done."""
+DAMAGE = ("flip-chunk", "flip-array-meta", "truncate", "flip-chunk", "delete", "garbage-meta", "flip-chunk",
+          "empty-file", "swap-chunks", "group-meta-broken")
+
+
+def _corrupt(store: Path, rng, kind=None) -> str:
+    """One damage (``kind``, random by default) to a store folder; returns what was done."""
     files = [p for p in store.rglob("*") if p.is_file()]
     meta = [p for p in files if p.name == "zarr.json"]
     chunks = [p for p in files if p.name != "zarr.json"]
-    kind = rng.choice(["flip-chunk", "flip-chunk", "flip-chunk", "flip-array-meta", "truncate", "delete",
-                       "garbage-meta", "empty-file", "swap-chunks", "group-meta-broken"])
+    kind = kind or rng.choice(DAMAGE)
     if kind == "flip-chunk" or kind == "flip-array-meta":
         p = rng.choice(chunks) if kind == "flip-chunk" else rng.choice([m for m in meta if m.parent != store])
         b = bytearray(p.read_bytes())
@@ -420,7 +423,7 @@ def _corrupt(store: Path, rng) -> str:
         p = rng.choice(chunks)
         p.write_bytes(b"")
     elif kind == "swap-chunks":  # two inputs' chunks of one array exchanged: every byte still decodes
-        arr = rng.choice(["rows", "argmax", "member_logprobs", "inputs"])
+        arr = rng.choice([a.name for a in store.iterdir() if (a / "c").is_dir()])
         cs = sorted((store / arr / "c").rglob("*"))
         cs = [c for c in cs if c.is_file()]
         a, b = rng.choice(len(cs), 2, replace=False)
@@ -444,15 +447,31 @@ def _judge_certify(code, err, exc, csv: Path, ref: pd.DataFrame, what):
     return assert_one_line_error(code, err, exc, what=what)
 
 
-def test_fuzz_corrupted_stores(tmp_path):
-    good = make_store(tmp_path / "good", N=5, R=40, m=4, members=2)
-    refs = {m: _reference_table(good, tmp_path, m) for m in ("two-step", "soft")}
-    rng = np.random.default_rng(20240601)
+LAYOUTS = {  # layout: (how to build it, methods certified; compact stores hold no full rows for soft/cdf)
+    "full": (lambda p: make_store(p, N=5, R=40, m=4, members=2), ("two-step", "soft")),
+    "compact": (lambda p: _compact_store(p), ("two-step", "uncertainty")),
+}
+
+
+def _compact_store(path: Path) -> Path:
+    src = path.parent / "compact-src.npz"
+    np.savez(src, **make_arrays(N=5, R=40, m=6))
+    code, out, err, exc = invoke(["store", "import", src, path, "--sigma", "0.5", "--n0", "10", "--compact-topk", "3"])
+    assert code == 0, err
+    return path
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_fuzz_corrupted_stores(tmp_path, layout):
+    build, methods = LAYOUTS[layout]
+    good = build(tmp_path / "good")
+    refs = {m: _reference_table(good, tmp_path, m) for m in methods}
+    rng = np.random.default_rng(20240601 + len(layout))
     seen = {}
-    for trial in range(40):
+    for trial in range(30):
         d = tmp_path / f"bad{trial}"
         shutil.copytree(good, d)
-        what = _corrupt(d, rng)
+        what = _corrupt(d, rng, DAMAGE[trial % len(DAMAGE)])
         code, out, err, exc = invoke(["store", "info", d])
         if code != 0:
             assert_one_line_error(code, err, exc, what=f"{what}: info")
@@ -472,6 +491,30 @@ def test_fuzz_corrupted_stores(tmp_path):
         seen[what.split()[0]] = seen.get(what.split()[0], 0) + 1
         shutil.rmtree(d)
     assert len(seen) >= 8, seen
+
+
+def test_fuzz_corrupted_certificate_tables_for_report(tmp_path):
+    good = make_store(tmp_path / "good")
+    table = tmp_path / "t.csv"
+    code, out, err, exc = invoke(["certify", good, "--method", "two-step", "--out", table, "-q"])
+    assert code == 0, err
+    data = table.read_bytes()
+    rng = np.random.default_rng(3)
+    variants = {"empty": b"", "garbage": rng.bytes(300), "no predict column": b"idx,label\n1,2\n",
+                "radius not a number": data.replace(b"two-step,", b"two-step,x", 1),
+                "truncated": data[: len(data) // 3]}
+    for i in range(8):
+        b = bytearray(data)
+        b[int(rng.integers(0, len(b)))] ^= 1 << int(rng.integers(0, 8))
+        variants[f"flip{i}"] = bytes(b)
+    for name, b in variants.items():
+        for suffix in (".csv", ".jsonl", ".parquet"):
+            p = tmp_path / f"{name}{suffix}"
+            p.write_bytes(b)
+            code, out, err, exc = invoke(["report", p])
+            assert exc is None and "Traceback" not in err, (name, suffix, exc)
+            if code != 0:
+                assert_one_line_error(code, err, exc, what=f"report {name}{suffix}")
 
 
 def _npz_bytes(tmp: Path, **arrays) -> bytes:
