@@ -343,7 +343,7 @@ def _float_or_none(ctx, param, value):
 @click.option("--theta", default=None,
               help="uncertainty/aces thresholds: LIST or start:stop:count (write negatives as --theta=-0.5,inf). "
                    "uncertainty: rows with u >= theta are labelled V; default inf alone (plain labels, = two-step); "
-                   "add inf to a list to get the reference R in the same table.")
+                   "add inf to get the reference R in the same table, e.g. --theta=0:2.3:1000,inf.")
 @click.option("--theta-from", "theta_from", type=click.Path(dir_okay=False), default=None,
               help="uncertainty: also certify at the thetas of CALIB.json (written by 'smoothcert calibrate --json') "
                    "for each --uncertainty function; warns when they were calibrated on STORE itself (post hoc).")

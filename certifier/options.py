@@ -8,24 +8,28 @@ from .hypotheses import ALTERNATIVES
 
 
 def parse_float_list(text, name: str) -> list[float]:
-    """'0.1,0.5,inf' or 'start:stop:count' (count equidistant values, both ends included)."""
+    """'0.1,0.5,inf' or 'start:stop:count' (count equidistant values, both ends included), or both: '0:1:11,inf'."""
     if text is None:
         return []
     if isinstance(text, (list, tuple)):
         return [float(v) for v in text]
     s = str(text).strip()
     try:
-        if s.count(":") == 2:
-            a, b, c = s.split(":")
-            a, b, c = float(a), float(b), int(c)
-            if c < 1:
-                raise ValueError
-            if c == 1:
-                return [a]
-            return [a + (b - a) * i / (c - 1) for i in range(c)]
-        return [float(v) for v in s.split(",") if v.strip() != ""]
+        out = []
+        for item in (v.strip() for v in s.split(",")):
+            if item == "":
+                continue
+            if item.count(":") == 2:
+                a, b, c = item.split(":")
+                a, b, c = float(a), float(b), int(c)
+                if c < 1:
+                    raise ValueError
+                out += [a] if c == 1 else [a + (b - a) * i / (c - 1) for i in range(c)]
+            else:
+                out.append(float(item))
+        return out
     except ValueError:
-        raise ValueError(f"--{name}: expected a comma-separated list of numbers or start:stop:count, got {s!r}") from None
+        raise ValueError(f"--{name}: expected a comma-separated list of numbers and start:stop:count grids, got {s!r}") from None
 
 
 def parse_int_list(text, name: str) -> list[int]:

@@ -2,8 +2,9 @@
 
 The reference radius R is the two-step radius: the ``cc`` rows at
 ``theta = inf`` of the same table (identical to ``two-step``), or, when the
-table has none, ``two-step`` rows given to the same report. Rows are matched
-per input by (results file, idx). All shares are over inputs.
+table has none, ``two-step`` rows of the same table or of the only two-step
+table given to the report. Rows are matched per input by (results file, idx).
+All shares are over inputs.
 
 - Table I: certified accuracy (%) of R_CC, R, R_NCL and ncl-strict at radii.
 - Table II: mean per-input relative change (R_g - R) / R, over the inputs
@@ -39,20 +40,32 @@ def _with_source(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def reference_radius(df: pd.DataFrame) -> pd.DataFrame | None:
-    """Per (source, idx): R's radius and prediction (``r_ref``, ``pred_ref``), or None when there is no R.
+    """Per (source, idx) of the uncertainty rows: R's radius and prediction (``r_ref``, ``pred_ref``); None without R.
 
-    From the ``cc`` rows at theta = inf of ``uncertainty`` (any function: they
-    are equal there), else from ``two-step`` rows.
+    R comes from the ``cc`` rows at theta = inf of the same table (any
+    function: they are equal there), else from ``two-step`` rows: those of the
+    same table, or of the only two-step table given (e.g. ``report
+    two-step.csv sweep.parquet``, both certified on the same store).
     """
     df = _with_source(df)
-    u = df[(df["method"] == "uncertainty") & (df["guarantee"].astype(str) == "cc") & np.isposinf(df["theta"].astype(float))]
-    if len(u):
-        ref = u.drop_duplicates([SOURCE, "idx"])
-    else:
-        ref = df[df["method"] == "two-step"].drop_duplicates([SOURCE, "idx"])
-        if not len(ref):
-            return None
-    return ref[[SOURCE, "idx", "radius", "predict", "label"]].rename(columns={"radius": "r_ref", "predict": "pred_ref"})
+    cols = [SOURCE, "idx", "radius", "predict", "label"]
+    two = df[df["method"] == "two-step"]
+    two_sources = list(dict.fromkeys(two[SOURCE]))
+    parts = []
+    for src, u in df[df["method"] == "uncertainty"].groupby(SOURCE, sort=False):
+        inf = u[(u["guarantee"].astype(str) == "cc") & np.isposinf(u["theta"].astype(float))]
+        if len(inf):
+            ref = inf
+        elif src in two_sources:
+            ref = two[two[SOURCE] == src]
+        elif len(two_sources) == 1:
+            ref = two
+        else:
+            continue
+        parts.append(ref.drop_duplicates([SOURCE, "idx"])[cols].assign(**{SOURCE: src}))
+    if not parts:
+        return None
+    return pd.concat(parts, ignore_index=True).rename(columns={"radius": "r_ref", "predict": "pred_ref"})
 
 
 def shown_thetas(thetas) -> list:

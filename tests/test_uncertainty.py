@@ -446,3 +446,10 @@ def test_extended_counts_many_thetas(random_store, kind):
                 conf = u[i] < theta
                 exp = np.bincount(labels[i][conf], minlength=rows.shape[2]).tolist() + [int((~conf).sum())]
                 assert got[i, t].tolist() == exp, (f, kind, theta)
+
+
+def test_theta_grid_and_list_combine():
+    from certifier.options import parse_float_list
+
+    assert parse_float_list("-1:1:3,inf", "theta") == [-1.0, 0.0, 1.0, math.inf]
+    assert parse_float_list("0.5,0:1:2", "theta") == [0.5, 0.0, 1.0]

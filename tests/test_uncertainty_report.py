@@ -98,3 +98,18 @@ def test_report_command_on_real_tables(tmp_path):
     assert r.exit_code == 0, r.output
     assert "Fig. 8" in r.stdout and "id.csv" in r.stdout and "ood.csv" in r.stdout
     assert (tmp_path / "rep-uncertainty-radius-1.png").exists() and (tmp_path / "rep-uncertainty-theta-0.png").exists()
+
+
+def test_reference_from_a_separate_two_step_table():
+    """report two-step.csv sweep.csv: R comes from the two-step table when the sweep has no theta = inf."""
+    from certifier.report_uncertainty import reference_radius, table_ii_iii
+
+    df = _table()
+    u = df[(df["_source"] == "id.csv") & np.isfinite(df["theta"])].assign(_source="sweep.csv")
+    inf = df[(df["_source"] == "id.csv") & np.isinf(df["theta"]) & (df["guarantee"] == "cc")]
+    two = inf.assign(method="two-step", _source="two-step.csv", uncertainty=None, theta=np.nan, guarantee=None)
+    both = pd.concat([two, u], ignore_index=True)
+    ref = reference_radius(both)
+    assert list(ref["_source"].unique()) == ["sweep.csv"] and len(ref) == 4
+    t23 = table_ii_iii(both[both["method"] == "uncertainty"], ref)
+    assert t23.iloc[0]["(R_CC-R)/R"] == pytest.approx(np.mean([0.2, -0.5, 0.0]))
