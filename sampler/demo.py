@@ -2,7 +2,8 @@
 
 1. the digits test split (scikit-learn's bundled 8x8 digits, pixels / 16) -> ``DIR/digits_test.npz``;
 2. the demo CNN: the shipped checkpoint ``sampler/assets/digits_cnn_sigma0.25.pt``
-   (made by ``python -m sampler.train``), or retrained with ``--train``;
+   (made by ``python -m sampler.train``), or retrained with ``--train``; also
+   written as a TorchScript file ``DIR/model.pt`` for sampling it by hand;
 3. ``sampler.run.sample`` on a test subset -> ``DIR/store`` (the same network
    also serves as ACES's core model, evaluated on the clean input);
 4. ``certify_all``: every method the certifier registers -> ``DIR/certificates/<method>.csv``;
@@ -68,6 +69,21 @@ def certify_all(store: str, out_dir, methods=None, echo=print):
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
+def export_torchscript(checkpoint, path) -> Path:
+    """Write the demo network with ``checkpoint``'s weights as a TorchScript file at ``path``."""
+    import warnings
+
+    import torch
+
+    net = _train.digits_cnn()
+    net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    net.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)     # torch 2.13 marks torch.jit as deprecated
+        torch.jit.save(torch.jit.script(net), str(path))
+    return Path(path)
+
+
 def write_test_split(path) -> tuple[int, int]:
     """Write the digits test split to ``path`` (.npz, x float32 (N, 1, 8, 8) in [0, 1], y); return (N, classes)."""
     _, (xte, yte) = _train.digits_split()
@@ -98,6 +114,9 @@ def run_demo(out_dir="demo-out", quick: bool = False, train: bool = False, devic
         echo(f"[2/4] model: trained with noise sigma={SIGMA} in {time.perf_counter() - t0:.1f} s -> {ckpt} (sha256 {digest[:12]})")
     else:
         echo(f"[2/4] model: shipped checkpoint {ckpt} (made by python -m sampler.train)")
+
+    scripted = export_torchscript(ckpt, out / "model.pt")
+    echo(f"      the same network as a TorchScript file (for smoothcert sample --model): {scripted}")
 
     store = out / ("store-quick" if quick else "store")
     inputs = min(cfg["inputs"], n_test)

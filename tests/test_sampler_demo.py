@@ -29,6 +29,7 @@ def test_the_shipped_checkpoint_loads_safely_and_classifies_digits():
     assert acc > 0.95
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_demo_end_to_end_small(tmp_path, monkeypatch):
     import certifier
 
@@ -45,6 +46,12 @@ def test_demo_end_to_end_small(tmp_path, monkeypatch):
     cohen = s[s["method"] == "cohen"].iloc[0]
     assert cohen["inputs"] == 6 and cohen["acc@0"] >= 0.5
     assert "Certified accuracy" in text and "demo finished" in text
+    scripted = torch.jit.load(str(tmp_path / "demo" / "model.pt"))
+    _, (x, _) = train.digits_split()
+    ref = train.digits_cnn()
+    ref.load_state_dict(torch.load(train.CHECKPOINT, weights_only=True))
+    with torch.no_grad():
+        assert torch.allclose(scripted(torch.from_numpy(x[:5])), ref.eval()(torch.from_numpy(x[:5])), atol=1e-5)
     # a second run resumes the complete store instead of sampling again
     lines.clear()
     demo.run_demo(tmp_path / "demo", quick=True, echo=lines.append)
