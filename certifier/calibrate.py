@@ -65,24 +65,32 @@ def accuracy_curves(location, funcs, rows: int = ROWS, storage_options=None, blo
     """Per function: (grid, acc over the grid, A0) on the store at ``location``; reads each input once.
 
     Every input must be complete and match its checksum (else StoreError naming it).
+    Compact stores (top-k rows plus per-row entropy) give the same curves.
     """
+    from types import SimpleNamespace
+
+    from .compact import extended_counts_per_function_of
+
     funcs = list(dict.fromkeys(funcs))
     st = open_store(location, storage_options=storage_options)
     try:
         N, m, n0 = st.n_inputs, st.num_classes, st.n0
-        per_input = st.shape.total_rows * m * 4
+        compact = st.attrs.get("layout") == "compact"  # top-k rows plus per-row entropy: the same u values
+        per_input = st.shape.total_rows * (64 if compact else m * 4)
         bs = int(block_size) if block_size else int(max(1, min(256, (64 * 2**20) // max(per_input, 1))))
         grids = {f: theta_grid(f, m) for f in funcs}
         hits = {f: np.zeros(STEPS + 1, np.int64) for f in funcs}
         hits0 = 0
         for s in range(0, N, bs):
-            d = st.read_block(s, min(s + bs, N), fields=("argmax", "rows"), verify=True)
+            d = st.read_block(s, min(s + bs, N), fields=("argmax", "compact" if compact else "rows"), verify=True)
+            blk = SimpleNamespace(argmax=d["argmax"], rows=d.get("rows"), m=m,
+                                  compact={k: d[k] for k in ("topk_p", "topk_c", "entropy")} if compact else None)
             n_i = np.minimum(d["n_rows"] - n0, rows)
             stop = n0 + n_i
-            c_inf = U.extended_counts(d["argmax"], d["rows"], n0, stop, funcs[:1], [math.inf])
+            c_inf = extended_counts_per_function_of(blk, n0, stop, funcs[:1], [[math.inf]])[0]
             hits0 += int(majority_correct(c_inf[:, 0], d["label"]).sum())
-            for f in funcs:
-                c = U.extended_counts(d["argmax"], d["rows"], n0, stop, [f], grids[f])[:, 0]  # (B, K, m + 1)
+            curves = extended_counts_per_function_of(blk, n0, stop, funcs, [grids[f] for f in funcs])
+            for f, c in zip(funcs, curves):  # c: (B, K, m + 1)
                 hits[f] += majority_correct(c, d["label"]).sum(axis=0)
             if progress is not None:
                 progress(len(d["label"]))

@@ -200,3 +200,13 @@ def test_write_calibration_inf_is_a_string(tmp_path):
     write_calibration(cal, tmp_path / "c.json")
     assert '"inf"' in (tmp_path / "c.json").read_text()
     assert float(load_calibration(tmp_path / "c.json")["results"][0]["theta"]) == math.inf
+
+
+def test_compact_store_gives_the_same_calibration(known_store, tmp_path):
+    from store.compact import compact_store
+
+    store, _, _ = known_store
+    compact_store(store, tmp_path / "c.zarr", topk=2)
+    full = calibrate(store, ["entropy", "confidence", "margin"], [0.01, 0.15])
+    comp = calibrate(tmp_path / "c.zarr", ["entropy", "confidence", "margin"], [0.01, 0.15])
+    assert full["results"] == comp["results"] and full["curves"] == comp["curves"]
