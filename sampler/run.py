@@ -156,7 +156,19 @@ def open_or_create(location: str, *, storage_options=None, **create_kw):
     if _store_exists(loc, storage_options):
         return open_store(loc, mode="a", storage_options=storage_options), False
     if _backend.is_url(loc) or _backend.is_zip(loc):
-        return create_store(loc, storage_options=storage_options, **create_kw), True
+        # no atomic rename on object stores: if another shard process creates it at the same moment,
+        # wait for its metadata to appear and use that store
+        try:
+            return create_store(loc, storage_options=storage_options, **create_kw), True
+        except StoreError:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    return open_store(loc, mode="a", storage_options=storage_options), False
+                except StoreError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
     p = _backend.local_path(loc)
     p.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{p.name}.creating-"

@@ -275,6 +275,22 @@ def test_a_zip_store_is_written_and_read_back(env):
     assert not (env.root / "t.zip.sampling").exists()
 
 
+def test_an_fsspec_url_store_is_written_shard_by_shard(env):
+    import uuid
+
+    url = f"memory://smoothcert-test-{uuid.uuid4().hex}/store"
+    env.run("plain", indices="0:6")
+    kw = dict(indices="0:6", models=["sampler.testing:tiny"], weights=[env.weights])
+    assert sample(url, data=env.data, sigma=SIGMA, n0=N0, n=NN, batch_size=BS, device="cpu", progress=False,
+                  log=lambda s: None, shard="1/2", **kw).complete == 3
+    r = sample(url, data=env.data, sigma=SIGMA, n0=N0, n=NN, batch_size=BS, device="cpu", progress=False,
+               log=lambda s: None, **kw)
+    assert (r.written, r.skipped, r.complete) == (3, 3, 6)
+    st = open_store(url)
+    assert st.verify() == []
+    assert np.asarray(st.root[F.ROWS][:]).tobytes() == arrays(env.root / "plain")[F.ROWS].tobytes()
+
+
 # ------------------------------------------------------------------ errors
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_bad_inputs_give_one_line_errors_naming_the_input(env, tmp_path):
