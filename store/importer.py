@@ -31,12 +31,17 @@ def load_npz(path) -> dict:
         raise StoreError(f"source {path} does not exist")
     if not zipfile.is_zipfile(path):
         raise StoreError(f"source {path} is not an .npz file")
-    with zipfile.ZipFile(path) as zf:
-        total = sum(i.file_size for i in zf.infolist())
-        if total > MAX_SOURCE_BYTES:
-            raise StoreError(f"source {path} declares {total} bytes of arrays, more than the {MAX_SOURCE_BYTES} allowed")
-        for info in zf.infolist():
-            _check_npy_header(zf, info, path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            total = sum(i.file_size for i in zf.infolist())
+            if total > MAX_SOURCE_BYTES:
+                raise StoreError(f"source {path} declares {total} bytes of arrays, more than the {MAX_SOURCE_BYTES} allowed")
+            for info in zf.infolist():
+                _check_npy_header(zf, info, path)
+    except StoreError:
+        raise
+    except Exception as e:
+        raise StoreError(f"source {path}: unreadable .npz ({type(e).__name__}: {e})") from e
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -67,7 +72,7 @@ def _check_npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> None:
                 shape, _, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=10_000)
             header = f.tell()
     except Exception as e:
-        raise StoreError(f"source {path}: array '{name}' has an unreadable .npy header ({type(e).__name__}: {e})") from e
+        raise StoreError(f"source {path}: array '{name}' cannot be read ({type(e).__name__}: {e})") from e
     if dtype.hasobject:
         raise StoreError(f"source {path}: array '{name}' holds Python objects ({dtype}); "
                          f"they cannot be read without unpickling, which smoothcert never does")
