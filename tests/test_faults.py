@@ -152,15 +152,18 @@ def partials(folder: Path, name: str) -> list[Path]:
     return sorted(folder.glob(f".{name}.partial-*"))
 
 
-def poll(cond, proc=None, deadline_s=120.0) -> bool:
-    """Wait for ``cond()`` by checking it, in a bounded loop (no sleeps); False when ``proc`` ended first."""
+def poll(cond, proc, deadline_s=120.0) -> bool:
+    """Wait for ``cond()`` in a bounded loop, between looks waiting on ``proc``'s exit for 20 ms (an event,
+    not a sleep; polling flat out would starve the writer on 2 cores). False when ``proc`` ended first."""
     t_end = time.monotonic() + deadline_s
     while time.monotonic() < t_end:
         if cond():
             return True
-        if proc is not None and proc.poll() is not None:
+        try:
+            proc.wait(timeout=0.02)
             return False
-        os.sched_yield()
+        except subprocess.TimeoutExpired:
+            pass
     raise AssertionError("condition not reached before the deadline")
 
 
