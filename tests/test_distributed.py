@@ -129,3 +129,23 @@ def test_bad_scheduler_address_is_a_one_line_error(store, tmp_path):
     err = r.output.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("smoothcert: error:") and str(port) in err[0]
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_damage_found_by_a_worker_process_is_one_line_on_stderr(store, tmp_path):
+    """The worker's StoreError comes back to the command line as its one-line error; workers log nothing."""
+    import shutil
+
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(store, bad)
+    chunk = sorted((bad / "rows" / "c" / "4").rglob("*"))[-1]
+    raw = bytearray(chunk.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    chunk.write_bytes(bytes(raw))
+    r = subprocess.run([sys.executable, str(ROOT / "cli.py"), "certify", str(bad), "--method", "two-step", "--workers",
+                        "2", "--block-size", "3", "--out", str(tmp_path / "t.csv"), "-q"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "Warning" not in ln and "warn" not in ln]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("smoothcert: error: store ") and "input 104 (slot 4) is damaged" in lines[0]
+    assert not (tmp_path / "t.csv").exists()
