@@ -107,6 +107,7 @@ def full_sampler(spec, weights, data, inputs, n0, n, bs, sigma, device, store) -
 
 
 def main(argv=None) -> dict:
+    """Run the benchmark, print one line per network and return the results."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=9)
     p.add_argument("--device", default="cpu")

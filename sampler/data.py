@@ -78,6 +78,7 @@ def _to_chw_float(img, where: str) -> np.ndarray:
 
 
 def _check_pixels(x: np.ndarray, where: str) -> None:
+    """Raise ValueError naming ``where`` unless every pixel is finite and in [0, 1]."""
     if not np.isfinite(x).all():
         raise ValueError(f"{where} has non-finite pixel values")
     lo, hi = float(x.min()), float(x.max())
@@ -118,6 +119,7 @@ class Data:
 
 # ---------------------------------------------------------------- the forms
 def _arrays(spec: str, x, y) -> Data:
+    """A ``Data`` over in-memory (or memory-mapped) arrays x, y, after checking their shapes and dtypes."""
     x = x if isinstance(x, np.ndarray) else np.asarray(x)
     y = np.asarray(y)
     if x.ndim == 3:
@@ -137,6 +139,7 @@ def _arrays(spec: str, x, y) -> Data:
 
 
 def _load_npz(spec: str) -> Data:
+    """The ``FILE.npz`` form (arrays ``x`` and ``y``, read without pickle)."""
     with np.load(spec, allow_pickle=False) as z:
         missing = [k for k in ("x", "y") if k not in z.files]
         if missing:
@@ -146,6 +149,7 @@ def _load_npz(spec: str) -> Data:
 
 
 def _load_npy_pair(spec: str) -> Data:
+    """The ``IMAGES.npy,LABELS.npy`` form (images memory-mapped, read without pickle)."""
     parts = spec.split(",")
     if len(parts) != 2 or not all(p.endswith(".npy") for p in parts):
         raise ValueError(f"data {spec}: a .npy file holds one array; give IMAGES.npy,LABELS.npy "
@@ -159,6 +163,7 @@ def _load_npy_pair(spec: str) -> Data:
 
 
 def _load_folder(spec: str) -> Data:
+    """The class-sub-folder form: label = position of the sub-folder in sorted order, images in sorted order."""
     root = Path(spec)
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
@@ -194,6 +199,7 @@ def _load_folder(spec: str) -> Data:
 
 
 def _load_callable(spec: str) -> Data:
+    """The ``package.module:callable`` form: a map-style dataset or a pair of arrays."""
     fn = import_object(spec, "data")
     try:
         ds = fn()

@@ -12,6 +12,7 @@ _kernel = None
 
 
 def _get():
+    """The compiled kernel (compiled once per process, or loaded from numba's cache)."""
     global _kernel
     if _kernel is None:
         import numba as nb

@@ -16,6 +16,7 @@ from .data import import_object, is_callable_spec
 
 
 def _normalized_cls():
+    """The ``Normalized`` module class (built lazily so that importing this module does not import torch)."""
     import torch
 
     class Normalized(torch.nn.Module):
@@ -112,6 +113,7 @@ def file_sha256(path: str) -> str:
 
 
 def _load_state_dict(weights: str, spec: str) -> dict:
+    """The state_dict in ``weights``, read with ``weights_only=True`` (a ``{'state_dict': ...}`` wrapper is unwrapped)."""
     import torch
 
     if not os.path.isfile(weights):

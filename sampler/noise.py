@@ -52,6 +52,7 @@ def input_key(seed: int, idx: int) -> int:
 
 # ------------------------------------------------------------------ reference
 def _mix_py(z: int) -> int:
+    """SplitMix64's finaliser on a Python integer (mod 2**64)."""
     z = ((z ^ (z >> 30)) * _C1) & _MASK64
     z = ((z ^ (z >> 27)) * _C2) & _MASK64
     return z ^ (z >> 31)
@@ -67,6 +68,7 @@ _numba_fill = None
 
 
 def _get_numba_fill():
+    """The compiled CPU kernels ``(fill, noisy)``, compiled once per process or loaded from numba's cache."""
     global _numba_fill
     if _numba_fill is None:
         import numba as nb
@@ -120,6 +122,7 @@ def _get_numba_fill():
 
 
 def _pairs_numpy_numba(key: int, p0: int, p1: int) -> np.ndarray:
+    """Stream elements of pairs ``p0 .. p1`` as float32 numpy, computed by the numba kernel."""
     out = np.empty(2 * (p1 - p0), dtype=np.float32)
     _get_numba_fill()[0](np.uint64(key), np.int64(p0), out)
     return out
@@ -132,6 +135,7 @@ def _s64(v: int) -> int:
 
 
 def _mix_torch(z, t):
+    """SplitMix64's finaliser in place on an int64 tensor (``t`` is scratch space of the same shape)."""
     # logical right shift on int64: arithmetic shift, then mask off the sign copies
     import torch
 
@@ -148,6 +152,7 @@ def _mix_torch(z, t):
 
 
 def _pairs_torch(key: int, p0: int, p1: int, device):
+    """Stream elements of pairs ``p0 .. p1`` as a float32 tensor on ``device``, computed with torch ops."""
     import torch
 
     z = torch.arange(p0 + 1, p1 + 1, dtype=torch.int64, device=device)

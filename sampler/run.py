@@ -84,10 +84,12 @@ def row_batches(total_rows: int, batch_size: int):
 
 
 def _now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _short(v):
+    """A sha256 hex digest shortened for messages; anything else unchanged."""
     return v[:12] + "..." if isinstance(v, str) and len(v) == 64 else v
 
 
@@ -119,6 +121,7 @@ def check_compatible(store, want: dict) -> None:
 
 
 def _store_exists(location: str, storage_options=None) -> bool:
+    """True if ``location`` holds a zarr group; StoreError if it is a non-empty non-store path."""
     loc = str(location)
     if _backend.is_url(loc):
         import fsspec
@@ -136,6 +139,7 @@ def _store_exists(location: str, storage_options=None) -> bool:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -293,6 +297,7 @@ class _Writer(threading.Thread):
 
 
 def _put(q, item, writer):
+    """Put ``item`` on the bounded queue, re-raising the writer's error instead of blocking forever."""
     while True:
         writer.check()
         if not writer.is_alive() and item is not None:
@@ -305,6 +310,7 @@ def _put(q, item, writer):
 
 
 def _get(q, writer):
+    """Take an item from ``q``, re-raising the writer's error instead of blocking forever."""
     while True:
         writer.check()
         try:
@@ -474,6 +480,7 @@ def zip_staging(zip_location: str) -> str:
 
 
 def _pack_zip(folder: str, zip_location: str, log) -> None:
+    """Pack the complete folder store into ``zip_location`` (tolerating another shard packing it first) and remove the folder."""
     from store.importer import export_zip
 
     try:
@@ -487,6 +494,7 @@ def _pack_zip(folder: str, zip_location: str, log) -> None:
 
 def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, seed, batch_size,
          mem_fmt, amp, cl, progress, queue_size, log, get_input, adaptive=None, n0=None) -> SampleResult:
+    """The sampling loop over this shard's incomplete slots; returns what it did and records it as a run."""
     import torch
     from tqdm import tqdm
 

@@ -26,6 +26,7 @@ class Shard:
 
 
 def _parse(k, n, where: str) -> tuple[int, int]:
+    """``(k, n)`` as integers with 0 <= k < n, else ValueError naming ``where``."""
     try:
         k, n = int(k), int(n)
     except (TypeError, ValueError):

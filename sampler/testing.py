@@ -10,6 +10,7 @@ import numpy as np
 
 
 def _seeded_init(net, seed: int, scale: float = 0.5):
+    """Overwrite ``net``'s parameters with fixed Gaussian values (seeded, fan-in scaled)."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -20,6 +21,7 @@ def _seeded_init(net, seed: int, scale: float = 0.5):
 
 
 def _tiny_cls():
+    """The ``Tiny`` module class (built lazily so that importing this module does not import torch)."""
     import torch
 
     class Tiny(torch.nn.Module):

@@ -106,6 +106,7 @@ def save_state_dict(state: dict, path) -> str:
 
 
 def main(argv=None) -> None:
+    """Command line: train and write the checkpoint, printing its sha256."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(CHECKPOINT))
     p.add_argument("--sigma", type=float, default=TRAIN_SIGMA)
