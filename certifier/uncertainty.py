@@ -114,6 +114,7 @@ def extended_counts(labels, rows, start, stop, funcs, thetas) -> np.ndarray:
 # ------------------------------------------------------- memoised exact bounds
 _CP_MEMO: dict = {}
 _CP_LOCK = threading.Lock()
+_MEMO_MAX_N = 1 << 22  # dense memo tables up to 32 MB each
 
 
 def _cp_memo(side: str, k: np.ndarray, n: int, level: float) -> np.ndarray:
@@ -124,6 +125,10 @@ def _cp_memo(side: str, k: np.ndarray, n: int, level: float) -> np.ndarray:
     """
     key = (side, int(n), float(level))
     k = np.asarray(k, dtype=np.int64)
+    fn = cp_lower if side == "lower" else cp_upper
+    if n > _MEMO_MAX_N:  # a dense table would be too large: each distinct count of this call once
+        need, inv = np.unique(k, return_inverse=True)
+        return np.atleast_1d(fn(need, np.full(need.shape, n), level))[inv.reshape(-1)].reshape(k.shape)
     with _CP_LOCK:
         table = _CP_MEMO.get(key)
         if table is None:
@@ -133,7 +138,6 @@ def _cp_memo(side: str, k: np.ndarray, n: int, level: float) -> np.ndarray:
         miss = np.isnan(vals)
         if miss.any():
             need = np.unique(k[miss])
-            fn = cp_lower if side == "lower" else cp_upper
             table[need] = np.atleast_1d(fn(need, np.full(need.shape, n), level))
             vals = table[k]
     return vals

@@ -453,3 +453,14 @@ def test_theta_grid_and_list_combine():
 
     assert parse_float_list("-1:1:3,inf", "theta") == [-1.0, 0.0, 1.0, math.inf]
     assert parse_float_list("0.5,0:1:2", "theta") == [0.5, 0.0, 1.0]
+
+
+def test_memoised_bounds_equal_the_plain_ones():
+    """The Clopper-Pearson memo (dense per (n, level), or per call for huge n) returns exactly the unmemoised bounds."""
+    from certifier.bounds import cp_lower, cp_upper
+    from certifier.uncertainty import cp_bound
+
+    for n in (1000, 50_000_000):
+        k = np.array([0, 1, 7, 7, n // 2, n - 1, n])
+        np.testing.assert_array_equal(cp_bound("lower", k, n, 0.0005), cp_lower(k, np.full(k.shape, n), 0.0005))
+        np.testing.assert_array_equal(cp_bound("upper", k, n, 0.0005), cp_upper(k, np.full(k.shape, n), 0.0005))
