@@ -37,6 +37,7 @@ def probe():
 
 
 def _hash_sources() -> str:
+    """The probe's source hash computed in this process from the files on disk now ("" if it cannot import)."""
     ns = {"__name__": "smoothcert_cluster_probe"}
     exec(compile(_PROBE_SOURCE.replace('getattr(importlib.import_module("certifier.cluster"), "CODE_HASH", None)', "None"),
                  "<smoothcert cluster probe>", "exec"), ns)

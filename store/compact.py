@@ -51,6 +51,7 @@ MAX_TOPK = 256
 # ----------------------------------------------------------------- kernels
 @nb.njit(parallel=True, nogil=True, cache=True)
 def _compact_rows(rows, k, top_p, top_c, ent):
+    # per row: entropy as the certifier kernels sum it, and the descending top-k (ties: lower class first)
     R, m = rows.shape
     for r in nb.prange(R):
         h = 0.0
@@ -96,6 +97,7 @@ def compact_rows(rows: np.ndarray, k: int):
 
 # ------------------------------------------------------------------ layout
 def _topk_chunk(R: int, k: int, itemsize: int) -> int:
+    """Rows per chunk of a (R, k) per-input array, one input per chunk as for full rows."""
     return F.row_chunk(R, k * itemsize)
 
 
@@ -155,6 +157,7 @@ class CompactStore(SampleStore):
         return int(self.attrs["topk"])
 
     def _validated_attrs(self) -> dict:
+        """The full store's checks plus a valid ``topk`` and no members; StoreError otherwise."""
         a = super()._validated_attrs()
         k = a.get("topk")
         if not isinstance(k, int) or isinstance(k, bool) or not (2 <= k <= min(a["num_classes"], MAX_TOPK)):
@@ -164,11 +167,13 @@ class CompactStore(SampleStore):
         return a
 
     def _expected_shape(self, name):
+        """The shape metadata implies for array ``name`` (None for arrays it does not describe)."""
         N, R, k = self.n_inputs, self.shape.total_rows, self.topk
         return {TOPK_P: (N, R, k), TOPK_C: (N, R, k), ENTROPY: (N, R), F.ARGMAX: (N, R),
                 F.INPUTS: (N, len(F.INPUT_FIELDS))}.get(name)
 
     def _refuse_rows(self, what: str):
+        """Raise the StoreError saying that a compact store holds no ``what``."""
         raise StoreError(f"store {self.location} is compact (top-{self.topk} per row): it holds no {what}; "
                          f"use the full store for this")
 
@@ -447,6 +452,7 @@ def import_npz_compact(src_path, out, *, sigma: float, n0: int, topk: int, dtype
 
 
 def _redact(location) -> str:
+    """``location`` without any user:password@ of a URL."""
     import re
 
     return re.sub(r"(://)[^/@]+@", r"\1", str(location))

@@ -61,6 +61,7 @@ PER_PART = ("created", "host", "user", "versions", "device", "device_name", "ind
 
 
 def _short(v):
+    """A 64-character hex fingerprint cut to 12 characters for messages; anything else unchanged."""
     return v[:12] + "..." if isinstance(v, str) and len(v) == 64 else v
 
 
@@ -85,6 +86,7 @@ def _raw_attrs(location, storage_options) -> dict:
 
 
 def _same(key, a, b) -> bool:
+    """Whether two parts agree on ``key`` (absent members/topk/layout read as their defaults)."""
     if key == "sigma" and a is not None and b is not None:
         return float(a) == float(b)
     if key in ("members", "topk"):
@@ -166,6 +168,7 @@ def check_parts(parts, data=None, assume_same_data: bool = False) -> str:
 
 
 def _redact(location: str) -> str:
+    """``location`` without any user:password@ of a URL."""
     import re
 
     return re.sub(r"(://)[^/@]+@", r"\1", str(location))
@@ -215,6 +218,7 @@ def _copy_input(src, slot: int, dst, i: int) -> None:
 
 
 def _target_exists(location: str, storage_options) -> bool:
+    """Whether something (a store or any file) is already at ``location``."""
     if is_url(location):
         import fsspec
 
