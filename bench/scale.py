@@ -1,20 +1,21 @@
 """Benchmark: certify throughput with 2 worker processes over 1, and the size of a compact 1,000-class store.
 
 Prints, in one run:
-  1. certify --method METHOD (default two-step, checksums of every stored part
-     verified) on the benchmark store (500 inputs x (100 + 100,000) rows x 10
-     classes, float16; built once by common.bench_store) through a
-     dask.distributed LocalCluster of 1, then 2, worker processes (one
-     thread each), cluster start excluded, a warm-up pass first, then
-     --repeat rounds alternating 1 and 2 workers, best of each; the tables
-     must be identical. Goal: >= 1.7x on 2 cores. The load average is printed:
-     on a machine shared with other work the ratio says little.
+  1. for each --method (default two-step, then uncertainty with entropy, a
+     heavier kernel; every stored part checksum-verified): certify on the
+     benchmark store (500 inputs x (100 + 100,000) rows x 10 classes, float16;
+     built once by common.bench_store) through a dask.distributed LocalCluster
+     of 1, then 2, worker processes of one thread each (as --workers starts
+     them: certifier.cluster.WORKER_ENV). Cluster start is excluded; a warm-up
+     pass first, then --repeat rounds alternating 1 and 2 workers, best of
+     each; the tables must be identical. Goal: >= 1.7x on 2 cores. The load
+     average is printed: on a machine shared with other work the ratio drops.
   2. a 1,000-class store (--compact-inputs inputs x (100 + --compact-n) rows,
      realistic peaked rows, float16) and its compact copy (top-K): bytes on
      disk and the ratio (goal >= 20x), checking that two-step and uncertainty
      give identical tables on both.
 
-    python bench/scale.py [--method two-step] [--repeat 3] [--topk 5]
+    python bench/scale.py [--method two-step,uncertainty] [--repeat 3] [--topk 5]
 """
 from __future__ import annotations
 
@@ -50,8 +51,10 @@ def time_workers(store, method, repeat):
     from certifier import certify
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    clusters = {w: LocalCluster(n_workers=w, threads_per_worker=1, processes=True, dashboard_address=None,
-                                silence_logs=logging.ERROR) for w in (1, 2)}
+    from certifier.cluster import WORKER_ENV
+
+    clusters = {w: LocalCluster(n_workers=w, threads_per_worker=1, processes=True, env=WORKER_ENV,  # as --workers
+                                dashboard_address=None, silence_logs=logging.ERROR) for w in (1, 2)}
     clients = {w: Client(c) for w, c in clusters.items()}
 
     def worker_cpu(w):
@@ -127,7 +130,7 @@ def compact_ratio(n_inputs, n, topk, m=1000, n0=100):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--method", default="two-step")
+    ap.add_argument("--method", default="two-step,uncertainty", help="comma list of methods to time")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--inputs", type=int, default=500, help="inputs of the benchmark store")
     ap.add_argument("--topk", type=int, default=5)
@@ -142,18 +145,19 @@ def main():
         N, R, m = st.n_inputs, st.shape.total_rows, st.num_classes
     print(f"store {store.name}: {N} inputs x {R} rows x {m} classes, {file_bytes(store) / 2**20:.0f} MiB; "
           f"{os.cpu_count()} CPUs", flush=True)
-    load0 = os.getloadavg()[0]
-    best, _ = time_workers(store, args.method, args.repeat)
-    (t1, c1), (t2, c2) = best[1], best[2]
-    print(f"  1 worker process : {t1:6.2f} s  {N / t1:7.1f} inputs/s  workers' CPU {c1:5.1f} s "
-          f"({c1 / t1:.2f} cores busy)", flush=True)
-    print(f"  2 worker processes: {t2:6.2f} s  {N / t2:7.1f} inputs/s  workers' CPU {c2:5.1f} s "
-          f"({c2 / t2:.2f} cores busy)", flush=True)
-    speedup = t1 / t2
-    print(f"certify --method {args.method}: 2 workers / 1 worker throughput = {speedup:.2f}x "
-          f"(goal >= 1.7x) {'OK' if speedup >= 1.7 else 'BELOW GOAL'}; identical tables; "
-          f"load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after (other processes share the cores)",
-          flush=True)
+    for method in args.method.split(","):
+        load0 = os.getloadavg()[0]
+        best, _ = time_workers(store, method, args.repeat)
+        (t1, c1), (t2, c2) = best[1], best[2]
+        print(f"  {method}, 1 worker process : {t1:6.2f} s  {N / t1:7.1f} inputs/s  workers' CPU {c1:5.1f} s "
+              f"({c1 / t1:.2f} cores busy)", flush=True)
+        print(f"  {method}, 2 worker processes: {t2:6.2f} s  {N / t2:7.1f} inputs/s  workers' CPU {c2:5.1f} s "
+              f"({c2 / t2:.2f} cores busy)", flush=True)
+        speedup = t1 / t2
+        print(f"certify --method {method}: 2 workers / 1 worker throughput = {speedup:.2f}x "
+              f"(goal >= 1.7x) {'OK' if speedup >= 1.7 else 'BELOW GOAL'}; identical tables; "
+              f"load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after (other processes share the cores)",
+              flush=True)
 
     fb, cb, dt, rows = compact_ratio(args.compact_inputs, args.compact_n, args.topk)
     ratio = fb / cb

@@ -15,6 +15,11 @@ from __future__ import annotations
 
 WAIT_FOR_WORKERS_S = 60
 
+# Environment of --workers processes: one core each. zarr decodes a block's chunks on a thread pool and the
+# numba kernels run in parallel; inside N single-threaded worker processes on N cores that only oversubscribes
+# the cores (the threaded scheduler, the default on one machine, keeps both).
+WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "ZARR_THREADING__MAX_WORKERS": "1"}
+
 _PROBE_SOURCE = '''
 def probe():
     import hashlib, importlib, os

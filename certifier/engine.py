@@ -20,7 +20,7 @@ from store import format as F
 from store.errors import StoreError
 
 from .block import Block
-from .cluster import check_cluster
+from .cluster import WORKER_ENV, check_cluster
 from .options import CertifyOptions
 from .registry import EXTRA_COLUMNS, SETTING_COLUMNS, get_method
 
@@ -119,7 +119,7 @@ def _run_tasks(tasks, scheduler, workers, progress, desc):
         if scheduler is not None:
             client = Client(scheduler)  # connect timeout: dask config distributed.comm.timeouts.connect (30 s)
         else:
-            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, env=WORKER_ENV,
                                    dashboard_address=None, silence_logs=50)  # errors come back as one line
             client = Client(cluster)
         try:
