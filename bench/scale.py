@@ -54,7 +54,7 @@ def time_workers(store, method, repeat):
     from certifier.cluster import WORKER_ENV
 
     clusters = {w: LocalCluster(n_workers=w, threads_per_worker=1, processes=True, env=WORKER_ENV,  # as --workers
-                                dashboard_address=None, silence_logs=logging.ERROR) for w in (1, 2)}
+                                dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) for w in (1, 2)}
     clients = {w: Client(c) for w, c in clusters.items()}
 
     def worker_cpu(w):

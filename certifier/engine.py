@@ -120,7 +120,7 @@ def _run_tasks(tasks, scheduler, workers, progress, desc):
             client = Client(scheduler)  # connect timeout: dask config distributed.comm.timeouts.connect (30 s)
         else:
             cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, env=WORKER_ENV,
-                                   dashboard_address=None, silence_logs=50)  # errors come back as one line
+                                   dashboard_address="127.0.0.1:0", silence_logs=50)  # errors: one line; no port clash
             client = Client(cluster)
         try:
             check_cluster(client, scheduler or f"LocalCluster({workers})")  # fail fast, not hang on a bad worker

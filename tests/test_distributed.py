@@ -39,7 +39,7 @@ def store(tmp_path_factory):
 def cluster():
     from distributed import LocalCluster
 
-    c = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40)
+    c = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0", silence_logs=40)
     try:
         yield c
     finally:
@@ -94,7 +94,7 @@ def test_a_worker_without_smoothcert_is_refused_in_one_line_before_any_task(stor
     from certifier import certify
 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
-    with LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None,
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address="127.0.0.1:0",
                       silence_logs=40) as c:
         with Client(c) as client:  # no worker yet: a bounded wait, then a clear error
             with pytest.raises(ClusterError, match="no worker connected"):
