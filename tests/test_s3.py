@@ -24,7 +24,6 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """A moto S3 server on 127.0.0.1 and the environment that points s3fs at it (fake credentials)."""
-    pytest.importorskip("s3fs")
     from moto.server import ThreadedMotoServer
 
     port = _free_port()

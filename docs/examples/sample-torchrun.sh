@@ -30,4 +30,4 @@ args=(sample --model "$MODEL" --data "$DATA" --sigma "$SIGMA" --n0 "$N0" --n "$N
 [ -n "$WEIGHTS" ] && args+=(--weights "$WEIGHTS")
 # shellcheck disable=SC2086
 # "--" ends torchrun's own options: without it torchrun rejects sample's --n as an abbreviation of its own.
-exec torchrun $TORCHRUN_ARGS --nproc-per-node "$NGPU" -- "$SMOOTHCERT" "${args[@]}" "$STORE"
+exec ${TORCHRUN:-torchrun} $TORCHRUN_ARGS --nproc-per-node "$NGPU" -- "$SMOOTHCERT" "${args[@]}" "$STORE"
