@@ -86,6 +86,24 @@ def test_cli_scheduler_option_writes_the_same_file(store, cluster, tmp_path):
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 
 
+_WORKER_WITHOUT_SMOOTHCERT = """
+import sys
+
+
+class _NoSmoothcert:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("certifier", "store", "sampler", "cli"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NoSmoothcert())
+from distributed.cli.dask_worker import main
+sys.argv[0] = "dask-worker"
+main()
+"""
+
+
 def test_a_worker_without_smoothcert_is_refused_in_one_line_before_any_task(store, tmp_path):
     """A worker that cannot import smoothcert would fail to unpickle tasks (or hang): refused up front."""
     from distributed import Client, LocalCluster
@@ -99,7 +117,10 @@ def test_a_worker_without_smoothcert_is_refused_in_one_line_before_any_task(stor
         with Client(c) as client:  # no worker yet: a bounded wait, then a clear error
             with pytest.raises(ClusterError, match="no worker connected"):
                 check_cluster(client, c.scheduler_address, wait_s=0.5)
-        w = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", c.scheduler_address,
+        # smoothcert may be installed into site-packages (CI installs it with pip), so hiding the checkout from
+        # PYTHONPATH is not enough: the worker runs with an import hook that refuses smoothcert's packages, as a
+        # worker on a machine without smoothcert would.
+        w = subprocess.Popen([sys.executable, "-c", _WORKER_WITHOUT_SMOOTHCERT, c.scheduler_address,
                               "--nthreads", "1", "--no-dashboard", "--no-nanny"],
                              cwd=str(tmp_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
