@@ -381,7 +381,7 @@ def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_us
     """
     from certifier import certify
     from certifier.options import CertifyOptions, parse_float_list, parse_int_list, parse_names
-    from certifier.report import format_table, summarize
+    from certifier.report import console_summary
     from certifier.table import write_table
 
     opts = CertifyOptions(
@@ -418,7 +418,7 @@ def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_us
         meta["theta_from"] = theta_from_info
     write_table(table, out, meta)
     if not quiet:
-        click.echo(format_table(summarize(table)))
+        click.echo(console_summary(table, out))
         click.echo(f"{len(table)} certificates -> {out} (overall confidence {meta['confidence_statement']})")
 
 

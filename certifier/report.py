@@ -78,6 +78,24 @@ def format_table(summary: pd.DataFrame) -> str:
     return s.to_string(index=False)
 
 
+CONSOLE_SETTINGS = 12
+
+
+def console_summary(df: pd.DataFrame, out, limit: int = CONSOLE_SETTINGS) -> str:
+    """The summary table ``certify`` prints: every setting up to ``limit``, else the first ``limit`` and a count.
+
+    A 1,000-threshold sweep has thousands of settings; the console shows a few
+    and points to ``smoothcert report``, which summarises them all.
+    """
+    keys = setting_columns(df)
+    ids = df.groupby(keys, sort=False, dropna=False).ngroup()
+    total = int(ids.max()) + 1 if len(ids) else 0
+    if total <= limit:
+        return format_table(summarize(df))
+    text = format_table(summarize(df[(ids < limit).to_numpy()]))
+    return f"{text}\n... {total - limit} more settings ({total} in all): smoothcert report {out}"
+
+
 PREDICT_ONLY = ("cohen-predict", "aces-predict")
 
 

@@ -158,7 +158,7 @@ def create_store(
             ("input", "row", "member", "class"))
     arr(F.INPUTS, (N, len(F.INPUT_FIELDS)), "int64", (1, len(F.INPUT_FIELDS)), -1, ("input", "field"))
     root[F.INPUTS].attrs["fields"] = list(F.INPUT_FIELDS)
-    root.attrs[F.ATTRS_KEY] = attrs
+    root.attrs[F.ATTRS_KEY] = F.sealed(attrs)
     return SampleStore(root, str(location), zstore, writable=True)
 
 
@@ -213,8 +213,17 @@ class SampleStore:
         if a.get("format") != F.FORMAT_NAME:
             raise StoreError(f"store {self.location} is not a smoothcert store (no '{F.ATTRS_KEY}.format' = {F.FORMAT_NAME!r} in its attributes)")
         v = a.get("format_version")
-        if v != F.FORMAT_VERSION:
-            raise StoreError(f"store {self.location} has format version {v!r}; this smoothcert reads version {F.FORMAT_VERSION}")
+        if v not in F.READABLE_VERSIONS or isinstance(v, bool):
+            raise StoreError(f"store {self.location} has format version {v!r}; this smoothcert reads versions "
+                             f"{', '.join(map(str, F.READABLE_VERSIONS))}")
+        crc = a.get(F.META_CRC_KEY)
+        if crc is None and v >= 2:
+            raise StoreError(f"store {self.location}: metadata checksum '{F.META_CRC_KEY}' is missing (required "
+                             f"from format version 2): the group metadata was damaged or written by hand")
+        if crc is not None and crc != F.metadata_crc(a):
+            raise StoreError(f"store {self.location}: metadata checksum mismatch: the group metadata (zarr.json "
+                             f"attributes) changed after it was written, so sigma, n0, n cannot be trusted")
+        a.pop(F.META_CRC_KEY, None)
         for key in ("n_inputs", "n0", "n", "num_classes"):
             if not isinstance(a.get(key), int) or isinstance(a.get(key), bool):
                 raise StoreError(f"store {self.location}: metadata {key} must be an integer, got {a.get(key)!r}")
@@ -280,7 +289,7 @@ class SampleStore:
         """Update the group metadata (single writer only: the importer or a finished run)."""
         a = dict(self.root.attrs.get(F.ATTRS_KEY) or {})
         a.update(updates)
-        self.root.attrs[F.ATTRS_KEY] = a
+        self.root.attrs[F.ATTRS_KEY] = F.sealed(a)
         self.attrs = self._validated_attrs()
 
     def add_run(self, run_id: str, record: dict) -> None:

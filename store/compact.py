@@ -145,7 +145,7 @@ def create_compact_store(location, *, n_inputs: int, n0: int, n: int, num_classe
     arr(F.ARGMAX, (N, R), "uint16", (1, F.row_chunk(R, 2)), F.ARGMAX_FILL, ("input", "row"))
     arr(F.INPUTS, (N, len(F.INPUT_FIELDS)), "int64", (1, len(F.INPUT_FIELDS)), -1, ("input", "field"))
     root[F.INPUTS].attrs["fields"] = list(F.INPUT_FIELDS)
-    root.attrs[F.ATTRS_KEY] = attrs
+    root.attrs[F.ATTRS_KEY] = F.sealed(attrs)
     return CompactStore(root, str(location), zstore, writable=True)
 
 

@@ -11,8 +11,14 @@ import math
 import numpy as np
 
 FORMAT_NAME = "smoothcert-store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: the same layout, without the metadata checksum
 ATTRS_KEY = "smoothcert"
+
+# Version 2 seals the group metadata (sigma, n0, n, ...) with a crc32c, as every
+# input's arrays are sealed by their record: a flipped bit in ``zarr.json``
+# would otherwise change every radius and still pass ``store verify``.
+META_CRC_KEY = "metadata_crc32c"
 
 ROW_DTYPES = ("float16", "float32")
 DEFAULT_SAMPLER_DTYPE = "float16"
@@ -44,6 +50,26 @@ MAX_CHUNK_BYTES = 32 * 2**20
 MAX_INPUTS = 10**7
 MAX_ROWS_PER_INPUT = 10**9
 MAX_INPUT_BYTES = 2**33
+
+
+def metadata_crc(attrs: dict) -> int:
+    """crc32c of the canonical JSON of ``attrs`` without its own checksum (sorted keys, compact separators)."""
+    import json
+
+    import crc32c
+
+    body = {k: v for k, v in attrs.items() if k != META_CRC_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+    return int(crc32c.crc32c(text.encode("ascii")))
+
+
+def sealed(attrs: dict) -> dict:
+    """A copy of ``attrs`` normalised as JSON stores it, with its checksum under META_CRC_KEY."""
+    import json
+
+    a = json.loads(json.dumps({k: v for k, v in attrs.items() if k != META_CRC_KEY}, allow_nan=True))
+    a[META_CRC_KEY] = metadata_crc(a)
+    return a
 
 
 def compressors():

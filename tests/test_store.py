@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 import cli
 from store import StoreError, create_store, open_store
+from store.format import FORMAT_VERSION, META_CRC_KEY, sealed
 from store.importer import import_npz
 
 
@@ -110,7 +111,7 @@ def test_import_is_lossless_and_self_describing(tmp_path):
     np.testing.assert_array_equal(b["core_predict"], [0, 1, 2])
     info = invoke("store", "info", tmp_path / "st")
     assert info.exit_code == 0
-    for key in ("sigma: 0.25", "n0: 10", "complete_inputs: 3", "format_version: 1", "data_fingerprint"):
+    for key in ("sigma: 0.25", "n0: 10", "complete_inputs: 3", f"format_version: {FORMAT_VERSION}", "data_fingerprint"):
         assert key in info.output
     # plain zarr can read it, with named dimensions
     g = zarr.open_group(str(tmp_path / "st"), mode="r")
@@ -193,14 +194,53 @@ def test_open_rejects_non_stores_and_wrong_versions(tmp_path):
     g = zarr.open_group(str(tmp_path / "st"), mode="r+")
     a = dict(g.attrs["smoothcert"])
     a["format_version"] = 99
-    g.attrs["smoothcert"] = a
+    g.attrs["smoothcert"] = sealed(a)
     with pytest.raises(StoreError, match="format version 99"):
         open_store(tmp_path / "st")
-    a["format_version"] = 1
+    a["format_version"] = FORMAT_VERSION
     a["n_inputs"] = 10**12
-    g.attrs["smoothcert"] = a
+    g.attrs["smoothcert"] = sealed(a)
     with pytest.raises(StoreError, match="n_inputs must be in"):
         open_store(tmp_path / "st")
+
+
+def test_group_metadata_is_sealed_by_a_checksum(tmp_path):
+    """One flipped bit in zarr.json (sigma 0.5 -> 0.7, a digit's 0x35 -> 0x37) would inflate every radius and pass
+    a per-input verify: the metadata checksum makes it a one-line refusal of every command."""
+    src = write_npz(tmp_path, **good_source())
+    import_npz(src, tmp_path / "st", sigma=0.5, n0=10)
+    good = open_store(tmp_path / "st").attrs
+    assert META_CRC_KEY not in good  # checked on open, not part of the metadata a reader sees
+    meta = tmp_path / "st" / "zarr.json"
+    text = meta.read_text()
+    assert text.count('"sigma": 0.5') == 1
+    meta.write_text(text.replace('"sigma": 0.5', '"sigma": 0.7'))
+    with pytest.raises(StoreError, match="metadata checksum mismatch"):
+        open_store(tmp_path / "st")
+    for args in (["store", "verify"], ["store", "info"], ["certify", "--method", "cohen", "--out", tmp_path / "x.csv"]):
+        r = invoke(*args[:2], tmp_path / "st", *args[2:]) if args[0] == "store" else \
+            invoke(args[0], tmp_path / "st", *args[1:])
+        assert r.exit_code != 0 and "metadata checksum mismatch" in r.output, (args, r.output)
+        assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x.csv").exists()
+    # a flip of the version digit 2 -> 1 (one bit) does not switch the check off: the checksum is still there
+    meta.write_text(text.replace('"format_version": 2', '"format_version": 1'))
+    with pytest.raises(StoreError, match="metadata checksum mismatch"):
+        open_store(tmp_path / "st")
+    # nor does losing the checksum key from a version-2 store
+    meta.write_text(text)
+    g = zarr.open_group(str(tmp_path / "st"), mode="r+")
+    a = dict(g.attrs["smoothcert"])
+    a.pop(META_CRC_KEY)
+    g.attrs["smoothcert"] = a
+    with pytest.raises(StoreError, match="checksum .* is missing"):
+        open_store(tmp_path / "st")
+    # a version-1 store (no checksum yet) is still read, with the same metadata
+    a["format_version"] = 1
+    g.attrs["smoothcert"] = a
+    v1 = open_store(tmp_path / "st").attrs
+    assert v1["sigma"] == 0.5 and {k: v for k, v in v1.items() if k != "format_version"} == \
+        {k: v for k, v in good.items() if k != "format_version"}
 
 
 def test_zip_store_round_trip(tmp_path):

@@ -113,3 +113,37 @@ def test_reference_from_a_separate_two_step_table():
     assert list(ref["_source"].unique()) == ["sweep.csv"] and len(ref) == 4
     t23 = table_ii_iii(both[both["method"] == "uncertainty"], ref)
     assert t23.iloc[0]["(R_CC-R)/R"] == pytest.approx(np.mean([0.2, -0.5, 0.0]))
+
+
+def test_certify_prints_a_bounded_summary_for_a_sweep_and_report_prints_all(tmp_path):
+    """A 1,000-threshold sweep must not flood the console: certify shows the first settings and a count."""
+    from click.testing import CliRunner
+
+    from certifier.report import CONSOLE_SETTINGS, console_summary, summarize
+    from cli import main
+    from conftest import rows_from_labels
+
+    rng = np.random.default_rng(5)
+    probs = np.stack([rows_from_labels(rng.integers(0, 3, 60), 3, rng) for _ in range(4)])
+    from store import create_store
+
+    st = create_store(tmp_path / "s.zarr", n_inputs=4, n0=10, n=50, num_classes=3, sigma=0.5, dtype="float32")
+    for i in range(4):
+        st.write_input(i, rows=probs[i], label=i % 3, idx=i)
+    out = tmp_path / "sweep.csv"
+    r = CliRunner().invoke(main, ["certify", str(tmp_path / "s.zarr"), "--method", "uncertainty", "--uncertainty",
+                                  "entropy,margin", "--theta", "0:2:40", "--guarantee", "cc,ncl", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(out)
+    total = len(summarize(table))
+    assert total == 2 * 40 * 2 and len(table) == 4 * total
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("uncertainty ")]
+    assert len(lines) == CONSOLE_SETTINGS
+    assert f"... {total - CONSOLE_SETTINGS} more settings ({total} in all): smoothcert report {out}" in r.output
+    # the rows shown are the first settings' summaries, unchanged
+    shown = console_summary(table, out).splitlines()[1:CONSOLE_SETTINGS + 1]
+    from certifier.report import format_table
+
+    assert shown == format_table(summarize(table)).splitlines()[1:CONSOLE_SETTINGS + 1]
+    small = table[table["theta"] == table["theta"].min()]
+    assert "more settings" not in console_summary(small, out)

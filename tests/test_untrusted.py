@@ -296,9 +296,13 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
 
 
 def _set_attrs(d: Path, **kv):
+    """Change group metadata as an adversary who knows the format would: re-sealed with a valid checksum."""
+    from store.format import sealed
+
     p = d / "zarr.json"
     j = json.loads(p.read_text())
     j["attributes"]["smoothcert"].update(kv)
+    j["attributes"]["smoothcert"] = sealed(j["attributes"]["smoothcert"])
     p.write_text(json.dumps(j))
 
 
@@ -393,7 +397,7 @@ def _reference_table(store: Path, tmp: Path, method: str) -> pd.DataFrame:
 
 
 DAMAGE = ("flip-chunk", "flip-array-meta", "truncate", "flip-chunk", "delete", "garbage-meta", "flip-chunk",
-          "empty-file", "swap-chunks", "group-meta-broken")
+          "empty-file", "swap-chunks", "group-meta-broken", "flip-group-meta")
 
 
 def _corrupt(store: Path, rng, kind=None) -> str:
@@ -402,8 +406,9 @@ def _corrupt(store: Path, rng, kind=None) -> str:
     meta = [p for p in files if p.name == "zarr.json"]
     chunks = [p for p in files if p.name != "zarr.json"]
     kind = kind or rng.choice(DAMAGE)
-    if kind == "flip-chunk" or kind == "flip-array-meta":
-        p = rng.choice(chunks) if kind == "flip-chunk" else rng.choice([m for m in meta if m.parent != store])
+    if kind in ("flip-chunk", "flip-array-meta", "flip-group-meta"):
+        p = {"flip-chunk": lambda: rng.choice(chunks), "flip-group-meta": lambda: store / "zarr.json",
+             "flip-array-meta": lambda: rng.choice([m for m in meta if m.parent != store])}[kind]()
         b = bytearray(p.read_bytes())
         for _ in range(int(rng.integers(1, 4))):
             i = int(rng.integers(0, len(b)))
