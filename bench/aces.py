@@ -24,25 +24,16 @@ import time
 
 import numpy as np
 
-from common import OUT, Timer, peak_rss_mb, realistic_rows  # noqa: E402  (puts the repo root on sys.path)
+from common import OUT, Timer, peak_rss_mb, realistic_rows, reusable  # noqa: E402  (puts the repo root on sys.path)
 
 
 def core_store(n_inputs=500, n0=100, n=100_000, m=10, seed=0):
     """Build (once) the benchmark store with core_predict."""
-    from store import create_store, open_store
+    from store import create_store
 
     path = OUT / f"bench{n_inputs}-{n0}-{n}-{m}-float16-core.zarr"
-    if path.exists():
-        try:
-            with open_store(path) as st:
-                if st.complete_mask().all():
-                    return path
-        except Exception:
-            pass
-        import shutil
-
-        shutil.rmtree(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if reusable(path):
+        return path
     rng = np.random.default_rng(seed)
     st = create_store(path, n_inputs=n_inputs, n0=n0, n=n, num_classes=m, sigma=0.25, dtype="float16",
                       core_predict=True, metadata={"source": "bench", "seed": seed})

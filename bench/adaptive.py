@@ -23,7 +23,6 @@ import argparse
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +87,7 @@ def main():
               f"(runs: full {', '.join(f'{v:.1f}' for v in times['full'])}; "
               f"adaptive {', '.join(f'{v:.1f}' for v in times['adaptive'])})")
         a = ma["adaptive"]
-        print(f"decisions per stage (certified/aborted): " + ", ".join(
+        print("decisions per stage (certified/aborted): " + ", ".join(
             f"stage {j}: {100 * a[f'certified_stage{j}']:.0f}%/{100 * a[f'aborted_stage{j}']:.0f}%" for j in range(1, a["s"] + 1)))
         acc = float(np.mean((ta["correct"] == 1) & (ta["predict"] >= 0)))
         print(f"certified accuracy at r = {args.radius}: {100 * acc:.1f}% (adaptive store) ; offline replay on the "

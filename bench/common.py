@@ -38,23 +38,32 @@ def realistic_rows(rng, n_rows: int, m: int, label: int, strength: float) -> np.
     return p
 
 
-def bench_store(n_inputs: int = 500, n0: int = 100, n: int = 100_000, m: int = 10, path: Path | None = None,
-                dtype: str = "float16", seed: int = 0) -> Path:
-    """Build (once) the benchmark store: n_inputs x (n0 + n) realistic rows x m classes."""
-    from store import create_store, open_store
+def reusable(path: Path) -> bool:
+    """True when ``path`` holds a complete store built earlier; otherwise clears it for a fresh build."""
+    import shutil
 
-    path = path or OUT / f"bench{n_inputs}-{n0}-{n}-{m}-{dtype}-v4.zarr"
+    from store import open_store
+
     if path.exists():
         try:
             with open_store(path) as st:
                 if st.complete_mask().all():
-                    return path
+                    return True
         except Exception:
             pass
-        import shutil
-
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def bench_store(n_inputs: int = 500, n0: int = 100, n: int = 100_000, m: int = 10, path: Path | None = None,
+                dtype: str = "float16", seed: int = 0) -> Path:
+    """Build (once) the benchmark store: n_inputs x (n0 + n) realistic rows x m classes."""
+    from store import create_store
+
+    path = path or OUT / f"bench{n_inputs}-{n0}-{n}-{m}-{dtype}-v4.zarr"
+    if reusable(path):
+        return path
     rng = np.random.default_rng(seed)
     st = create_store(path, n_inputs=n_inputs, n0=n0, n=n, num_classes=m, sigma=0.25, dtype=dtype,
                       metadata={"source": "bench", "seed": seed})

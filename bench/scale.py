@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from common import OUT, ROOT, bench_store, realistic_rows
+from common import OUT, ROOT, bench_store, realistic_rows, reusable
 
 sys.path.insert(0, str(ROOT))
 
@@ -94,20 +94,12 @@ def _cpu_seconds() -> float:
 def compact_ratio(n_inputs, n, topk, m=1000, n0=100):
     """Build (once) a 1,000-class float16 store and compact it; return (full bytes, compact bytes, paths)."""
     from certifier import CertifyOptions, certify
-    from store import create_store, open_store
+    from store import create_store
     from store.compact import compact_store
 
     full = OUT / f"scale-{n_inputs}-{n0}-{n}-{m}-float16.zarr"
     comp = OUT / f"scale-{n_inputs}-{n0}-{n}-{m}-float16-top{topk}.zarr"
-    ok = False
-    if full.exists():
-        try:
-            with open_store(full) as st:
-                ok = bool(st.complete_mask().all())
-        except Exception:
-            ok = False
-    if not ok:
-        shutil.rmtree(full, ignore_errors=True)
+    if not reusable(full):
         rng = np.random.default_rng(0)
         st = create_store(full, n_inputs=n_inputs, n0=n0, n=n, num_classes=m, sigma=0.5, dtype="float16",
                           metadata={"source": "bench", "seed": 0})

@@ -10,13 +10,11 @@ assembles the certificate table in the order of INTERFACE.md.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 
 import numpy as np
 import pandas as pd
 
 from store import open_store
-from store import format as F
 from store.errors import StoreError
 
 from .block import Block

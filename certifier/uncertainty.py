@@ -38,7 +38,6 @@ sweep computes each distinct bound once per process).
 """
 from __future__ import annotations
 
-import math
 import threading
 
 import numpy as np

@@ -417,18 +417,8 @@ class SampleStore:
         """
         start, stop = int(start), int(stop)
         out = {"slot": np.arange(start, stop)}
-        rec = records if records is not None else self.read_records(start, stop, strict=not only_complete)
-        idx, label, n_rows = rec["idx"], rec["label"], rec["n_rows"]
-        complete = rec["complete"] == 1
-        cp = rec["core_predict"] if self.has_core_predict else np.full(stop - start, -1, np.int64)
-        keep = np.ones(stop - start, bool)
-        if not complete.all():
-            if not only_complete:
-                bad = int(np.flatnonzero(~complete)[0])
-                who = f"input {int(idx[bad])}" if idx[bad] >= 0 else f"input slot {start + bad}"
-                raise StoreError(f"store {self.location}: {who} is incomplete or missing (no complete marker); "
-                                 f"resume the sampler or run 'smoothcert store verify'")
-            keep = complete
+        rec, keep = self._block_records(start, stop, records, only_complete)
+        idx, label, n_rows, cp = rec["idx"], rec["label"], rec["n_rows"], rec["core_predict"]
         crc = np.stack([rec["crc_rows"], rec["crc_argmax"], rec["crc_members"]], axis=1) if verify else None
         raw = {}
         for f in tuple(fields) + tuple(c for c in check if c not in fields):
@@ -463,6 +453,21 @@ class SampleStore:
                 a = a.astype(np.float32, copy=False)
             out[f] = a
         return out
+
+    def _block_records(self, start: int, stop: int, records, only_complete: bool):
+        """(records, keep) of slots start:stop: ``core_predict`` -1 when not stored; an incomplete slot raises
+        StoreError naming its input, or is dropped from ``keep`` with ``only_complete``."""
+        rec = dict(records if records is not None else self.read_records(start, stop, strict=not only_complete))
+        if not self.has_core_predict:
+            rec["core_predict"] = np.full(stop - start, -1, np.int64)
+        complete = rec["complete"] == 1
+        if not complete.all() and not only_complete:
+            bad = int(np.flatnonzero(~complete)[0])
+            idx = rec["idx"]
+            who = f"input {int(idx[bad])}" if idx[bad] >= 0 else f"input slot {start + bad}"
+            raise StoreError(f"store {self.location}: {who} is incomplete or missing (no complete marker); "
+                             f"resume the sampler or run 'smoothcert store verify'")
+        return rec, complete
 
     def _read(self, name: str, start: int, stop: int, idx) -> np.ndarray:
         """Read slots start:stop of one array; a chunk that fails to decode is named by its input."""

@@ -251,18 +251,8 @@ class CompactStore(SampleStore):
                 self._refuse_rows("full softmax rows" if f == F.ROWS else "ensemble member rows")
             if f not in (F.ARGMAX, COMPACT):
                 raise ValueError(f"unknown field {f!r}")
-        rec = records if records is not None else self.read_records(start, stop, strict=not only_complete)
-        idx, label, n_rows = rec["idx"], rec["label"], rec["n_rows"]
-        complete = rec["complete"] == 1
-        cp = rec["core_predict"] if self.has_core_predict else np.full(stop - start, -1, np.int64)
-        keep = np.ones(stop - start, bool)
-        if not complete.all():
-            if not only_complete:
-                bad = int(np.flatnonzero(~complete)[0])
-                who = f"input {int(idx[bad])}" if idx[bad] >= 0 else f"input slot {start + bad}"
-                raise StoreError(f"store {self.location}: {who} is incomplete or missing (no complete marker); "
-                                 f"resume the sampler or run 'smoothcert store verify'")
-            keep = complete
+        rec, keep = self._block_records(start, stop, records, only_complete)
+        idx, label, n_rows, cp = rec["idx"], rec["label"], rec["n_rows"], rec["core_predict"]
         raw = {}
         if COMPACT in wanted:
             for name in (TOPK_P, TOPK_C, ENTROPY):

@@ -3,7 +3,6 @@
 The reference functions below follow CERTIFICATES.md sections 1-2 line by
 line with plain Python and scipy.stats; they share no code with certifier/.
 """
-import math
 
 import numpy as np
 import pytest

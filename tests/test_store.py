@@ -1,6 +1,4 @@
 """The store: import validation, integrity checks, readers, and the CLI's one-line errors."""
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -262,7 +260,6 @@ def test_tables_in_all_formats_keep_full_precision(tmp_path):
 
     src = write_npz(tmp_path, **good_source(N=4, R=300))
     import_npz(src, tmp_path / "st", sigma=0.3, n0=20)
-    out = {}
     for suf in ("csv", "jsonl", "parquet"):
         r = invoke("certify", tmp_path / "st", "--method", "cohen", "--alpha", 0.2, "--out", tmp_path / f"t.{suf}", "-q")
         assert r.exit_code == 0, r.output
