@@ -216,6 +216,36 @@ def noise_rows(seed: int, idx: int, row_start: int, row_stop: int, shape, device
     return flat.view((rows,) + shape)
 
 
+_POOL = None
+PARALLEL_MIN_ELEMENTS = 1 << 14
+
+
+def _noisy_parallel(key, start: int, xf, sigma, out) -> None:
+    """The numba ``noisy`` kernel over ``out``, cut into one contiguous piece per torch thread.
+
+    The kernel releases the GIL and each element depends only on its stream
+    position, so the pieces run at once on as many cores as the forward pass
+    uses and the bytes are those of one call. Otherwise the noise of a batch
+    would run on one core while the others idle between forward passes.
+    """
+    global _POOL
+    import torch
+
+    noisy = _get_numba_fill()[1]
+    threads = max(1, min(torch.get_num_threads(), out.shape[0] // PARALLEL_MIN_ELEMENTS))
+    if threads == 1:
+        noisy(key, np.int64(start), xf, sigma, out)
+        return
+    if _POOL is None or _POOL._max_workers < threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="smoothcert-noise")
+    cuts = np.linspace(0, out.shape[0], threads + 1).astype(np.int64)
+    futures = [_POOL.submit(noisy, key, np.int64(start + a), xf, sigma, out[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+    for f in futures:
+        f.result()
+
+
 def noisy_copies(x, sigma: float, seed: int, idx: int, row_start: int, row_stop: int, impl: str = "auto"):
     """``x + sigma * noise`` for rows ``row_start:row_stop`` of input ``idx`` (float32, on x's device).
 
@@ -234,7 +264,7 @@ def noisy_copies(x, sigma: float, seed: int, idx: int, row_start: int, row_stop:
             raise ValueError("row_stop must not be below row_start")
         out = np.empty(rows * d, dtype=np.float32)
         xf = np.ascontiguousarray(x.detach().reshape(-1).numpy())
-        _get_numba_fill()[1](np.uint64(input_key(seed, idx)), np.int64(row_start * d), xf, np.float32(sigma), out)
+        _noisy_parallel(np.uint64(input_key(seed, idx)), row_start * d, xf, np.float32(sigma), out)
         return torch.from_numpy(out).view((rows,) + shape)
     z = noise_rows(seed, idx, row_start, row_stop, shape, device=x.device, impl=impl)
     return z.mul_(float(sigma)).add_(x.reshape((1,) + shape))

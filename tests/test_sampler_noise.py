@@ -72,6 +72,23 @@ def test_noisy_copies_are_x_plus_sigma_noise_unclipped(impl):
     assert torch.equal(got, pieces)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_noise_split_across_threads_is_the_single_threaded_noise(monkeypatch, threads):
+    """Large batches run the numba kernel in one piece per torch thread: same bytes as one call, odd cuts too."""
+    x = torch.rand(3, 5, 7)                      # 105 pixels: the cuts fall inside rows and inside Box-Muller pairs
+    monkeypatch.setattr(N, "PARALLEL_MIN_ELEMENTS", 1 << 30)
+    one = N.noisy_copies(x, 0.3, 2, 11, 3, 3 + 997)
+    monkeypatch.setattr(N, "PARALLEL_MIN_ELEMENTS", 1000)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        split = N.noisy_copies(x, 0.3, 2, 11, 3, 3 + 997)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(one, split)
+    assert torch.equal(one, N.noise_rows(2, 11, 3, 1000, (3, 5, 7), impl="numba") * np.float32(0.3) + x)
+
+
 def test_keys_differ_by_seed_and_index():
     keys = {N.input_key(s, i) for s in range(5) for i in range(200)}
     assert len(keys) == 1000
