@@ -14,6 +14,7 @@ import datetime as _dt
 import numpy as np
 import pandas as pd
 
+from store import format as F
 from store import open_store
 from store.errors import StoreError
 
@@ -45,14 +46,21 @@ def _uses_ensemble(opts: CertifyOptions) -> bool:
     return opts.members is not None or opts.consensus is not None
 
 
-def certify_block(location, storage_options, start, stop, method_name, opts, fields, check, n0_use, n_use,
-                  records=None):
-    """Certify input slots start:stop of a store: the unit of work of one Dask task."""
+def certify_block(location, storage_options, start, stop, method_name, opts, fields, check, n0_use, n_use):
+    """Certify input slots start:stop of a store: the unit of work of one Dask task.
+
+    Returns ``(table, records)``: the block's certificates and its input
+    records (for the store fingerprint and the check of unique dataset
+    indices, which need every block). Each task reads its own records, so
+    that no serial pass over the whole store precedes the parallel work.
+    """
     import certifier  # noqa: F401  (registers every method in worker processes)
 
     method = get_method(method_name)
     st = open_store(location, storage_options=storage_options)
     try:
+        records = st.read_records(start, stop, strict=True)
+        check_records(st, method, records, start, n_use)
         data = st.read_block(start, stop, fields=tuple(fields), verify=True, check=tuple(check), records=records)
     finally:
         st.close()
@@ -77,7 +85,7 @@ def certify_block(location, storage_options, start, stop, method_name, opts, fie
     df.insert(2, "label", block.label[pos])
     if ens_stats is not None:
         df.attrs["ensemble"] = ens_stats
-    return df
+    return df, records
 
 
 def _order_columns(df: pd.DataFrame, method_name: str) -> pd.DataFrame:
@@ -134,25 +142,43 @@ def _run_tasks(tasks, scheduler, workers, progress, desc):
         bar.close()
 
 
+def check_records(store, method, records, start: int, n_use: int) -> None:
+    """Refuse a block whose records show an incomplete input, or too few rows for ``method`` (StoreError/ValueError)."""
+    complete = records["complete"] == 1
+    idx = records["idx"]
+    if not complete.all():
+        s = int(np.flatnonzero(~complete)[0])
+        who = f"input {int(idx[s])}" if idx[s] >= 0 else f"input slot {start + s}"
+        raise StoreError(f"store {store.location}: {who} is incomplete or missing; finish sampling (re-run the same "
+                         f"sample command) or run 'smoothcert store verify'")
+    if not method.variable_rows:
+        n_rows = records["n_rows"]
+        short = n_rows < store.n0 + n_use
+        if short.any():
+            s = int(np.flatnonzero(short)[0])
+            raise ValueError(f"input {int(idx[s])} has only {int(n_rows[s])} rows stored (adaptive sampling?); --method "
+                             f"{method.name} needs n0 + n = {store.n0 + n_use}: use --n-use {int(n_rows[s]) - store.n0} or --method adaptive")
+
+
+def check_unique(store, idx) -> None:
+    """Refuse a store in which a dataset index appears twice (StoreError naming it)."""
+    uniq, counts = np.unique(idx, return_counts=True)
+    if (counts > 1).any():
+        raise StoreError(f"store {store.location}: dataset index {int(uniq[counts > 1][0])} appears more than once")
+
+
 def prepare(store, method, opts: CertifyOptions):
-    """Check the store against the method and options before any work; returns (n0_use, n_use, fields, records)."""
+    """Check the store's metadata against the method and options before any work; returns (n0_use, n_use, fields).
+
+    The per-input records are checked by each task (``check_records``) and
+    for unique dataset indices once all are read (``check_unique``).
+    """
     n0_use = store.n0 if opts.n0_use is None else int(opts.n0_use)
     n_use = store.n if opts.n_use is None else int(opts.n_use)
     if n0_use > store.n0:
         raise ValueError(f"--n0-use {n0_use} exceeds the store's n0 = {store.n0}")
     if n_use > store.n:
         raise ValueError(f"--n-use {n_use} exceeds the store's n = {store.n}")
-    records = store.read_records(strict=True)
-    complete = records["complete"] == 1
-    idx = records["idx"]
-    if not complete.all():
-        s = int(np.flatnonzero(~complete)[0])
-        who = f"input {int(idx[s])}" if idx[s] >= 0 else f"input slot {s}"
-        raise StoreError(f"store {store.location}: {who} is incomplete or missing ({int((~complete).sum())} of "
-                         f"{store.n_inputs} inputs); finish sampling (re-run the same sample command) or run 'smoothcert store verify'")
-    uniq, counts = np.unique(idx, return_counts=True)
-    if (counts > 1).any():
-        raise StoreError(f"store {store.location}: dataset index {int(uniq[counts > 1][0])} appears more than once")
     if method.needs_core_predict and not store.has_core_predict:
         raise ValueError(f"--method {method.name} needs core_predict (the core model's clean prediction), which store {store.location} does not hold; sample with --core-model")
     fields = list(method.fields)
@@ -165,14 +191,7 @@ def prepare(store, method, opts: CertifyOptions):
             raise ValueError(f"--members/--consensus need per-member rows, which store {store.location} does not hold")
         if "member_logprobs" not in fields:
             fields.append("member_logprobs")
-    if not method.variable_rows:
-        n_rows = records["n_rows"]
-        short = n_rows < store.n0 + n_use
-        if short.any():
-            s = int(np.flatnonzero(short)[0])
-            raise ValueError(f"input {int(idx[s])} has only {int(n_rows[s])} rows stored (adaptive sampling?); --method "
-                             f"{method.name} needs n0 + n = {store.n0 + n_use}: use --n-use {int(n_rows[s]) - store.n0} or --method adaptive")
-    return n0_use, n_use, fields, records
+    return n0_use, n_use, fields
 
 
 def certify(location, method_name: str, opts: CertifyOptions | None = None, *, scheduler=None, workers=None,
@@ -191,7 +210,7 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
     method = get_method(method_name)
     st = open_store(location, storage_options=storage_options)
     try:
-        n0_use, n_use, fields, records = prepare(st, method, opts)
+        n0_use, n_use, fields = prepare(st, method, opts)
         check_opts = getattr(method.compute, "check_options", None)  # method-specific option checks, before any work
         if check_opts is not None:
             check_opts(opts, st)
@@ -207,7 +226,7 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
         meta = {
             "method": method.name,
             "store": _redact(str(location)),
-            "store_fingerprint": st.fingerprint(records),
+            "store_fingerprint": None,  # from every block's records, below
             "store_format_version": st.attrs.get("format_version"),
             "sigma": st.sigma, "n0": st.n0, "n": st.n, "n0_use": n0_use, "n_use": n_use,
             "num_classes": st.num_classes, "n_inputs": st.n_inputs,
@@ -227,10 +246,13 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
     finally:
         st.close()
     tasks = [dask.delayed(certify_block, pure=False)(location, storage_options, s, min(s + bs, N), method.name, opts,
-                                                     fields, check, n0_use, n_use,
-                                                     {k: v[s:s + bs] for k, v in records.items()})
+                                                     fields, check, n0_use, n_use)
              for s in range(0, N, bs)]
-    parts_out = _run_tasks(tasks, scheduler, workers, progress, f"certify {method.name}")
+    results = _run_tasks(tasks, scheduler, workers, progress, f"certify {method.name}")
+    parts_out = [df for df, _ in results]
+    records = {k: np.concatenate([rec[k] for _, rec in results]) for k in F.INPUT_FIELDS}
+    check_unique(st, records["idx"])
+    meta["store_fingerprint"] = st.fingerprint(records)
     ens = [p.attrs.get("ensemble") for p in parts_out if p.attrs.get("ensemble")]
     table = pd.concat(parts_out, ignore_index=True) if parts_out else pd.DataFrame()
     table = table.sort_values("_slot", kind="mergesort")
