@@ -83,13 +83,16 @@ def certify_block(location, storage_options, start, stop, method_name, opts, fie
     df.insert(0, "_slot", data["slot"][pos])
     df.insert(1, "idx", block.idx[pos])
     df.insert(2, "label", block.label[pos])
+    # input-major, settings in the method's order within an input, columns in their final order: blocks
+    # are disjoint, increasing slot ranges, so the engine only concatenates (no whole-table sort or copy)
+    df = _order_columns(df.sort_values("_slot", kind="mergesort", ignore_index=True), method.name)
     if ens_stats is not None:
         df.attrs["ensemble"] = ens_stats
     return df, records
 
 
 def _order_columns(df: pd.DataFrame, method_name: str) -> pd.DataFrame:
-    df = df.copy()
+    """A block's table with ``method`` and ``correct`` added, in INTERFACE.md's column order (``df`` is reused)."""
     df["method"] = method_name
     df["correct"] = (df["predict"].to_numpy() == df["label"].to_numpy()).astype(np.int64)
     head = ["idx", "label", "method"] + [c for c in SETTING_COLUMNS if c in df.columns]
@@ -255,8 +258,7 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
     meta["store_fingerprint"] = st.fingerprint(records)
     ens = [p.attrs.get("ensemble") for p in parts_out if p.attrs.get("ensemble")]
     table = pd.concat(parts_out, ignore_index=True) if parts_out else pd.DataFrame()
-    table = table.sort_values("_slot", kind="mergesort")
-    table = _order_columns(table, method.name)
+    del parts_out, results  # a sweep's table can be GBs: keep one copy of it alive, not two
     if ens:
         from .ensemble import merge_stats
 
