@@ -223,7 +223,7 @@ class SampleStore:
         if crc is not None and crc != F.metadata_crc(a):
             raise StoreError(f"store {self.location}: metadata checksum mismatch: the group metadata (zarr.json "
                              f"attributes) changed after it was written, so sigma, n0, n cannot be trusted")
-        a.pop(F.META_CRC_KEY, None)
+        self.metadata_sealed = a.pop(F.META_CRC_KEY, None) is not None
         for key in ("n_inputs", "n0", "n", "num_classes"):
             if not isinstance(a.get(key), int) or isinstance(a.get(key), bool):
                 raise StoreError(f"store {self.location}: metadata {key} must be an integer, got {a.get(key)!r}")
@@ -539,6 +539,7 @@ class SampleStore:
         d["location"] = self.location
         records = self.read_records()
         d["complete_inputs"] = int((records["complete"] == 1).sum())
+        d["metadata_checksum"] = "ok" if self.metadata_sealed else "none (format version 1)"
         d["fingerprint"] = self.fingerprint(records)
         d["runs"] = self.runs()
         return d

@@ -131,5 +131,5 @@ def provenance_lines(info: dict) -> list[str]:
                      + "; ".join(f"{p.get('location')} ({p.get('n_inputs')} inputs, fingerprint {str(p.get('fingerprint'))[:12]})"
                                  for p in info["merged_from"]))
     lines.append(f"checksums: {info.get('complete_inputs')} of {info.get('n_inputs')} inputs complete; "
-                 f"fingerprint {info.get('fingerprint')}")
+                 f"metadata checksum {info.get('metadata_checksum', '?')}; fingerprint {info.get('fingerprint')}")
     return lines

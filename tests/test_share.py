@@ -86,7 +86,7 @@ def test_info_says_who_made_the_store_when_with_what_and_its_checksums(folder):
     first = r.output.splitlines()[:2]
     assert first[0].startswith("made by: ") and "@" in first[0] and "(UTC)" in first[0] and "zarr" in first[0]
     with open_store(folder) as st:
-        assert first[1] == f"checksums: 6 of 6 inputs complete; fingerprint {st.fingerprint()}"
+        assert first[1] == f"checksums: 6 of 6 inputs complete; metadata checksum ok; fingerprint {st.fingerprint()}"
         assert st.attrs["user"] and st.attrs["host"]
     j = CliRunner().invoke(cli.main, ["store", "info", str(folder), "--json"])
     assert '"fingerprint"' in j.output and '"complete_inputs": 6' in j.output
