@@ -108,3 +108,27 @@ def test_the_stream_is_standard_normal_and_inputs_are_independent():
         assert stats.kstest(v, "norm").pvalue > 1e-4
     for u, v in ((a, b), (a, c), (a[:-1], a[1:]), (a[0::2], a[1::2])):
         assert abs(np.corrcoef(u, v)[0, 1]) < 0.01
+
+
+def test_a_forked_child_computes_the_noise_with_a_pool_of_its_own(monkeypatch):
+    """The thread pool of the split noise kernel does not survive fork: a child must not wait on its parent's threads."""
+    import multiprocessing as mp
+
+    monkeypatch.setattr(N, "PARALLEL_MIN_ELEMENTS", 1000)
+    x = torch.rand(3, 5, 7)
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        want = N.noisy_copies(x, 0.3, 2, 11, 0, 500)      # the parent's pool now exists
+        ctx = mp.get_context("fork")
+        with ctx.Pool(1) as pool:
+            got = pool.apply_async(_child_noise, (x, N.PARALLEL_MIN_ELEMENTS)).get(timeout=60)
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(torch.from_numpy(got), want)
+
+
+def _child_noise(x, min_elements):
+    N.PARALLEL_MIN_ELEMENTS = min_elements
+    torch.set_num_threads(2)
+    return N.noisy_copies(x, 0.3, 2, 11, 0, 500).numpy()
