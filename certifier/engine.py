@@ -60,7 +60,7 @@ def certify_block(location, storage_options, start, stop, method_name, opts, fie
     st = open_store(location, storage_options=storage_options)
     try:
         records = st.read_records(start, stop, strict=True)
-        check_records(st, method, records, start, n_use)
+        check_rows(st, method, records, n_use)
         data = st.read_block(start, stop, fields=tuple(fields), verify=True, check=tuple(check), records=records)
     finally:
         st.close()
@@ -145,18 +145,14 @@ def _run_tasks(tasks, scheduler, workers, progress, desc):
         bar.close()
 
 
-def check_records(store, method, records, start: int, n_use: int) -> None:
-    """Refuse a block whose records show an incomplete input, or too few rows for ``method`` (StoreError/ValueError)."""
-    complete = records["complete"] == 1
-    idx = records["idx"]
-    if not complete.all():
-        s = int(np.flatnonzero(~complete)[0])
-        who = f"input {int(idx[s])}" if idx[s] >= 0 else f"input slot {start + s}"
-        raise StoreError(f"store {store.location}: {who} is incomplete or missing; finish sampling (re-run the same "
-                         f"sample command) or run 'smoothcert store verify'")
+def check_rows(store, method, records, n_use: int) -> None:
+    """Refuse a block with an input of fewer than n0 + n_use stored rows unless ``method`` takes variable rows.
+
+    (An incomplete input is refused by ``read_block``, naming it.)
+    """
     if not method.variable_rows:
-        n_rows = records["n_rows"]
-        short = n_rows < store.n0 + n_use
+        idx, n_rows = records["idx"], records["n_rows"]
+        short = (n_rows < store.n0 + n_use) & (records["complete"] == 1)
         if short.any():
             s = int(np.flatnonzero(short)[0])
             raise ValueError(f"input {int(idx[s])} has only {int(n_rows[s])} rows stored (adaptive sampling?); --method "
@@ -173,8 +169,8 @@ def check_unique(store, idx) -> None:
 def prepare(store, method, opts: CertifyOptions):
     """Check the store's metadata against the method and options before any work; returns (n0_use, n_use, fields).
 
-    The per-input records are checked by each task (``check_records``) and
-    for unique dataset indices once all are read (``check_unique``).
+    The per-input records are checked by each task (complete, ``check_rows``)
+    and for unique dataset indices once all are read (``check_unique``).
     """
     n0_use = store.n0 if opts.n0_use is None else int(opts.n0_use)
     n_use = store.n if opts.n_use is None else int(opts.n_use)

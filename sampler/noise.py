@@ -238,13 +238,13 @@ def _noisy_parallel(key, start: int, xf, sigma, out) -> None:
         return
     import os
 
-    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < threads:
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < threads:
         # a forked child inherits the pool object but not its threads: it gets a pool of its own
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL = (os.getpid(), ThreadPoolExecutor(threads, thread_name_prefix="smoothcert-noise"))
+        _POOL = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="smoothcert-noise"))
     cuts = np.linspace(0, out.shape[0], threads + 1).astype(np.int64)
-    futures = [_POOL[1].submit(noisy, key, np.int64(start + a), xf, sigma, out[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+    futures = [_POOL[2].submit(noisy, key, np.int64(start + a), xf, sigma, out[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
     for f in futures:
         f.result()
 
