@@ -99,7 +99,9 @@ def main():
 @click.option("--amp", type=click.Choice(["bf16", "fp16"]), default=None,
               help="Run the forward passes under autocast (softmax and argmax stay float32).")
 @click.option("--channels-last/--no-channels-last", default=None,
-              help="channels-last memory format (default: on for CUDA).")
+              help="Run the model in channels-last (NHWC) memory format (default: on for image inputs on every "
+                   "device, faster for convolutions on CPU and GPU; a model that cannot take it falls back to "
+                   "contiguous, with a note).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
 @click.option("--adaptive-radius", type=float, default=None, metavar="R",
               help="Adaptive sampling (CERTIFYADP, seed 003): stop sampling an input once target radius R is "

@@ -6,18 +6,22 @@ For the demo CNN (digits, 1 x 8 x 8) and a CIFAR-sized residual network
 * ``full``: ``sampler.run.sample`` writing everything to a fresh store (rows,
   hard labels, checksums; the throughput the sampler itself records: its
   loop from the first batch to the last write, model loading excluded);
-* ``bare``: only the forward passes, on the same batches (same sizes, one
-  pre-made noisy batch reused), nothing else;
+* ``bare``: only the forward passes of the sampler's model (in the memory
+  format the sampler runs it in: channels-last for images), on the same
+  batches (same sizes, one pre-made noisy batch reused), nothing else;
 * ``cohen``: a re-implementation of Cohen et al.'s reference ``_sample_noise``
   (for n0 then n: ``x.repeat``, ``randn_like * sigma``, forward, argmax,
-  ``.cpu().numpy()``, count), which stores nothing.
+  ``.cpu().numpy()``, count), which stores nothing, on the model as the user
+  gives it (as the reference code runs it);
+* ``cohen-cl``: the same loop given the sampler's channels-last model (not a
+  goal; it shows how much of full/cohen the memory format accounts for).
 
 Each input has 20,000 (digits) or 2,000 (CIFAR) rows, so that the per-run
 costs (creating the store, the last write) weigh about as little as in a real
 run with n = 100,000. Repetitions (2-4 s per variant) are interleaved, in a
 rotating order; the samples/s are medians over ``--reps`` repetitions and
 the ratios are medians of the ratios within each repetition, so that load
-on a shared machine hits all three alike. Goals: full/bare >= 0.9,
+on a shared machine hits all of them alike. Goals: full/bare >= 0.9,
 full/cohen >= 1.0.
 
     python bench/sampler.py [--reps 3] [--device cpu] [--quick] [--json FILE]
@@ -60,10 +64,12 @@ def cases(quick: bool, tmp: Path):
 
 
 def bare_loop(module, x_shape, inputs, R, bs, device) -> float:
-    """Samples/s of forward passes alone on the sampler's batches (one noisy batch reused)."""
+    """Samples/s of forward passes alone on the sampler's batches (one noisy batch reused, in the sampler's format)."""
     from sampler.run import row_batches
 
     batch = torch.rand((bs,) + tuple(x_shape), device=device)
+    if batch.dim() == 4:
+        batch = batch.contiguous(memory_format=torch.channels_last)
     batches = row_batches(R, bs)
     t0 = time.perf_counter()
     with torch.inference_mode():
@@ -130,23 +136,27 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         for name, spec, weights, data, inputs, n0, n, bs in cases(a.quick, tmp):
-            lm = load_model(spec, weights, device=device)
+            lm = load_model(spec, weights, device=device)            # as the user gives it (Cohen's loop)
             ds = load_data(data)
             xs = [ds.get(i)[0] for i in range(inputs)]
+            lm_cl = load_model(spec, weights, device=device, channels_last=xs[0].ndim == 3)  # as the sampler runs it
             with torch.inference_mode():
                 m = int(lm.module(torch.from_numpy(xs[0])[None].to(device)).shape[1])
             R = n0 + n
-            res = {"full": [], "bare": [], "cohen": [], "full_wall_s": []}
+            res = {"full": [], "bare": [], "cohen": [], "cohen-cl": [], "full_wall_s": []}
+            variants = ("full", "bare", "cohen", "cohen-cl")
             for rep in range(a.reps + 1):          # rep 0 warms up every path and is discarded
                 got = {}
-                for v in ("full", "bare", "cohen")[rep % 3:] + ("full", "bare", "cohen")[:rep % 3]:  # rotate the order
+                for v in variants[rep % 4:] + variants[:rep % 4]:  # rotate the order
                     if v == "full":
                         got["full"], got["full_wall_s"] = full_sampler(spec, weights, data, inputs, n0, n, bs, a.sigma,
                                                                        device, tmp / f"{name}-{rep}")
                     elif v == "bare":
-                        got["bare"] = bare_loop(lm.module, xs[0].shape, inputs, R, bs, device)
-                    else:
+                        got["bare"] = bare_loop(lm_cl.module, xs[0].shape, inputs, R, bs, device)
+                    elif v == "cohen":
                         got["cohen"] = cohen_loop(lm.module, xs, n0, n, bs, a.sigma, m, device)
+                    else:
+                        got["cohen-cl"] = cohen_loop(lm_cl.module, xs, n0, n, bs, a.sigma, m, device)
                 if rep:
                     for key, val in got.items():
                         res[key].append(val)
@@ -154,15 +164,18 @@ def main(argv=None) -> dict:
             # ratios within a rep (measured back to back) are robust to slow drifts of the machine's load
             r_bare = statistics.median(f / b for f, b in zip(res["full"], res["bare"]))
             r_cohen = statistics.median(f / c for f, c in zip(res["full"], res["cohen"]))
+            r_cohen_cl = statistics.median(f / c for f, c in zip(res["full"], res["cohen-cl"]))
             rec = {"inputs": inputs, "n0": n0, "n": n, "batch_size": bs, "samples_per_input": R,
                    "full_samples_per_s": med["full"], "bare_samples_per_s": med["bare"],
                    "cohen_samples_per_s": med["cohen"], "full_over_bare": r_bare,
-                   "full_over_cohen": r_cohen, "full_end_to_end_s": med["full_wall_s"],
+                   "full_over_cohen": r_cohen, "cohen_cl_samples_per_s": med["cohen-cl"],
+                   "full_over_cohen_cl": r_cohen_cl, "full_end_to_end_s": med["full_wall_s"],
                    "reps": {k: v for k, v in res.items()}}
             out["cases"][name] = rec
             print(f"{name:<13} {inputs} inputs x {R:,} rows, batch {bs}: full {med['full']:>9,.0f}/s  "
                   f"bare {med['bare']:>9,.0f}/s  cohen {med['cohen']:>9,.0f}/s  "
-                  f"full/bare {rec['full_over_bare']:.3f} (goal >= 0.9)  full/cohen {rec['full_over_cohen']:.3f} (goal >= 1.0)")
+                  f"full/bare {rec['full_over_bare']:.3f} (goal >= 0.9)  full/cohen {rec['full_over_cohen']:.3f} (goal >= 1.0)  "
+                  f"[cohen on the channels-last model {med['cohen-cl']:,.0f}/s: full/cohen-cl {r_cohen_cl:.3f}]")
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(out, indent=2))

@@ -69,6 +69,22 @@ def tiny_nan():
     return _Nan()
 
 
+def tiny_view():
+    """Tiny network A written with ``x.view(batch, -1)`` over C x H x W, which a channels-last tensor cannot take."""
+    import torch
+
+    class _View(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = tiny()
+
+        def forward(self, x):
+            h = torch.relu(self.net.conv(x))
+            return self.net.fc(h.view(h.shape[0], -1)) * 4.0
+
+    return _View()
+
+
 def tiny_data(n: int = 12, channels: int = 1, m: int = 5, side: int = 6, seed: int = 0):
     """(x uint8 (n, C, side, side), y int64 (n,)), labels sorted ascending (so a class-folder copy keeps the order)."""
     rng = np.random.default_rng(seed)

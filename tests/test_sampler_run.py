@@ -193,6 +193,21 @@ def test_torchscript_and_factory_forms_give_the_same_rows(env):
     assert fa != fb
 
 
+def test_channels_last_by_default_with_a_fallback_for_models_that_cannot_take_it(env):
+    notes = []
+    env.run("cl", dtype="float32")                                   # default: channels-last
+    env.run("contig", dtype="float32", channels_last=False)
+    env.run("view", dtype="float32", models=["sampler.testing:tiny_view"], weights=(), log=notes.append)
+    assert any("tiny_view does not run in channels-last format" in s for s in notes), notes
+    runs = {name: list(open_store(str(env.root / name)).runs().values())[0] for name in ("cl", "contig", "view")}
+    assert [runs[k]["channels_last"] for k in ("cl", "contig", "view")] == [True, False, False]
+    a, b, c = (arrays(env.root / k)["rows"] for k in ("cl", "contig", "view"))
+    np.testing.assert_allclose(a, b, atol=1e-6)            # the same model: only the summation order differs
+    np.testing.assert_allclose(c, b, atol=1e-6)
+    with pytest.raises(ValueError, match="tiny_view: the forward pass on input 0"):
+        env.run("view-cl", models=["sampler.testing:tiny_view"], weights=(), channels_last=True)
+
+
 def test_all_data_forms_give_the_same_store(env, tmp_path):
     from PIL import Image
 
