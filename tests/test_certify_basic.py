@@ -248,6 +248,27 @@ def test_results_do_not_depend_on_block_size(counts_store):
         assert t.equals(ref)
 
 
+def test_blocks_come_in_whole_rounds_of_the_parallel_slots():
+    from math import ceil
+
+    from certifier.engine import balanced_blocks
+
+    assert len(balanced_blocks(500, 22, 1)) == 23                        # one slot: the memory bound alone
+    assert [b - a for a, b in balanced_blocks(500, 22, 2)].count(21) == 20  # 24 tasks of 20 or 21: 12 per worker
+    assert balanced_blocks(12, 256, 2) == [(0, 3), (3, 6), (6, 9), (9, 12)]  # a small store: two rounds of two
+    assert balanced_blocks(0, 22, 2) == []
+    for n in (1, 2, 3, 5, 14, 17, 100, 499, 500, 4096):
+        for mb in (1, 3, 22, 256):
+            for slots in (1, 2, 3, 8):
+                blocks = balanced_blocks(n, mb, slots)
+                sizes = [b - a for a, b in blocks]
+                assert [a for a, _ in blocks[1:]] == [b for _, b in blocks[:-1]], "contiguous"
+                assert blocks[0][0] == 0 and blocks[-1][1] == n and min(sizes) >= 1
+                assert max(sizes) <= mb and max(sizes) - min(sizes) <= 1
+                assert len(blocks) >= ceil(n / mb)
+                assert len(blocks) % slots == 0 or len(blocks) == n, (n, mb, slots)
+
+
 def test_table_columns_in_interface_order(counts_store):
     store = counts_store(np.array([[10, 0]]), np.array([[100, 0]]), [0])
     t, _ = run(store, "two-step", alpha=0.05)
