@@ -32,6 +32,7 @@ from store import backend as _backend
 from store import format as _F
 
 from . import noise as _noise
+from .host import keep_freed_memory
 from .data import fingerprint as data_fingerprint
 from .data import indices_spec, load_data, parse_indices
 from .models import check_normalisation, load_model, pair_weights
@@ -528,6 +529,7 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
     st.add_run(run_id, record)
     if dev.type == "cpu":
         _noise.warm_up()
+        record["malloc_tuned"] = keep_freed_memory()     # freed activations stay in the heap between batches
 
     tty = sys.stderr.isatty()
     pbar = tqdm(total=len(todo) * R, unit="sample", unit_scale=True, desc=f"sampling (shard {sh})" if sh.n > 1 else "sampling",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -206,6 +207,21 @@ def test_channels_last_by_default_with_a_fallback_for_models_that_cannot_take_it
     np.testing.assert_allclose(c, b, atol=1e-6)
     with pytest.raises(ValueError, match="tiny_view: the forward pass on input 0"):
         env.run("view-cl", models=["sampler.testing:tiny_view"], weights=(), channels_last=True)
+
+
+def test_a_cpu_run_keeps_freed_activations_in_the_heap_unless_told_not_to(env):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env.run("m", indices="0:2")
+    run = list(open_store(str(env.root / "m")).runs().values())[0]
+    assert run["malloc_tuned"] is True          # glibc (Linux): the thresholds are set and the run says so
+    code = "from sampler.host import keep_freed_memory as k; print(k(), k())"
+    out = {v: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parent.parent,
+                             env={**os.environ, "SMOOTHCERT_MALLOPT": v}).stdout.split() for v in ("0", "1")}
+    assert out == {"0": ["False", "False"], "1": ["True", "True"]}
 
 
 def test_all_data_forms_give_the_same_store(env, tmp_path):
