@@ -32,9 +32,9 @@ from store import backend as _backend
 from store import format as _F
 
 from . import noise as _noise
-from .host import keep_freed_memory
 from .data import fingerprint as data_fingerprint
 from .data import indices_spec, load_data, parse_indices
+from .host import keep_freed_memory
 from .models import check_normalisation, load_model, pair_weights
 from .shard import local_device_index, resolve_shard
 
@@ -388,11 +388,11 @@ def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None
         raise ValueError("--core-weights needs --core-model")
     autocast = (lambda: torch.autocast(device_type=dev.type, dtype=getattr(torch, AMP_DTYPES[amp]))) if amp \
         else contextlib.nullcontext
-    fmt = {"mem": torch.channels_last if cl else torch.contiguous_format}
+    mem_fmt = torch.channels_last if cl else torch.contiguous_format
 
-    def forward(mod, x):
+    def forward(mod, x):                                     # reads mem_fmt when called (after the probe below)
         with torch.inference_mode(), autocast():
-            return mod(x.contiguous(memory_format=fmt["mem"]))
+            return mod(x.contiguous(memory_format=mem_fmt))
 
     probe = torch.from_numpy(np.stack([x0, x0])).to(dev)     # a batch of two: a .view() that only fits one row fails here
     if cl and channels_last is None:
@@ -400,12 +400,11 @@ def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None
             for lm in members + ([core] if core else []):
                 forward(lm.module, probe)
         except Exception as e:
-            log(f"smoothcert sample: model {lm.spec} does not run in channels-last format "
-                f"({type(e).__name__}); using the contiguous format")
-            cl, fmt["mem"] = False, torch.contiguous_format
+            log(f"smoothcert sample: model {lm.spec} failed in channels-last format ({type(e).__name__}); "
+                f"retrying in the contiguous format")
+            cl, mem_fmt = False, torch.contiguous_format
             for lm in members + ([core] if core else []):
-                lm.module.to(memory_format=torch.contiguous_format)
-    mem_fmt = fmt["mem"]
+                lm.module.to(memory_format=mem_fmt)
 
     num_classes = None
     for lm in members + ([core] if core else []):
