@@ -18,7 +18,8 @@ A row's noise therefore depends only on (seed, idx, row) and the input's
 shape: never on the batch size, the subset, the order or the shard. The
 integers are identical on every device; the float transform may differ in
 the last bit between devices (their libm), never between runs on one device.
-On CPU the stream is computed by a numba kernel, elsewhere by torch ops on the
+On CPU the stream is computed by the numba kernels of ``sampler.noise_kernels``
+(vectorised, bit for bit the scalar definition), elsewhere by torch ops on the
 device; both implement the same formula (the tests check they agree).
 """
 from __future__ import annotations
@@ -64,61 +65,11 @@ def reference_words(key: int, start_pair: int, count: int) -> list[int]:
 
 
 # ---------------------------------------------------------------- numba (CPU)
-_numba_fill = None
-
-
 def _get_numba_fill():
-    """The compiled CPU kernels ``(fill, noisy)``, compiled once per process or loaded from numba's cache."""
-    global _numba_fill
-    if _numba_fill is None:
-        import numba as nb
+    """The compiled CPU kernels ``(fill, noisy)`` of ``sampler.noise_kernels`` (numba's cache serves later processes)."""
+    from . import noise_kernels
 
-        G, C1, C2 = np.uint64(_G), np.uint64(_C1), np.uint64(_C2)
-        s30, s27, s31, s32 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(32)
-        one, m24 = np.uint64(1), np.uint64(0xFFFFFF)
-        two_pi_24, inv32 = _TWO_PI_24, _INV_2_32
-
-        @nb.njit(inline="always")
-        def mix(z):
-            z = (z ^ (z >> s30)) * C1
-            z = (z ^ (z >> s27)) * C2
-            return z ^ (z >> s31)
-
-        @nb.njit(inline="always")
-        def pair(key, p):
-            z = mix(mix((np.uint64(p) + one) * G) ^ key)
-            u1 = (np.float64(z >> s32) + 1.0) * inv32
-            r = np.float32(math.sqrt(-2.0 * math.log(u1)))
-            t = np.float32(z & m24) * two_pi_24
-            return r * np.float32(math.cos(t)), r * np.float32(math.sin(t))
-
-        @nb.njit(cache=True, nogil=True)
-        def fill(key, start_pair, out):
-            for i in range(out.shape[0] // 2):
-                a, b = pair(key, start_pair + i)
-                out[2 * i] = a
-                out[2 * i + 1] = b
-
-        @nb.njit(cache=True, nogil=True)
-        def noisy(key, start, x, sigma, out):
-            # out[i] = x[(start + i) % D] + sigma * eps[start + i], the same float32 operations as the torch path
-            count, d = out.shape[0], x.shape[0]
-            for q in range(start // 2, (start + count + 1) // 2):
-                a, b = pair(key, q)
-                e = 2 * q - start
-                if e >= 0:
-                    out[e] = a
-                if e + 1 < count:
-                    out[e + 1] = b
-            j = start % d
-            for i in range(count):
-                out[i] = out[i] * sigma + x[j]
-                j += 1
-                if j == d:
-                    j = 0
-
-        _numba_fill = (fill, noisy)
-    return _numba_fill
+    return noise_kernels.fill, noise_kernels.noisy
 
 
 def _pairs_numpy_numba(key: int, p0: int, p1: int) -> np.ndarray:
@@ -221,18 +172,20 @@ PARALLEL_MIN_ELEMENTS = 1 << 14
 
 
 def _noisy_parallel(key, start: int, xf, sigma, out) -> None:
-    """The numba ``noisy`` kernel over ``out``, cut into one contiguous piece per torch thread.
+    """The numba ``noisy`` kernel over ``out``, cut into contiguous pieces run at once on half of torch's threads.
 
     The kernel releases the GIL and each element depends only on its stream
-    position, so the pieces run at once on as many cores as the forward pass
-    uses and the bytes are those of one call. Otherwise the noise of a batch
-    would run on one core while the others idle between forward passes.
+    position, so the pieces give the bytes of one call. Half, not all: right
+    after a forward pass torch's OpenMP workers keep spinning on their cores
+    for a while, and noise threads on those cores only compete with them
+    (with 2 threads, the sampler ran 8 % slower end to end with the noise on
+    both cores than on one). With 2 or 3 threads the noise runs in one piece.
     """
     global _POOL
     import torch
 
     noisy = _get_numba_fill()[1]
-    threads = max(1, min(torch.get_num_threads(), out.shape[0] // PARALLEL_MIN_ELEMENTS))
+    threads = max(1, min(torch.get_num_threads() // 2, out.shape[0] // PARALLEL_MIN_ELEMENTS))
     if threads == 1:
         noisy(key, np.int64(start), xf, sigma, out)
         return
