@@ -6,7 +6,7 @@ Prints, in one run:
      benchmark store (500 inputs x (100 + 100,000) rows x 10 classes, float16;
      built once by common.bench_store) through a dask.distributed LocalCluster
      of 1, then 2, worker processes of one thread each (as --workers starts
-     them: certifier.cluster.WORKER_ENV). Cluster start is excluded; a warm-up
+     them: certifier.cluster.local_cluster). Cluster start is excluded; a warm-up
      pass first, then --repeat rounds alternating 1 and 2 workers, best of
      each; the tables must be identical. Goal: >= 1.7x on 2 cores. The load
      average is printed: on a machine shared with other work the ratio drops.
@@ -46,15 +46,13 @@ def time_workers(store, method, repeat):
     """
     import logging
 
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from certifier import certify
+    from certifier.cluster import local_cluster
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    from certifier.cluster import WORKER_ENV
-
-    clusters = {w: LocalCluster(n_workers=w, threads_per_worker=1, processes=True, env=WORKER_ENV,  # as --workers
-                                dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) for w in (1, 2)}
+    clusters = {w: local_cluster(w, silence_logs=logging.ERROR) for w in (1, 2)}   # as --workers starts them
     clients = {w: Client(c) for w, c in clusters.items()}
 
     def worker_cpu(w):

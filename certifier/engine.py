@@ -19,7 +19,7 @@ from store import open_store
 from store.errors import StoreError
 
 from .block import Block
-from .cluster import WORKER_ENV, check_cluster
+from .cluster import check_cluster, local_cluster
 from .options import CertifyOptions
 from .registry import EXTRA_COLUMNS, SETTING_COLUMNS, get_method
 
@@ -153,14 +153,13 @@ def _run_tasks(make_tasks, scheduler, workers, progress, desc):
 
             with _Bar():
                 return list(dask.compute(*tasks, scheduler="threads"))
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, as_completed
 
         cluster = None
         if scheduler is not None:
             client = Client(scheduler)  # connect timeout: dask config distributed.comm.timeouts.connect (30 s)
         else:
-            cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, env=WORKER_ENV,
-                                   dashboard_address="127.0.0.1:0", silence_logs=50)  # errors: one line; no port clash
+            cluster = local_cluster(workers, silence_logs=50)  # errors: one line
             client = Client(cluster)
         try:
             check_cluster(client, scheduler or f"LocalCluster({workers})")  # fail fast, not hang on a bad worker

@@ -170,3 +170,26 @@ def test_damage_found_by_a_worker_process_is_one_line_on_stderr(store, tmp_path)
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("smoothcert: error: store ") and "input 104 (slot 4) is damaged" in lines[0]
     assert not (tmp_path / "t.csv").exists()
+
+
+def _worker_settings(dask_worker):
+    import dask
+
+    return {"profile": dask.config.get("distributed.worker.profile.enabled"),
+            "profiling": "profile" in dask_worker.periodic_callbacks,
+            "numba_threads": os.environ.get("NUMBA_NUM_THREADS"), "nthreads": dask_worker.state.nthreads}
+
+
+def test_workers_as_certify_starts_them_are_single_threaded_without_dask_profiler(store):
+    """--workers processes: one thread, NUMBA_NUM_THREADS=1, and the statistical profiler off (config, not env:
+    a nanny's env reaches the worker after it has read its config), and they still certify the local table."""
+    from distributed import Client
+
+    from certifier import certify
+    from certifier.cluster import local_cluster
+
+    with local_cluster(1, silence_logs=40) as c, Client(c) as client:
+        got = list(client.run(_worker_settings).values())
+        assert got == [{"profile": False, "profiling": False, "numba_threads": "1", "nthreads": 1}]
+        t, _ = certify(store, "two-step", scheduler=c.scheduler_address, progress=False)
+    _same(t, certify(store, "two-step", progress=False)[0])

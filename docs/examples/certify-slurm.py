@@ -31,7 +31,7 @@ cluster = SLURMCluster(
     walltime="02:00:00",
     job_script_prologue=[
         "source ~/venvs/smoothcert/bin/activate",   # the same smoothcert as this process
-        "export NUMBA_NUM_THREADS=1 ZARR_THREADING__MAX_WORKERS=1",   # one core per worker process
+        "export NUMBA_NUM_THREADS=1 ZARR_THREADING__MAX_WORKERS=1 DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False",   # one core per worker process
         # S3 stores: credentials reach the workers through their environment (or ~/.aws), never the store
         # "export AWS_PROFILE=smoothcert",
     ],
