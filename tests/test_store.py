@@ -330,3 +330,47 @@ def test_fsspec_memory_backend_round_trip(tmp_path):
     assert a.equals(b)
     with pytest.raises(StoreError, match="already exists"):
         import_npz(src, "memory://smoothcert-test/st", sigma=0.25, n0=20)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_same_thread_chunk_reads_equal_zarrs_reads(tmp_path, monkeypatch, dtype):
+    """store.direct reads a local store's chunks itself: the same arrays, dtypes and fill values as zarr's reads;
+    a zip store (or any other layout) is read by zarr."""
+    from store import direct
+    from store.share import export_zip
+
+    rng = np.random.default_rng(3)
+    st = create_store(tmp_path / "st", n_inputs=4, n0=5, n=40, num_classes=3, sigma=0.5, dtype=dtype, members=2)
+    for i in (0, 1, 3):                                  # slot 2 never written: its chunks are missing
+        lp = np.log(rng.dirichlet(np.ones(3), (45, 2))).astype(np.float32)
+        p = np.exp(lp).mean(1)
+        st.write_input(i, rows=p / p.sum(1, keepdims=True), label=i % 3, idx=10 + i, member_logprobs=lp)
+    st.close()
+    fields = ("rows", "argmax", "member_logprobs")
+    s = open_store(tmp_path / "st")
+    assert all(s._direct_reader(f) is not None for f in fields)
+    fast = s.read_block(0, 4, fields=fields, only_complete=True)
+    raw = {f: s._read(f, 0, 4, None) for f in fields}
+    monkeypatch.setattr(direct, "ENABLED", False)
+    z = open_store(tmp_path / "st")
+    slow = z.read_block(0, 4, fields=fields, only_complete=True)
+    for f in fields:
+        assert fast[f].dtype == slow[f].dtype and np.array_equal(fast[f], slow[f], equal_nan=True), f
+        zr = z._read(f, 0, 4, None)                      # the missing slot reads as the fill value in both
+        assert raw[f].dtype == zr.dtype and np.array_equal(raw[f], zr, equal_nan=True), f
+    monkeypatch.setattr(direct, "ENABLED", True)
+    export_zip(tmp_path / "st", tmp_path / "st.zip")
+    zs = open_store(tmp_path / "st.zip")
+    assert zs._direct_reader("rows") is None
+    got = zs.read_block(0, 4, fields=fields, only_complete=True)
+    assert all(np.array_equal(got[f], fast[f], equal_nan=True) for f in fields)
+
+
+def test_a_chunk_zstd_cannot_decode_is_named_by_its_input(tmp_path):
+    s = good_source(N=3)
+    s["idx"] = np.array([7, 8, 9])
+    import_npz(write_npz(tmp_path, **s), tmp_path / "st", sigma=0.25, n0=10)
+    f = _chunk_files(tmp_path / "st", "rows", 1)[0]
+    f.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 40)        # a zstd magic number, then garbage
+    with pytest.raises(StoreError, match=r"input 8 \(slot 1\) is damaged: 'rows' cannot be decoded"):
+        open_store(tmp_path / "st").read_block(0, 3, fields=("rows",))
