@@ -47,13 +47,31 @@ class ChunkReader:
                 raw = f.read()
         except FileNotFoundError:
             return np.full(self.shape, self.fill_value, dtype=self.dtype)
+        size = frame_content_size(raw)
+        if size is not None and size != self.nbytes:      # refused before any allocation of that size
+            raise ValueError(f"chunk {path} holds {size} bytes, expected {self.nbytes}")
         try:
-            buf = self._zstd.decode(raw)
+            buf = self._zstd.decode(raw, out=np.empty(self.nbytes, np.uint8)) if size is not None \
+                else self._zstd.decode(raw)
         except Exception as e:
             raise ValueError(f"zstd cannot decode chunk {path} ({type(e).__name__}: {e})") from e
-        if len(buf) != self.nbytes:
-            raise ValueError(f"chunk {path} decodes to {len(buf)} bytes, expected {self.nbytes}")
+        if len(memoryview(buf).cast("B")) != self.nbytes:
+            raise ValueError(f"chunk {path} decodes to {len(memoryview(buf).cast('B'))} bytes, expected {self.nbytes}")
         return np.frombuffer(buf, dtype=self.dtype).reshape(self.shape)
+
+
+def frame_content_size(raw: bytes) -> int | None:
+    """The decompressed size a zstd frame's header declares (RFC 8878, 3.1.1.1), or None when it declares none."""
+    if len(raw) < 6 or raw[:4] != b"\x28\xb5\x2f\xfd":
+        return None
+    fhd = raw[4]
+    single = (fhd >> 5) & 1
+    pos = 5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3]        # window descriptor, dictionary id
+    width = (1 if single else 0, 2, 4, 8)[fhd >> 6]
+    if width == 0 or len(raw) < pos + width:
+        return None
+    v = int.from_bytes(raw[pos:pos + width], "little")
+    return v + 256 if width == 2 else v
 
 
 def reader(zarr_array) -> ChunkReader | None:

@@ -374,3 +374,26 @@ def test_a_chunk_zstd_cannot_decode_is_named_by_its_input(tmp_path):
     f.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 40)        # a zstd magic number, then garbage
     with pytest.raises(StoreError, match=r"input 8 \(slot 1\) is damaged: 'rows' cannot be decoded"):
         open_store(tmp_path / "st").read_block(0, 3, fields=("rows",))
+
+
+def test_a_chunk_declaring_another_size_is_refused_before_it_is_decoded(tmp_path):
+    """A zstd frame whose header declares 1 TiB (a decompression bomb) is named, not allocated."""
+    s = good_source(N=3)
+    s["idx"] = np.array([7, 8, 9])
+    import_npz(write_npz(tmp_path, **s), tmp_path / "st", sigma=0.25, n0=10)
+    f = _chunk_files(tmp_path / "st", "rows", 2)[0]
+    f.write_bytes(b"\x28\xb5\x2f\xfd\xe0" + (1 << 40).to_bytes(8, "little") + b"\x00" * 32)
+    with pytest.raises(StoreError, match=r"input 9 \(slot 2\) is damaged: 'rows' cannot be decoded .*1099511627776 bytes"):
+        open_store(tmp_path / "st").read_block(0, 3, fields=("rows",))
+
+
+def test_zstd_frame_content_size_read_from_the_header():
+    from numcodecs import Zstd
+
+    from store.direct import frame_content_size
+
+    for n in (0, 1, 255, 256, 65791, 65792, 70_000, 2_002_000):
+        data = np.random.default_rng(n).integers(0, 4, n, dtype=np.uint8)
+        for level in (1, 5):
+            assert frame_content_size(Zstd(level=level).encode(data)) == n
+    assert frame_content_size(b"not zstd") is None
