@@ -11,7 +11,7 @@ vectorise (AVX2 and the like), instead of one libm call after another:
    the radius is recomputed with the C library's ``log``, exactly as the
    scalar definition does. Elsewhere the two logarithms (both below 1 ulp,
    2**-52 relative) cannot round to different float32 radii, so the radius
-   is bit for bit the definition's; ``bench/noise_exhaustive.py`` checks all
+   is bit for bit the definition's; ``bench/exhaustive.py`` checks all
    2**32 values of ``u1`` against it;
 3. ``cos t`` and ``sin t`` in float32 by the C library (the definition's own
    calls: a float32 argument has only 2**24 values here, but the C

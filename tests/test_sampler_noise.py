@@ -177,7 +177,7 @@ def _definition_kernels():
 def test_the_fast_radius_is_the_definitions_bit_for_bit_near_its_fallbacks_and_at_the_ends():
     """The vectorised log with its libm fallback near float32 boundaries gives exactly float32(sqrt(-2 ln u1)).
 
-    (bench/noise_exhaustive.py checks all 2**32 values; this checks 3 x 2**20 of them, the ends included.)"""
+    (bench/exhaustive.py checks all 2**32 values; this checks 3 x 2**20 of them, the ends included.)"""
     from sampler import noise_kernels as K
 
     _, radii = _definition_kernels()

@@ -1,4 +1,6 @@
-"""Check the fast noise radius against its definition for every one of the 2**32 values of u1.
+"""Bit-exactness of the sampler's two CPU shortcuts, checked over every value they can see.
+
+1. The noise radius: the fast kernel against its definition for every one of the 2**32 values of u1.
 
 The Box-Muller radius of the noise scheme is ``float32(sqrt(-2 ln u1))``
 with ``u1 = (hi + 1) / 2**32``, ``hi`` the top 32 bits of a pair's word
@@ -9,7 +11,13 @@ definition computed by the C library's ``log`` for all 2**32 values of
 ``hi``, and counts the fallbacks. The angle needs no such check: both
 compute ``cos`` and ``sin`` with the same C library calls.
 
-    python bench/noise_exhaustive.py [--bits 32]   (about a minute per core at 32 bits)
+2. The float16 rows: on CPU the sampler converts each batch's float32
+softmax rows to the store's float16 with torch (vectorised) instead of
+numpy's ``astype`` (slow on the many subnormal float16 values of peaked
+softmax rows); both round to nearest even, and this compares them on every
+float32 value in [0, 1] (the range of a probability), 1,065,353,217 values.
+
+    python bench/exhaustive.py [--bits 32] [--skip-f16]   (a few minutes on 2 cores)
 """
 from __future__ import annotations
 
@@ -57,9 +65,26 @@ def _compare(first_block, blocks):
     return mism.sum(), fixed.sum(), f
 
 
+def check_f16() -> int:
+    """Mismatches between torch's and numpy's float32 -> float16 conversion over every float32 in [0, 1]."""
+    import torch
+
+    t0 = time.perf_counter()
+    top, step, bad = 0x3F800000 + 1, 1 << 24, 0
+    for s in range(0, top, step):
+        f = np.arange(s, min(s + step, top), dtype=np.uint32).view(np.float32)
+        a = f.astype(np.float16).view(np.uint16)
+        b = torch.from_numpy(f).to(torch.float16).numpy().view(np.uint16)
+        bad += int((a != b).sum())
+    print(f"{top:,} float32 values in [0, 1] converted to float16 in {time.perf_counter() - t0:.0f} s: "
+          f"{bad} differ between torch and numpy")
+    return bad
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bits", type=int, default=32, help="check hi = 0 .. 2**bits - 1 (32: all of them)")
+    ap.add_argument("--skip-f16", action="store_true", help="only the noise radius")
     a = ap.parse_args(argv)
     total_blocks = max(1, (1 << a.bits) // BLOCK)
     t0 = time.perf_counter()
@@ -75,7 +100,8 @@ def main(argv=None) -> int:
     print(f"{n:,} values of u1 checked in {time.perf_counter() - t0:.0f} s: {mism} radii differ from "
           f"float32(sqrt(-2 log u1)) by the C library (first at hi={first}); {fixed:,} computed by the fallback "
           f"({fixed / n:.1e} of them)")
-    return 1 if mism else 0
+    bad = 0 if a.skip_f16 else check_f16()
+    return 1 if mism or bad else 0
 
 
 if __name__ == "__main__":
