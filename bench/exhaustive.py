@@ -17,7 +17,11 @@ numpy's ``astype`` (slow on the many subnormal float16 values of peaked
 softmax rows); both round to nearest even, and this compares them on every
 float32 value in [0, 1] (the range of a probability), 1,065,353,217 values.
 
-    python bench/exhaustive.py [--bits 32] [--skip-f16]   (a few minutes on 2 cores)
+3. The store's float16 rounding: ``store.float16.to_float16`` (what
+``write_input`` uses for float32 rows, e.g. in ``store import`` and
+``store merge``) against numpy's ``astype`` on every finite float32 value.
+
+    python bench/exhaustive.py [--bits 32] [--skip-f16]   (about ten minutes on 2 cores)
 """
 from __future__ import annotations
 
@@ -81,6 +85,23 @@ def check_f16() -> int:
     return bad
 
 
+def check_store_f16() -> int:
+    """Mismatches between store.float16.to_float16 and numpy's astype over every finite float32 bit pattern."""
+    from store.float16 import to_float16
+
+    t0 = time.perf_counter()
+    bad = 0
+    for s in range(0, 1 << 32, 1 << 24):
+        f = np.arange(s, s + (1 << 24), dtype=np.uint64).astype(np.uint32).view(np.float32)
+        f = f[np.isfinite(f)]
+        with np.errstate(over="ignore"):
+            want = f.astype(np.float16)
+        bad += int((to_float16(f).view(np.uint16) != want.view(np.uint16)).sum())
+    print(f"every finite float32 rounded to float16 in {time.perf_counter() - t0:.0f} s: {bad} differ between "
+          f"store.float16 and numpy")
+    return bad
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bits", type=int, default=32, help="check hi = 0 .. 2**bits - 1 (32: all of them)")
@@ -100,7 +121,7 @@ def main(argv=None) -> int:
     print(f"{n:,} values of u1 checked in {time.perf_counter() - t0:.0f} s: {mism} radii differ from "
           f"float32(sqrt(-2 log u1)) by the C library (first at hi={first}); {fixed:,} computed by the fallback "
           f"({fixed / n:.1e} of them)")
-    bad = 0 if a.skip_f16 else check_f16()
+    bad = 0 if a.skip_f16 else check_f16() + check_store_f16()
     return 1 if mism or bad else 0
 
 

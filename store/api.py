@@ -19,6 +19,7 @@ from . import format as F
 from .backend import open_zarr_store
 from .checksum import crc_of, scalars_vector
 from .errors import StoreError
+from .float16 import to_float16
 
 
 def software_versions() -> dict:
@@ -353,7 +354,10 @@ class SampleStore:
         if argmax.shape != (r,):
             raise StoreError(f"store {self.location}: input {idx}: argmax must have shape ({r},), got {argmax.shape}")
         stored_rows = np.full((R, m), np.nan, dtype=self.dtype)
-        stored_rows[:r] = rows
+        if stored_rows.dtype == np.float16 and rows.dtype == np.float32:
+            to_float16(rows, out=stored_rows[:r])    # numpy's astype, bit for bit, without its slow subnormal path
+        else:
+            stored_rows[:r] = rows
         stored_arg = np.full((R,), F.ARGMAX_FILL, dtype=np.uint16)
         stored_arg[:r] = argmax
         cp = -1 if core_predict is None else int(core_predict)

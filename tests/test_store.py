@@ -397,3 +397,38 @@ def test_zstd_frame_content_size_read_from_the_header():
         for level in (1, 5):
             assert frame_content_size(Zstd(level=level).encode(data)) == n
     assert frame_content_size(b"not zstd") is None
+
+
+def test_float16_rounding_is_numpys_at_every_boundary_and_special_value():
+    """store.float16.to_float16 == astype(float16) bit for bit (bench/exhaustive.py: every finite float32)."""
+    from store.float16 import to_float16
+
+    h = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16).astype(np.float64)
+    mid = ((h[:-1] + h[1:]) / 2).astype(np.float32)                     # ties: exact in float32
+    rng = np.random.default_rng(0)
+    sub = (rng.integers(102, 114, 1 << 18).astype(np.uint32) << 23 | rng.integers(0, 1 << 23, 1 << 18).astype(np.uint32))
+    special = np.array([0.0, 2.0 ** -25, 2.0 ** -24, 3 * 2.0 ** -26, 65504, 65519.99, 65520, 1e30, 3.4e38, 1e-45],
+                       dtype=np.float32)
+    x = np.concatenate([mid, np.nextafter(mid, np.float32(0)), np.nextafter(mid, np.float32(np.inf)),
+                        h.astype(np.float32), sub.view(np.float32), special])
+    x = np.concatenate([x, -x])
+    with np.errstate(over="ignore"):                                  # numpy warns where it rounds to infinity
+        want = x.astype(np.float16)
+    assert to_float16(x).view(np.uint16).tobytes() == want.view(np.uint16).tobytes()
+    nonfinite = np.array([[1.0, np.nan], [np.inf, -np.inf]], np.float32)   # left to numpy
+    out = np.empty((2, 4), np.float16)[:, ::2]                               # a non-contiguous destination
+    with np.errstate(invalid="ignore"):
+        assert to_float16(nonfinite, out=out).view(np.uint16).tobytes() == nonfinite.astype(np.float16).view(np.uint16).tobytes()
+
+
+def test_a_float16_store_holds_the_float32_rows_rounded_as_numpy_rounds(tmp_path):
+    rng = np.random.default_rng(1)
+    lg = rng.normal(size=(45, 6)).astype(np.float32) * 4
+    lg[:, 2] += 20                                                     # peaked: most entries float16-subnormal
+    p = np.exp(lg - lg.max(1, keepdims=True))
+    p = (p / p.sum(1, keepdims=True)).astype(np.float32)
+    st = create_store(tmp_path / "st", n_inputs=1, n0=5, n=40, num_classes=6, sigma=0.5, dtype="float16")
+    st.write_input(0, rows=p, label=2, idx=0)
+    st.close()
+    got = open_store(tmp_path / "st")._read("rows", 0, 1, None)[0]
+    assert got.tobytes() == p.astype(np.float16).tobytes()
