@@ -541,18 +541,16 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
         pbar.set_postfix_str(f"inputs {done[0]}/{len(todo)}", refresh=False)
 
     # CPU, one model: softmax and argmax in one numba pass into float32 rows instead of several small torch
-    # ops per batch; torch then converts the batch's rows to the store's dtype (vectorised, F16C: ~1 ms per
-    # input of 100,100 x 10; numpy's astype, which the writer used to run, took 65 ms on peaked softmax rows,
-    # whose many float16 subnormals take its slow path, and its core was taken from the forward passes)
+    # ops per batch; the writer's write_input rounds them to the store's dtype (store.float16: ~4 ms per input
+    # of 100,100 x 10, off the compute thread)
     cpu_fast = dev.type == "cpu" and k == 1
     if cpu_fast:
         from . import kernels as _kernels
 
         _kernels.warm_up()
-        f32 = torch.empty((min(batch_size, R), m), dtype=torch.float32)
     free, work = queue.Queue(), queue.Queue(maxsize=max(1, queue_size))
     for _ in range(max(1, queue_size) + 1):
-        free.put(_Buffers(R, m, k, dtype, dev, core is not None))
+        free.put(_Buffers(R, m, k, "float32" if cpu_fast else dtype, dev, core is not None))
     writer = _Writer(st, work, free, R, on_written)
     writer.start()
     batches = row_batches(R, batch_size)
@@ -586,11 +584,7 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
                     noisy = _noise.noisy_copies(xt, sigma, seed, idx, a, b)
                     if cpu_fast:
                         logits = forward(members[0].module, noisy).float().contiguous().numpy()
-                        if buf.rows.dtype == torch.float32:
-                            _kernels.softmax_argmax(logits, buf.rows.numpy()[a:b], buf.arg.numpy()[a:b])
-                        else:
-                            _kernels.softmax_argmax(logits, f32.numpy()[:b - a], buf.arg.numpy()[a:b])
-                            buf.rows[a:b].copy_(f32[:b - a])
+                        _kernels.softmax_argmax(logits, buf.rows.numpy()[a:b], buf.arg.numpy()[a:b])
                     else:
                         if k == 1:
                             probs = torch.softmax(forward(members[0].module, noisy).float(), dim=1)
