@@ -498,9 +498,7 @@ class SampleStore:
                 try:
                     out[s - start] = rd.read(s)
                 except ValueError as e:
-                    who = f"input {int(idx[s - start])}" if idx is not None and idx[s - start] >= 0 else "input"
-                    raise StoreError(f"store {self.location}: {who} (slot {s}) is damaged: '{name}' cannot be "
-                                     f"decoded ({str(e)[:160]})") from e
+                    raise self._undecodable(name, s, idx[s - start] if idx is not None else -1, str(e)) from e
                 except OSError as e:
                     raise StoreError(f"store {self.location}: '{name}' slot {s} cannot be read ({e})") from e
             return out
@@ -513,10 +511,15 @@ class SampleStore:
                 try:
                     self.array(name)[s]
                 except Exception as e1:
-                    who = f"input {int(idx[s - start])}" if idx is not None and idx[s - start] >= 0 else "input"
-                    raise StoreError(f"store {self.location}: {who} (slot {s}) is damaged: '{name}' cannot be "
-                                     f"decoded ({type(e1).__name__}: {str(e1)[:120]})") from e1
+                    raise self._undecodable(name, s, idx[s - start] if idx is not None else -1,
+                                            f"{type(e1).__name__}: {str(e1)[:120]}") from e1
             raise StoreError(f"store {self.location}: '{name}' slots {start}..{stop - 1} cannot be read ({type(e).__name__}: {e})") from e
+
+    def _undecodable(self, name: str, slot: int, idx, why: str) -> StoreError:
+        """The one-line error for a chunk of ``name`` at ``slot`` that cannot be decoded, naming its input."""
+        who = f"input {int(idx)}" if idx >= 0 else "input"
+        return StoreError(f"store {self.location}: {who} (slot {slot}) is damaged: '{name}' cannot be decoded "
+                          f"({why[:160]})")
 
     def iter_blocks(self, block_size: int, fields=(F.ARGMAX,), verify: bool = True):
         """Yield ``read_block`` dicts over all slots, ``block_size`` inputs at a time."""
