@@ -8,10 +8,16 @@ with ``u1 = (hi + 1) / 2**32``, ``hi`` the top 32 bits of a pair's word
 vectorised logarithm and falls back to the C library's ``log`` near float32
 rounding boundaries; this script compares it, bit for bit, with the
 definition computed by the C library's ``log`` for all 2**32 values of
-``hi``, and counts the fallbacks. The angle needs no such check: both
-compute ``cos`` and ``sin`` with the same C library calls.
+``hi``, and counts the fallbacks.
 
-2. The store's float16 rounding: ``store.float16.to_float16`` (what
+2. The noise angle: the kernel's branch-free ``cos``/``sin`` (glibc's
+``cosf``/``sinf`` reproduced) against this C library's own float routines
+at all 2**24 angles ``t`` the scheme can produce (meaningful where the C
+library is glibc >= 2.28 on x86-64 with FMA; elsewhere it reports how many
+angles that platform's libm rounds otherwise), and how many of them differ
+from the exactly rounded values.
+
+3. The store's float16 rounding: ``store.float16.to_float16`` (what
 ``write_input`` uses for float32 rows: the sampler's writer, ``store
 import``, ``store merge``) against numpy's ``astype`` on every finite
 float32 value.
@@ -64,6 +70,32 @@ def _compare(first_block, blocks):
     return mism.sum(), fixed.sum(), f
 
 
+@nb.njit(error_model="numpy")
+def _angles_vs_libm(c, s):
+    """(angles whose kernel cos/sin differ from the C library's, angles whose C library value is not the rounded
+    float64 value) over all 2**24 angles; ``c``, ``s`` are the kernel's values."""
+    differ = not_rounded = 0
+    for k in range(1 << 24):
+        t = np.float32(k) * K.TWO_PI_24
+        lc, ls = math.cos(t), math.sin(t)
+        differ += (c[k] != lc) or (s[k] != ls)
+        not_rounded += (lc != np.float32(math.cos(np.float64(t)))) or (ls != np.float32(math.sin(np.float64(t))))
+    return differ, not_rounded
+
+
+def check_angles() -> int:
+    """Angles at which the kernel's cos/sin differ from this C library's float routines."""
+    t0 = time.perf_counter()
+    t = np.arange(1 << 24, dtype=np.float32) * K.TWO_PI_24
+    c, s = np.empty_like(t), np.empty_like(t)
+    K.sincos(t, c, s)
+    differ, not_rounded = _angles_vs_libm(c, s)
+    print(f"all {1 << 24:,} angles checked in {time.perf_counter() - t0:.1f} s: {differ} differ between the kernel's "
+          f"cos/sin and the C library's cosf/sinf; the C library's differ from the exactly rounded values at "
+          f"{not_rounded:,} ({not_rounded / (1 << 24):.1%})")
+    return int(differ)
+
+
 def check_store_f16() -> int:
     """Mismatches between store.float16.to_float16 and numpy's astype over every finite float32 bit pattern."""
     from store.float16 import to_float16
@@ -84,7 +116,7 @@ def check_store_f16() -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bits", type=int, default=32, help="check hi = 0 .. 2**bits - 1 (32: all of them)")
-    ap.add_argument("--skip-f16", action="store_true", help="only the noise radius")
+    ap.add_argument("--skip-f16", action="store_true", help="only the noise (radius and angle)")
     a = ap.parse_args(argv)
     total_blocks = max(1, (1 << a.bits) // BLOCK)
     t0 = time.perf_counter()
@@ -100,8 +132,9 @@ def main(argv=None) -> int:
     print(f"{n:,} values of u1 checked in {time.perf_counter() - t0:.0f} s: {mism} radii differ from "
           f"float32(sqrt(-2 log u1)) by the C library (first at hi={first}); {fixed:,} computed by the fallback "
           f"({fixed / n:.1e} of them)")
+    angles = check_angles()
     bad = 0 if a.skip_f16 else check_store_f16()
-    return 1 if mism or bad else 0
+    return 1 if mism or angles or bad else 0
 
 
 if __name__ == "__main__":

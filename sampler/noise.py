@@ -17,10 +17,12 @@ Scheme ``smoothcert-splitmix-bm-v1`` (documented in ``store/FORMAT.md``):
 A row's noise therefore depends only on (seed, idx, row) and the input's
 shape: never on the batch size, the subset, the order or the shard. The
 integers are identical on every device; the float transform may differ in
-the last bit between devices (their libm), never between runs on one device.
-On CPU the stream is computed by the numba kernels of ``sampler.noise_kernels``
-(vectorised, bit for bit the scalar definition), elsewhere by torch ops on the
-device; both implement the same formula (the tests check they agree).
+the last bit between an accelerator (torch's ``cos``/``sin``) and the CPU,
+never between runs on one device. On CPU the stream is computed by the numba
+kernels of ``sampler.noise_kernels`` (vectorised, bit for bit the scalar
+definition, with ``cos``/``sin`` as glibc's float routines compute them on
+every platform), elsewhere by torch ops on the device; both implement the
+same formula (the tests check they agree).
 """
 from __future__ import annotations
 

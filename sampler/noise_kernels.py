@@ -13,9 +13,17 @@ vectorise (AVX2 and the like), instead of one libm call after another:
    2**-52 relative) cannot round to different float32 radii, so the radius
    is bit for bit the definition's; ``bench/exhaustive.py`` checks all
    2**32 values of ``u1`` against it;
-3. ``cos t`` and ``sin t`` in float32 by the C library (the definition's own
-   calls: a float32 argument has only 2**24 values here, but the C
-   library's float routines are not correctly rounded, so they are kept);
+3. ``cos t`` and ``sin t`` in float32, branch-free: glibc's ``sinf`` and
+   ``cosf`` (the routines of glibc 2.28 and later, in the build x86-64
+   selects on a CPU with FMA) operation for operation: the reduction by
+   pi/2, the two double-precision polynomials and their fused multiply-adds,
+   the quadrant's choice and sign, the tiny-angle shortcut. The angle takes
+   only 2**24 values, and for every one of them these are the C library's
+   bits on such a machine (a test and ``bench/exhaustive.py`` compare all of
+   them); on any other platform they are the same bits, not its own libm's.
+   The C library's float routines are not correctly rounded (they differ
+   from the rounded exact value at 1.3 % of these angles), so the kernel
+   reproduces their arithmetic instead of computing the exact value;
 4. ``r * cos t``, ``r * sin t`` interleaved, then ``x + sigma * eps`` in
    float32 in the same order of operations as the torch path.
 
@@ -28,6 +36,9 @@ import math
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 G = np.uint64(0x9E3779B97F4A7C15)
 C1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -53,6 +64,67 @@ LG5 = 1.818357216161805012e-01
 LG6 = 1.531383769920937332e-01
 LG7 = 1.479819860511658591e-01
 UP, DOWN = 1.0 + 2.0 ** -40, 1.0 - 2.0 ** -40
+
+# glibc sysdeps/ieee754/flt-32/sincosf_data.c (__sincosf_table[0]; table [1] is its cosine part negated)
+HPI_INV = float.fromhex("0x1.45f306dc9c883p+23")     # 2/pi * 2**24
+HPI = float.fromhex("0x1.921fb54442d18p+0")          # pi/2
+SC_C0, SC_C1 = 1.0, float.fromhex("-0x1.ffffffd0c621cp-2")
+SC_C2, SC_C3 = float.fromhex("0x1.55553e1068f19p-5"), float.fromhex("-0x1.6c087e89a359dp-10")
+SC_C4 = float.fromhex("0x1.99343027bf8c3p-16")
+SC_S1, SC_S2 = float.fromhex("-0x1.555545995a603p-3"), float.fromhex("0x1.1107605230bc4p-7")
+SC_S3 = float.fromhex("-0x1.994eb3774cf24p-13")
+TINY_ANGLE = np.float32(2.0 ** -12)                   # below it cosf returns 1 and sinf its argument
+HALF_24 = np.int32(0x800000)
+SHIFT_24 = np.int32(24)
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (LLVM's ``llvm.fma.f64``: the FMA instruction, or an exact emulation without one)."""
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        d = ir.DoubleType()
+        return builder.call(builder.module.declare_intrinsic("llvm.fma", [d], ir.FunctionType(d, [d, d, d])), args)
+
+    return sig, codegen
+
+
+@nb.njit(inline="always", error_model="numpy")
+def _sincos(t, c, s, n):
+    """``c[i], s[i] = cosf(t[i]), sinf(t[i])`` as glibc computes them, for float32 angles ``0 <= t < 120``.
+
+    glibc reduces ``x = t - q pi/2`` with ``q = round(t 2/pi)`` (from the
+    truncated ``t 2**24 2/pi``), evaluates one polynomial in ``x`` (sine:
+    ``x + x**3 S(x**2)``, cosine: ``C(x**2)``) as the quadrant requires and
+    rounds it to float32; both are computed here and the quadrant selects,
+    which gives the same bits because each polynomial is odd or even in its
+    signs exactly (every operation rounds to nearest, symmetric in sign).
+    """
+    for i in range(n):
+        y = t[i]
+        x = np.float64(y)
+        q = (np.int32(x * HPI_INV) + HALF_24) >> SHIFT_24
+        xr = fma(-np.float64(q), HPI, x)
+        x2 = xr * xr
+        x3 = xr * x2
+        sp = fma(x3 * x2, fma(x2, SC_S3, SC_S2), fma(x3, SC_S1, xr))
+        x4 = x2 * x2
+        cp = fma(x4 * x2, fma(x2, SC_C4, SC_C3), fma(x4, SC_C2, fma(x2, SC_C1, SC_C0)))
+        odd = (q & 1) != 0
+        sv = cp if odd else sp
+        cv = sp if odd else cp
+        sv = -sv if (q & 2) != 0 else sv                  # quadrants 2, 3: sin < 0
+        cv = -cv if ((q ^ (q >> 1)) & 1) != 0 else cv     # quadrants 1, 2: cos < 0
+        tiny = y < TINY_ANGLE
+        s[i] = y if tiny else np.float32(sv)
+        c[i] = np.float32(1.0) if tiny else np.float32(cv)
+
+
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def sincos(t, c, s):
+    """``c, s = cosf(t), sinf(t)`` elementwise as glibc computes them (float32 arrays, angles in ``[0, 120)``)."""
+    _sincos(t, c, s, t.shape[0])
 
 
 @nb.njit(inline="always", error_model="numpy")
@@ -113,9 +185,7 @@ def _chunk(key, p0, n, nz, u, mb, kk, flags, r, t, c, s):
         u[i] = (np.float64(np.uint32(z >> S32)) + 1.0) * INV_2_32
         t[i] = np.float32(np.uint32(z & M24)) * TWO_PI_24
     _radii(u, n, r, mb, kk, flags)
-    for i in range(n):
-        c[i] = math.cos(t[i])
-        s[i] = math.sin(t[i])
+    _sincos(t, c, s, n)
     for i in range(n):
         nz[2 * i] = r[i] * c[i]
         nz[2 * i + 1] = r[i] * s[i]
