@@ -228,6 +228,51 @@ def noisy_copies(x, sigma: float, seed: int, idx: int, row_start: int, row_stop:
     return z.mul_(float(sigma)).add_(x.reshape((1,) + shape))
 
 
+class NoisyBatches:
+    """The noisy copies of one input after another, batch by batch, in one reused float32 buffer (CPU, numba).
+
+    ``rows(a, b)`` gives the bytes of ``noisy_copies(x, sigma, seed, idx, a, b)``
+    with one kernel call of Python work per batch: right after a forward pass
+    every Python step is slow (the pass has pushed the interpreter out of the
+    caches; a bare ``np.empty(10).sum()`` then takes ~60 us instead of ~3),
+    so the key, the flat input, the buffer and its tensor view are made once
+    per input or per run instead of once per batch. The tensor ``rows``
+    returns is overwritten by the next call.
+    """
+
+    def __init__(self, shape, batch_size: int):
+        import torch
+
+        self.shape = tuple(int(s) for s in shape)
+        self.d = int(np.prod(self.shape))
+        self._flat = np.empty(int(batch_size) * self.d, dtype=np.float32)
+        self._view = torch.from_numpy(self._flat).view((int(batch_size),) + self.shape)
+        self._noisy = _get_numba_fill()[1]
+        self._one_piece = torch.get_num_threads() // 2 <= 1     # as _noisy_parallel would decide
+        self._key = self._x = None
+        self._sigma = np.float32(0.0)
+
+    def set_input(self, x, sigma: float, seed: int, idx: int) -> None:
+        """Make the following ``rows`` calls those of clean input ``x`` (float32, ``shape``) with dataset index ``idx``."""
+        import torch
+
+        if tuple(x.shape[-len(self.shape):]) != self.shape or x.dtype != torch.float32:
+            raise ValueError(f"expected a float32 input of shape {self.shape}, got {x.dtype} {tuple(x.shape)}")
+        self._key = np.uint64(input_key(seed, idx))
+        self._x = np.ascontiguousarray(x.detach().reshape(-1).numpy())
+        self._sigma = np.float32(sigma)
+
+    def rows(self, row_start: int, row_stop: int):
+        """``x + sigma * noise`` for rows ``row_start:row_stop`` (at most ``batch_size``), a view of the buffer."""
+        n = row_stop - row_start
+        out = self._flat[:n * self.d]
+        if self._one_piece:
+            self._noisy(self._key, row_start * self.d, self._x, self._sigma, out)
+        else:
+            _noisy_parallel(self._key, row_start * self.d, self._x, self._sigma, out)
+        return self._view[:n]
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) the CPU kernels, so the first batch is not slow."""
     import torch

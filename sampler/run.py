@@ -79,6 +79,15 @@ def resolve_device(spec: str | None):
     return dev
 
 
+def amp_context(dev, amp: str | None):
+    """The autocast context of ``--amp`` on device ``dev`` (a no-op context without it)."""
+    if not amp:
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast(device_type=dev.type, dtype=getattr(torch, AMP_DTYPES[amp]))
+
+
 def row_batches(total_rows: int, batch_size: int):
     """The (start, stop) row ranges of one input's batches: a function of its row count and the batch size only."""
     return [(a, min(a + batch_size, total_rows)) for a in range(0, total_rows, batch_size)]
@@ -386,12 +395,10 @@ def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None
     core = load_model(core_model, core_weights, norm_mean, norm_std, dev, channels_last=cl) if core_model else None
     if core_weights and not core_model:
         raise ValueError("--core-weights needs --core-model")
-    autocast = (lambda: torch.autocast(device_type=dev.type, dtype=getattr(torch, AMP_DTYPES[amp]))) if amp \
-        else contextlib.nullcontext
     mem_fmt = torch.channels_last if cl else torch.contiguous_format
 
     def forward(mod, x):                                     # reads mem_fmt when called (after the probe below)
-        with torch.inference_mode(), autocast():
+        with torch.inference_mode(), amp_context(dev, amp):
             return mod(x.contiguous(memory_format=mem_fmt))
 
     probe = torch.from_numpy(np.stack([x0, x0])).to(dev)     # a batch of two: a .view() that only fits one row fails here
@@ -540,14 +547,18 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
         pbar.update(r)
         pbar.set_postfix_str(f"inputs {done[0]}/{len(todo)}", refresh=False)
 
-    # CPU, one model: softmax and argmax in one numba pass into float32 rows instead of several small torch
-    # ops per batch; the writer's write_input rounds them to the store's dtype (store.float16: ~4 ms per input
-    # of 100,100 x 10, off the compute thread)
+    # CPU, one model: the noisy batches in one reused buffer and softmax + argmax in one numba pass into
+    # float32 rows, instead of several small torch ops per batch; the writer's write_input rounds the rows to
+    # the store's dtype (store.float16: ~4 ms per input of 100,100 x 10, off the compute thread). Each Python
+    # step between two forward passes is slow (the pass evicts the interpreter from the caches): the loop
+    # below takes as few as it can.
     cpu_fast = dev.type == "cpu" and k == 1
     if cpu_fast:
         from . import kernels as _kernels
 
         _kernels.warm_up()
+        softmax_argmax_at = _kernels.softmax_argmax_at
+        module, nbatches = members[0].module, None
     free, work = queue.Queue(), queue.Queue(maxsize=max(1, queue_size))
     for _ in range(max(1, queue_size) + 1):
         free.put(_Buffers(R, m, k, "float32" if cpu_fast else dtype, dev, core is not None))
@@ -580,30 +591,39 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
             with torch.inference_mode():
                 if core is not None:
                     buf.core.copy_(forward(core.module, xt[None]).float().argmax(1))
-                for a, b in batches:
-                    noisy = _noise.noisy_copies(xt, sigma, seed, idx, a, b)
-                    if cpu_fast:
-                        logits = forward(members[0].module, noisy).float().contiguous().numpy()
-                        _kernels.softmax_argmax(logits, buf.rows.numpy()[a:b], buf.arg.numpy()[a:b])
-                    else:
-                        if k == 1:
-                            probs = torch.softmax(forward(members[0].module, noisy).float(), dim=1)
+                if cpu_fast:
+                    if nbatches is None:
+                        nbatches = _noise.NoisyBatches(x.shape, batch_size)
+                        cl_copy = mem_fmt is torch.channels_last and x.shape[0] > 1  # one channel: NCHW is NHWC
+                    nbatches.set_input(xt, sigma, seed, idx)
+                    rows_np, arg_np = buf.rows.numpy(), buf.arg.numpy()
+                # the fast path's autocast spans the batches (no per-batch context); forward() enters its own
+                with amp_context(dev, amp) if cpu_fast else contextlib.nullcontext():
+                    for a, b in batches:
+                        if cpu_fast:
+                            noisy = nbatches.rows(a, b)
+                            logits = module(noisy.contiguous(memory_format=mem_fmt) if cl_copy else noisy)
+                            softmax_argmax_at(logits.float().contiguous().numpy(), rows_np, arg_np, a)
                         else:
-                            lps = torch.stack([torch.log_softmax(forward(mm.module, noisy).float(), dim=1)
-                                               for mm in members], 1)
-                            buf.mem[a:b].copy_(lps)
-                            probs = torch.softmax(lps.mean(1), dim=1)
-                        buf.arg[a:b].copy_(probs.argmax(1))
-                        buf.rows[a:b].copy_(probs)
-                    if b in stop_at:  # adaptive: decide on S0's top class and the first n_j rows of S
-                        if cA is None:
-                            c0 = torch.bincount(buf.arg[:n0].long(), minlength=m).cpu().numpy()
-                            cA = int(top_k(c0[None], 1)[0][0, 0])
-                        k_seen.append(int((buf.arg[n0:b] == cA).sum()))
-                        if online_decision(k_seen, adaptive["stages"], sigma, adaptive["alpha"], adaptive["beta"],
-                                           adaptive["radius"]) is not None:
-                            r_drawn = b
-                            break
+                            noisy = _noise.noisy_copies(xt, sigma, seed, idx, a, b)
+                            if k == 1:
+                                probs = torch.softmax(forward(members[0].module, noisy).float(), dim=1)
+                            else:
+                                lps = torch.stack([torch.log_softmax(forward(mm.module, noisy).float(), dim=1)
+                                                   for mm in members], 1)
+                                buf.mem[a:b].copy_(lps)
+                                probs = torch.softmax(lps.mean(1), dim=1)
+                            buf.arg[a:b].copy_(probs.argmax(1))
+                            buf.rows[a:b].copy_(probs)
+                        if stop_at and b in stop_at:  # adaptive: decide on S0's top class and the first n_j rows of S
+                            if cA is None:
+                                c0 = torch.bincount(buf.arg[:n0].long(), minlength=m).cpu().numpy()
+                                cA = int(top_k(c0[None], 1)[0][0, 0])
+                            k_seen.append(int((buf.arg[n0:b] == cA).sum()))
+                            if online_decision(k_seen, adaptive["stages"], sigma, adaptive["alpha"], adaptive["beta"],
+                                               adaptive["radius"]) is not None:
+                                r_drawn = b
+                                break
             buf.stage()
             _put(work, (slot, idx, y, buf, r_drawn), writer)
         status = "finished"

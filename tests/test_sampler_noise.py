@@ -340,3 +340,23 @@ def test_the_noisy_kernel_is_the_scalar_definition_bit_for_bit(d, start, count):
     fill = np.empty(2 * 1500, np.float32)
     K.fill(key, np.int64(p0), fill)
     assert fill.tobytes() == stream(key, p0, 1500).tobytes()
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_reused_batch_buffer_gives_the_noisy_copies_of_each_input(monkeypatch, threads):
+    """NoisyBatches (the CPU sampler's loop) gives noisy_copies' bytes batch by batch, input after input,
+    in one or several pieces, and a short last batch."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    monkeypatch.setattr(N, "PARALLEL_MIN_ELEMENTS", 64)
+    shape = (3, 5, 7)
+    nb_ = N.NoisyBatches(shape, 40)
+    rng = np.random.default_rng(5)
+    for idx in (0, 17, 3):
+        x = torch.from_numpy(rng.random(shape).astype(np.float32))
+        nb_.set_input(x, 0.4, 9, idx)
+        for a, b in ((0, 40), (40, 80), (80, 97), (5, 6)):
+            got = nb_.rows(a, b)
+            assert got.shape == (b - a,) + shape
+            assert got.numpy().tobytes() == N.noisy_copies(x, 0.4, 9, idx, a, b, impl="numba").numpy().tobytes()
+    with pytest.raises(ValueError, match="float32 input of shape"):
+        nb_.set_input(torch.zeros((3, 5, 6)), 0.4, 9, 0)
