@@ -297,6 +297,21 @@ def test_amp_runs_on_cpu_and_is_part_of_the_store_identity(env):
     np.testing.assert_allclose(rows.sum(-1), 1.0, atol=5e-3)
     with pytest.raises(StoreError, match="amp bf16, this run asks for None"):
         env.run("amp", indices="0:3")
+    # the forward passes really ran under bf16 autocast: float32 rows equal the model's softmax recomputed so
+    env.run("amp32", amp="bf16", indices="1:2", dtype="float32", seed=3)
+    got = open_store(str(env.root / "amp32")).read_block(0, 1, fields=("rows",))["rows"][0]
+    x, _ = T.tiny_data()
+    clean = x[1].astype(np.float32) / np.float32(255)
+    noisy = torch.from_numpy(clean[None] + np.float32(SIGMA) * spec_rows(3, 1, 0, N0 + NN, clean.shape))
+    net = T.tiny().eval()
+    net.load_state_dict(torch.load(env.weights, weights_only=True))
+    with torch.inference_mode():
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            logits = net(noisy)
+        want = torch.softmax(logits.float(), 1).numpy()
+        plain = torch.softmax(net(noisy), 1).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert np.abs(want - plain).max() > 1e-4
 
 
 def test_a_zip_store_is_written_and_read_back(env):
