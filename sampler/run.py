@@ -349,7 +349,8 @@ def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None
     decides, and only the rows drawn are stored (``n_rows``); batches are then
     also cut at the stage boundaries so that no row past a stage is drawn.
     ``certify --method adaptive`` with the same radius, stages, alpha and beta
-    replays exactly these decisions.
+    replays exactly these decisions. ``adaptive_stages``: a sequence of ints or
+    their text (``"1000,10000,125000"``); the certifier is imported only then.
     """
     import torch
 
@@ -375,8 +376,10 @@ def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None
     adaptive = None
     if adaptive_radius is not None:
         from certifier.adaptive import online_plan
+        from certifier.options import parse_int_list
 
-        adaptive = online_plan(adaptive_radius, adaptive_stages, adaptive_alpha, adaptive_beta, n)
+        adaptive = online_plan(adaptive_radius, parse_int_list(adaptive_stages, "adaptive-stages"), adaptive_alpha,
+                               adaptive_beta, n)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = False      # deterministic algorithms: the same command gives the same rows
         torch.backends.cudnn.deterministic = True
