@@ -216,14 +216,11 @@ def noisy_copies(x, sigma: float, seed: int, idx: int, row_start: int, row_stop:
     if impl == "auto":
         impl = "numba" if x.device.type == "cpu" else "torch"
     if impl == "numba" and x.dtype == torch.float32:     # one pass, no thread-pool round trips for small ops
-        d = int(np.prod(shape))
-        rows = row_stop - row_start
-        if rows < 0:
+        if row_stop < row_start:
             raise ValueError("row_stop must not be below row_start")
-        out = np.empty(rows * d, dtype=np.float32)
-        xf = np.ascontiguousarray(x.detach().reshape(-1).numpy())
-        _noisy_parallel(np.uint64(input_key(seed, idx)), row_start * d, xf, np.float32(sigma), out)
-        return torch.from_numpy(out).view((rows,) + shape)
+        batches = NoisyBatches(shape, row_stop - row_start)
+        batches.set_input(x, sigma, seed, idx)
+        return batches.rows(row_start, row_stop)
     z = noise_rows(seed, idx, row_start, row_stop, shape, device=x.device, impl=impl)
     return z.mul_(float(sigma)).add_(x.reshape((1,) + shape))
 

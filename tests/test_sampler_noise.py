@@ -344,8 +344,8 @@ def test_the_noisy_kernel_is_the_scalar_definition_bit_for_bit(d, start, count):
 
 @pytest.mark.parametrize("threads", [1, 4])
 def test_reused_batch_buffer_gives_the_noisy_copies_of_each_input(monkeypatch, threads):
-    """NoisyBatches (the CPU sampler's loop) gives noisy_copies' bytes batch by batch, input after input,
-    in one or several pieces, and a short last batch."""
+    """NoisyBatches (the CPU sampler's loop, and noisy_copies) gives x + sigma * noise batch by batch, input after
+    input, in one or several pieces, and a short last batch: the bytes of the stream's own fill kernel."""
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     monkeypatch.setattr(N, "PARALLEL_MIN_ELEMENTS", 64)
     shape = (3, 5, 7)
@@ -357,6 +357,7 @@ def test_reused_batch_buffer_gives_the_noisy_copies_of_each_input(monkeypatch, t
         for a, b in ((0, 40), (40, 80), (80, 97), (5, 6)):
             got = nb_.rows(a, b)
             assert got.shape == (b - a,) + shape
-            assert got.numpy().tobytes() == N.noisy_copies(x, 0.4, 9, idx, a, b, impl="numba").numpy().tobytes()
+            want = N.noise_rows(9, idx, a, b, shape, impl="numba") * np.float32(0.4) + x   # the fill kernel's stream
+            assert got.numpy().tobytes() == want.numpy().tobytes()
     with pytest.raises(ValueError, match="float32 input of shape"):
         nb_.set_input(torch.zeros((3, 5, 6)), 0.4, 9, 0)
