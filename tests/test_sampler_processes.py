@@ -146,3 +146,18 @@ def test_cli_errors_are_one_line_with_exit_2(data, tmp_path):
     assert h.returncode == 0
     text = " ".join(h.stdout.split())
     assert "[0, 1] pixel space" in text and "applied after the noise" in text and "--shard K/N" in text
+
+
+def test_the_sample_command_leaves_the_certifier_unimported_unless_sampling_adaptively(data, tmp_path):
+    """Start-up of `smoothcert sample`: the certifier (scipy.stats, pandas: ~1.3 s to import) only for --adaptive-radius."""
+    probe = ("import sys, cli\n"
+             "try:\n    cli.main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+             "print('certifier' in sys.modules, 'scipy.stats' in sys.modules, 'pandas' in sys.modules)")
+    args = sample_cmd(data, tmp_path / "s", "--indices", "0:2")[3:]
+    r = run([sys.executable, "-c", probe] + args)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "False", "False"]
+    r = run([sys.executable, "-c", probe] + sample_cmd(data, tmp_path / "a", "--indices", "0:2",
+                                                       "--adaptive-radius", "0.1", "--adaptive-stages", "100,500")[3:])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == "True"
