@@ -228,8 +228,9 @@ def noisy_copies(x, sigma: float, seed: int, idx: int, row_start: int, row_stop:
 class NoisyBatches:
     """The noisy copies of one input after another, batch by batch, in one reused float32 buffer (CPU, numba).
 
-    ``rows(a, b)`` gives the bytes of ``noisy_copies(x, sigma, seed, idx, a, b)``
-    with one kernel call of Python work per batch: right after a forward pass
+    ``rows(a, b)`` gives ``x + sigma * noise`` for rows ``a:b`` of input
+    ``idx`` (what ``noisy_copies`` returns, computed by the same code) with
+    one kernel call of Python work per batch: right after a forward pass
     every Python step is slow (the pass has pushed the interpreter out of the
     caches; a bare ``np.empty(10).sum()`` then takes ~60 us instead of ~3),
     so the key, the flat input, the buffer and its tensor view are made once
@@ -253,7 +254,7 @@ class NoisyBatches:
         """Make the following ``rows`` calls those of clean input ``x`` (float32, ``shape``) with dataset index ``idx``."""
         import torch
 
-        if tuple(x.shape[-len(self.shape):]) != self.shape or x.dtype != torch.float32:
+        if tuple(x.shape[-len(self.shape):]) != self.shape or x.numel() != self.d or x.dtype != torch.float32:
             raise ValueError(f"expected a float32 input of shape {self.shape}, got {x.dtype} {tuple(x.shape)}")
         self._key = np.uint64(input_key(seed, idx))
         self._x = np.ascontiguousarray(x.detach().reshape(-1).numpy())

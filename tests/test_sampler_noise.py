@@ -359,5 +359,6 @@ def test_reused_batch_buffer_gives_the_noisy_copies_of_each_input(monkeypatch, t
             assert got.shape == (b - a,) + shape
             want = N.noise_rows(9, idx, a, b, shape, impl="numba") * np.float32(0.4) + x   # the fill kernel's stream
             assert got.numpy().tobytes() == want.numpy().tobytes()
-    with pytest.raises(ValueError, match="float32 input of shape"):
-        nb_.set_input(torch.zeros((3, 5, 6)), 0.4, 9, 0)
+    for bad in (torch.zeros((3, 5, 6)), torch.zeros((2, 3, 5, 7)), torch.zeros(shape, dtype=torch.float64)):
+        with pytest.raises(ValueError, match="float32 input of shape"):
+            nb_.set_input(bad, 0.4, 9, 0)
