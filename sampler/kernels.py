@@ -40,11 +40,6 @@ def softmax_argmax_at(logits, rows, arg, offset):
     return bad
 
 
-def softmax_argmax(logits: np.ndarray, rows: np.ndarray, arg: np.ndarray) -> int:
-    """Write softmax(logits) (float32) into ``rows`` and its first argmax into ``arg``; return the first non-finite row or -1."""
-    return int(softmax_argmax_at(logits, rows, arg, 0))
-
-
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernel."""
-    softmax_argmax(np.zeros((1, 2), np.float32), np.empty((1, 2), np.float32), np.empty(1, np.int32))
+    softmax_argmax_at(np.zeros((1, 2), np.float32), np.empty((1, 2), np.float32), np.empty(1, np.int32), 0)

@@ -92,7 +92,7 @@ def fma(typingctx, a, b, c):
 
 @nb.njit(inline="always", error_model="numpy")
 def _sincos(t, c, s, n):
-    """``c[i], s[i] = cosf(t[i]), sinf(t[i])`` as glibc computes them, for float32 angles ``0 <= t < 120``.
+    """``c[i], s[i] = cosf(t[i]), sinf(t[i])`` as glibc computes them, for float32 angles ``|t| < 120``.
 
     glibc reduces ``x = t - q pi/2`` with ``q = round(t 2/pi)`` (from the
     truncated ``t 2**24 2/pi``), evaluates one polynomial in ``x`` (sine:
@@ -116,14 +116,14 @@ def _sincos(t, c, s, n):
         cv = sp if odd else cp
         sv = -sv if (q & 2) != 0 else sv                  # quadrants 2, 3: sin < 0
         cv = -cv if ((q ^ (q >> 1)) & 1) != 0 else cv     # quadrants 1, 2: cos < 0
-        tiny = y < TINY_ANGLE
+        tiny = abs(y) < TINY_ANGLE
         s[i] = y if tiny else np.float32(sv)
         c[i] = np.float32(1.0) if tiny else np.float32(cv)
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
 def sincos(t, c, s):
-    """``c, s = cosf(t), sinf(t)`` elementwise as glibc computes them (float32 arrays, angles in ``[0, 120)``)."""
+    """``c, s = cosf(t), sinf(t)`` elementwise as glibc computes them (float32 arrays, angles ``|t| < 120``)."""
     _sincos(t, c, s, t.shape[0])
 
 

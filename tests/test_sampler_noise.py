@@ -140,7 +140,7 @@ TWO_PI_24 = np.float32(2.0 * math.pi / 16777216.0)
 
 def _glibc_trig():
     """glibc's ``cosf`` and ``sinf`` (sysdeps/ieee754/flt-32: s_cosf.c, s_sinf.c, sincosf.h, the FMA build),
-    transcribed branch for branch as scalar numba functions, for float32 arguments ``0 <= y < 120``."""
+    transcribed branch for branch as scalar numba functions, for float32 arguments ``|y| < 120``."""
     import numba as nb
 
     from sampler.noise_kernels import fma
@@ -224,8 +224,8 @@ def test_the_transcription_is_the_c_librarys_cosf_and_sinf_at_every_angle_of_the
     def differ(two_pi_24):
         d = 0
         for k in range(1 << 24):
-            t = np.float32(k) * two_pi_24
-            d += (cosf(t) != math.cos(t)) + (sinf(t) != math.sin(t))
+            for t in (np.float32(k) * two_pi_24, -np.float32(k) * two_pi_24):   # the scheme's angles and their negatives
+                d += (cosf(t) != math.cos(t)) + (sinf(t) != math.sin(t))
         return d
 
     assert differ(TWO_PI_24) == 0
@@ -252,6 +252,11 @@ def test_the_branch_free_angle_kernel_is_the_transcription_at_every_angle_and_wi
     K.sincos(t, c, s)
     wc, ws = transcribed(t)
     assert c.tobytes() == wc.tobytes() and s.tobytes() == ws.tobytes()
+    neg = np.concatenate([-t[::17], np.float32(-119.9) + t[::101]])     # negative angles, and out to |t| < 120
+    nc, ns = np.empty_like(neg), np.empty_like(neg)
+    K.sincos(neg, nc, ns)
+    wc, ws = transcribed(neg)
+    assert nc.tobytes() == wc.tobytes() and ns.tobytes() == ws.tobytes()
     for got, exact in ((c, np.cos(t.astype(np.float64))), (s, np.sin(t.astype(np.float64)))):
         ulp = np.spacing(np.abs(exact).astype(np.float32))
         assert (np.abs(got - exact) <= ulp).all()
