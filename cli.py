@@ -21,7 +21,7 @@ class SmoothcertGroup(click.Group):
         return super().main(args, *a, **kw)
 
     def invoke(self, ctx):
-        from store.errors import StoreError
+        from .store.errors import StoreError
 
         try:
             return super().invoke(ctx)
@@ -104,7 +104,7 @@ def main():
                    "contiguous, with a note).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
 @click.option("--adaptive-radius", type=float, default=None, metavar="R",
-              help="Adaptive sampling (CERTIFYADP, seed 003): stop sampling an input once target radius R is "
+              help="Adaptive sampling (CERTIFYADP, Horváth et al. 2022, ensembles): stop sampling an input once target radius R is "
                    "certified or ruled out, and store only the rows drawn. Certify with --method adaptive --radius R.")
 @click.option("--adaptive-stages", default="1000,10000,125000", show_default=True,
               help="Adaptive sampling: stage sizes n_1 < ... < n_s of S (clipped to --n).")
@@ -129,7 +129,7 @@ def sample_cmd(models, weights, mean, std, data, sigma, n0, n, batch_size, seed,
     (sampled into the folder STORE.sampling, packed into the zip once every
     input is complete).
     """
-    from sampler.run import sample       # not the certifier: its scipy and pandas take ~1.3 s to import
+    from .sampler.run import sample       # not the certifier: its scipy and pandas take ~1.3 s to import
 
     sample(store_path, models=models, weights=weights, mean=mean, std=std, data=data, sigma=sigma, n0=n0, n=n,
            batch_size=batch_size, seed=seed, device=device, indices=indices, dtype=dtype, shard=shard,
@@ -153,7 +153,7 @@ def demo_cmd(out_dir, quick, train, device):
     certifies it with every method the certifier has, prints the tables and
     writes a plot.
     """
-    from sampler.demo import run_demo
+    from .sampler.demo import run_demo
 
     run_demo(out_dir, quick=quick, train=train, device=device, echo=click.echo)
 
@@ -186,16 +186,16 @@ def store_import(src, store, sigma, n0, dtype, compact_topk):
     """
     from tqdm.auto import tqdm
 
-    from store.importer import import_npz
+    from .store.importer import import_npz
 
     with tqdm(desc="import", unit="input", leave=False) as bar:
         if compact_topk is not None:
-            from store.compact import import_npz_compact
+            from .store.compact import import_npz_compact
 
             import_npz_compact(src, store, sigma=sigma, n0=n0, dtype=dtype, topk=compact_topk, progress=bar.update)
         else:
             import_npz(src, store, sigma=sigma, n0=n0, dtype=dtype, progress=bar.update)
-    from store import open_store
+    from .store import open_store
 
     with open_store(store) as st:
         click.echo(f"imported {st.n_inputs} inputs x ({st.n0} + {st.n}) rows x {st.num_classes} classes "
@@ -209,8 +209,8 @@ def store_info(store, as_json):
     """Print who made STORE, when and with what, its checksum summary, then all its metadata."""
     import json
 
-    from store import open_store
-    from store.share import provenance_lines
+    from .store import open_store
+    from .store.share import provenance_lines
 
     with open_store(store) as st:
         info = st.info()
@@ -240,7 +240,7 @@ def store_verify(store):
     """
     from tqdm.auto import tqdm
 
-    from store import open_store
+    from .store import open_store
 
     with open_store(store) as st:
         with tqdm(total=st.n_inputs, desc="verify", unit="input", leave=False) as bar:
@@ -262,7 +262,7 @@ def store_export(store, out):
 
     The copy is byte for byte and checked (same fingerprint) before it is put in place.
     """
-    from store.share import export_zip
+    from .store.share import export_zip
 
     r = export_zip(store, out)
     click.echo(f"exported {store} to {out}: {r['complete']} of {r['inputs']} inputs complete, "
@@ -290,7 +290,7 @@ def store_merge(stores, data, assume_same_data):
     """
     from tqdm.auto import tqdm
 
-    from store.merge import merge_stores
+    from .store.merge import merge_stores
 
     if len(stores) < 3:
         raise ValueError("store merge: give at least two stores to merge, then OUT")
@@ -314,7 +314,7 @@ def store_compact(src, out, topk):
     """
     from tqdm.auto import tqdm
 
-    from store.compact import compact_store
+    from .store.compact import compact_store
 
     with tqdm(desc="compact", unit="input", leave=False) as bar:
         r = compact_store(src, out, topk=topk, progress=bar.update)
@@ -334,7 +334,7 @@ def _float_or_none(ctx, param, value):
               help="Certificate table: .csv, .jsonl or .parquet (plus OUT.meta.json).")
 @click.option("--alpha", type=float, default=0.001, show_default=True, help="Failure probability of each test/bound.")
 @click.option("--binom-test", type=click.Choice(["two-sided", "greater"]), default="two-sided", show_default=True,
-              help="Binomial test of PREDICT steps (two-sided as Cohen et al.'s code; greater as seed 000).")
+              help="Binomial test of PREDICT steps (two-sided as Cohen et al.'s code; greater as Däubener et al. 2024).")
 @click.option("--joint-alpha", is_flag=True,
               help="Run every test and bound of a method that spends alpha twice at alpha/2: overall 1 - alpha.")
 @click.option("--n0-use", type=int, default=None, help="Use only the first N0 rows of the selection block.")
@@ -349,7 +349,7 @@ def _float_or_none(ctx, param, value):
               help="uncertainty: also certify at the thetas of CALIB.json (written by 'smoothcert calibrate --json') "
                    "for each --uncertainty function; warns when they were calibrated on STORE itself (post hoc).")
 @click.option("--guarantee", default="cc,ncl,ncl-strict", show_default=True,
-              help="uncertainty: cc (R_CC: same label, low uncertainty), ncl (seed 000's R_NCL: the merged outcome "
+              help="uncertainty: cc (R_CC: same label, low uncertainty), ncl (Däubener et al.'s R_NCL: the merged outcome "
                    "'cA or V' keeps more mass than any single other class; NOT that the prediction stays in {cA, V}: "
                    "with P = (cA .5, V .3, cB .2), R_NCL = 0.84 sigma yet g(x+d) = cB is possible at 0.8 sigma), "
                    "ncl-strict (a smaller radius within which the prediction provably stays in {cA, V}).")
@@ -380,10 +380,10 @@ def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_us
     OUT.meta.json. Classes and thresholds are chosen on the selection block
     (first n0 rows) only; estimates use the estimation block only.
     """
-    from certifier import certify
-    from certifier.options import CertifyOptions, parse_float_list, parse_int_list, parse_names
-    from certifier.report import console_summary
-    from certifier.table import write_table
+    from .certifier import certify
+    from .certifier.options import CertifyOptions, parse_float_list, parse_int_list, parse_names
+    from .certifier.report import console_summary
+    from .certifier.table import write_table
 
     opts = CertifyOptions(
         alpha=alpha, binom_test=binom_test, joint_alpha=joint_alpha, n0_use=n0_use, n_use=n_use,
@@ -397,12 +397,12 @@ def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_us
         members=parse_int_list(members, "members") if members is not None else None,
         consensus=consensus, order_from=order_from,
     )
-    from certifier.table import _suffix
+    from .certifier.table import _suffix
 
     _suffix(out)  # fail on a bad --out before any work
     theta_from_info = None
     if theta_from:
-        from certifier.calibrate import apply_theta_from
+        from .certifier.calibrate import apply_theta_from
 
         theta_from_info, warning = apply_theta_from(opts, theta_from, store)
         if warning:
@@ -411,7 +411,7 @@ def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_us
                           progress=not quiet, verify=verify)
     import shlex
 
-    from certifier.engine import _redact
+    from .certifier.engine import _redact
 
     meta["command"] = _redact(shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)]))  # no user:password@ of URLs
     meta["software_version"] = _version()
@@ -436,7 +436,7 @@ def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_us
                    "(for 'certify --theta-from').")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def calibrate_cmd(store, uncertainty, loss, rows, json_out, quiet):
-    """Pick each uncertainty function's theta on a VALIDATION store (CERTIFICATES.md 3.1, seed 000 App. A).
+    """Pick each uncertainty function's theta on a VALIDATION store (docs/methods.md section 3.1, Däubener et al. 2024 App. A).
 
     \b
     acc(theta): share of inputs whose plain majority label over the first
@@ -448,9 +448,9 @@ def calibrate_cmd(store, uncertainty, loss, rows, json_out, quiet):
     """
     from tqdm.auto import tqdm
 
-    from certifier.calibrate import calibrate, format_results, write_calibration
-    from certifier.options import parse_float_list, parse_names
-    from store import open_store
+    from .certifier.calibrate import calibrate, format_results, write_calibration
+    from .certifier.options import parse_float_list, parse_names
+    from .store import open_store
 
     funcs = parse_names(uncertainty, "uncertainty", ("entropy", "confidence", "margin"))
     losses = parse_float_list(loss, "loss")
@@ -479,10 +479,10 @@ def report_cmd(results, radii, plot):
     """Certified accuracy at radii, ACR and abstain rate per setting of RESULTS tables."""
     import pandas as pd
 
-    from certifier.options import parse_float_list
-    import certifier  # noqa: F401  (registers the method-specific report sections)
-    from certifier.report import EXTRA_PLOTS, extra_sections, format_table, plot_certified_accuracy, rows_for, summarize
-    from certifier.table import read_table
+    from .certifier.options import parse_float_list
+    from . import certifier  # noqa: F401  (registers the method-specific report sections)
+    from .certifier.report import EXTRA_PLOTS, extra_sections, format_table, plot_certified_accuracy, rows_for, summarize
+    from .certifier.table import read_table
 
     rs = parse_float_list(radii, "radii")
     # several tables: _source tells their rows apart (e.g. the per-store shares of the uncertainty report)

@@ -11,7 +11,7 @@ Prints, from one run (after a warm-up that compiles the Numba kernels):
    interleaved; the same for ``aces-predict``;
 2. the in-memory core of a sweep on one block (entropy counting + bounds), so
    that the store's read cost can be told apart from the computation;
-3. a few rows of the resulting Table 1 (seed 002) from both tables.
+3. a few rows of the resulting Table 1 (Horváth et al. 2022, ACES) from both tables.
 
 Usage: python bench/aces.py [--repeat 2] [--inputs 500]
 """
@@ -24,12 +24,12 @@ import time
 
 import numpy as np
 
-from common import OUT, Timer, peak_rss_mb, realistic_rows, reusable  # noqa: E402  (puts the repo root on sys.path)
+from common import OUT, Timer, peak_rss_mb, realistic_rows, reusable
 
 
 def core_store(n_inputs=500, n0=100, n=100_000, m=10, seed=0):
     """Build (once) the benchmark store with core_predict."""
-    from store import create_store
+    from smoothcert.store import create_store
 
     path = OUT / f"bench{n_inputs}-{n0}-{n}-{m}-float16-core.zarr"
     if reusable(path):
@@ -55,8 +55,8 @@ def main():
     ap.add_argument("--inputs", type=int, default=500)
     args = ap.parse_args()
 
-    from certifier import CertifyOptions, certify
-    from certifier.report_aces import aces_summary, format_aces
+    from smoothcert.certifier import CertifyOptions, certify
+    from smoothcert.certifier.report_aces import aces_summary, format_aces
 
     with Timer() as tb:
         path = core_store(args.inputs)
@@ -87,9 +87,9 @@ def main():
         print(f"{method}: 1,000 thetas / 1 theta = {r:.2f}x (goal <= 2x)")
 
     # the computation alone, on one in-memory block of 16 inputs
-    from certifier.aces import certify_counts, selection_counts
-    from certifier.kernels import class_counts
-    from store import open_store
+    from smoothcert.certifier.aces import certify_counts, selection_counts
+    from smoothcert.certifier.kernels import class_counts
+    from smoothcert.store import open_store
 
     with open_store(path) as st:
         d = st.read_block(0, 16, fields=("rows", "argmax"))
@@ -112,7 +112,7 @@ def main():
     df = __import__("pandas").concat([tables[("aces", "1000 thetas")], tables[("aces-predict", "1000 thetas")]])
     s = aces_summary(df, [0.0, 0.25, 0.5, 0.75])
     pick = s.iloc[[0, 100, 300, 500, 700, 999]]
-    print("\nTable 1 (seed 002) on this store, a few of the 1,000 thetas (synthetic rows: the top class holds "
+    print("\nTable 1 (Horváth et al. 2022, ACES) on this store, a few of the 1,000 thetas (synthetic rows: the top class holds "
           "about 20-40 % of each input's rows, so no class bound exceeds 1/2 and no radius is certified; "
           "the selection is certified, and PREDICT separates the top two classes):")
     print(format_aces(pick))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import OUT, Timer  # noqa: E402  (puts the repo root on sys.path)
+from common import OUT, Timer
 
 
 def main():
@@ -41,11 +41,11 @@ def main():
 
     import torch
 
-    from certifier import CertifyOptions, certify
-    from sampler import train as T
-    from sampler.demo import MODEL_FACTORY, SIGMA, write_test_split
-    from sampler.run import sample
-    from store import open_store
+    from smoothcert.certifier import CertifyOptions, certify
+    from smoothcert.sampler import train as T
+    from smoothcert.sampler.demo import MODEL_FACTORY, SIGMA, write_test_split
+    from smoothcert.sampler.run import sample
+    from smoothcert.store import open_store
 
     work = Path(tempfile.mkdtemp(prefix="bench-adaptive-", dir=OUT))
     data = work / "digits_test.npz"

@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from common import Timer, bench_store, peak_rss_mb  # noqa: E402  (puts the repo root on sys.path)
+from common import Timer, bench_store, peak_rss_mb
 
 THRESHOLDS = [0.1, 0.3, 0.5, 0.7, 0.9]  # above the minimum of both measures
 REF_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
@@ -53,7 +53,7 @@ def reference_naive(exp0, disp, a, b, sigma):
 
 def reference_input(z, alpha, K, measure, sigma):
     """Both bounds of one (input, measure) as the reference code computes them; returns the CDF values at REF_RADII."""
-    from certifier.cdf import MEASURES
+    from smoothcert.certifier.cdf import MEASURES
 
     a, b = MEASURES[measure].a, MEASURES[measure].b
     n = z.size
@@ -71,8 +71,8 @@ def _read_all(path) -> None:
     """Read every input as certify does (fields argmax + rows, checksums verified), in Dask threads."""
     import dask
 
-    from certifier.engine import _block_size
-    from store import open_store
+    from smoothcert.certifier.engine import _block_size
+    from smoothcert.store import open_store
 
     with open_store(path) as st:
         N = st.n_inputs
@@ -99,10 +99,10 @@ def main():
     ap.add_argument("--K", type=int, default=10_000)
     args = ap.parse_args()
 
-    from certifier import CertifyOptions, certify
-    from certifier.block import Block
-    from certifier.cdf import MEASURES, certified_radii, input_terms, lower_bound, measure_values, predicted_class
-    from store import open_store
+    from smoothcert.certifier import CertifyOptions, certify
+    from smoothcert.certifier.block import Block
+    from smoothcert.certifier.cdf import MEASURES, certified_radii, input_terms, lower_bound, measure_values, predicted_class
+    from smoothcert.store import open_store
 
     path = bench_store()
     with open_store(path) as st:
@@ -112,7 +112,7 @@ def main():
           f"{os.cpu_count()} CPU cores; K = {args.K}, thresholds {THRESHOLDS}")
 
     # warm-up: compile (or load from the Numba cache) every kernel on two inputs, outside the timing
-    from certifier.methods_confidence import certify_cdf
+    from smoothcert.certifier.methods_confidence import certify_cdf
 
     wb = Block(idx=warm["idx"], label=warm["label"], n_rows=warm["n_rows"], core_predict=warm["core_predict"],
                n0=n0, n0_use=n0, n_use=n, sigma=sigma, m=m, argmax=warm["argmax"], rows=warm["rows"])
@@ -140,7 +140,7 @@ def main():
         _read_all(path)
     print(f"  the same reads alone (decompress, checksum, float32 copy; no certificate): {tread.s:.2f} s; "
           f"so about {max(t.s - tread.s, 0):.2f} s of the run is the certificate computation")
-    from certifier.report_confidence import format_confidence_report
+    from smoothcert.certifier.report_confidence import format_confidence_report
 
     print(format_confidence_report(tab, [0.0, 0.1, 0.25, 0.5]))
 

@@ -22,13 +22,12 @@ from common import ROOT, bench_store, du_mb
 
 PHASE = r"""
 import json, resource, sys, time
-sys.path.insert(0, {root!r})
 phase, path = {phase!r}, {path!r}
 t = time.perf_counter()
 if phase == "read":
     import dask
-    from store import open_store
-    from certifier.engine import _block_size
+    from smoothcert.store import open_store
+    from smoothcert.certifier.engine import _block_size
     st = open_store(path)
     bs = _block_size(st, ["argmax"], ["rows"])
     N = st.n_inputs
@@ -39,7 +38,7 @@ if phase == "read":
     total = sum(dask.compute(*[dask.delayed(read)(s) for s in range(0, N, bs)], scheduler="threads"))
     assert total == N
 else:
-    from certifier import certify, CertifyOptions
+    from smoothcert.certifier import certify, CertifyOptions
     table, meta = certify(path, phase, CertifyOptions(), progress=False)
     assert len(table) > 0
 dt = time.perf_counter() - t

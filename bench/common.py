@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench-out"
 
 
@@ -42,7 +41,7 @@ def reusable(path: Path) -> bool:
     """True when ``path`` holds a complete store built earlier; otherwise clears it for a fresh build."""
     import shutil
 
-    from store import open_store
+    from smoothcert.store import open_store
 
     if path.exists():
         try:
@@ -59,7 +58,7 @@ def reusable(path: Path) -> bool:
 def bench_store(n_inputs: int = 500, n0: int = 100, n: int = 100_000, m: int = 10, path: Path | None = None,
                 dtype: str = "float16", seed: int = 0) -> Path:
     """Build (once) the benchmark store: n_inputs x (n0 + n) realistic rows x m classes."""
-    from store import create_store
+    from smoothcert.store import create_store
 
     path = path or OUT / f"bench{n_inputs}-{n0}-{n}-{m}-{dtype}-v4.zarr"
     if reusable(path):

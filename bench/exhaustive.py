@@ -33,13 +33,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 import numba as nb  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sampler import noise_kernels as K  # noqa: E402
+from smoothcert.sampler import noise_kernels as K  # noqa: E402
 
 BLOCK = 1 << 16
 
@@ -98,7 +96,7 @@ def check_angles() -> int:
 
 def check_store_f16() -> int:
     """Mismatches between store.float16.to_float16 and numpy's astype over every finite float32 bit pattern."""
-    from store.float16 import to_float16
+    from smoothcert.store.float16 import to_float16
 
     t0 = time.perf_counter()
     bad = 0

@@ -41,8 +41,6 @@ from math import ceil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -50,7 +48,7 @@ import torch  # noqa: E402
 
 def cases(quick: bool, tmp: Path):
     """(name, model spec, weights, data path, inputs, n0, n, batch size) of each benchmarked network."""
-    from sampler import demo, testing, train
+    from smoothcert.sampler import demo, testing, train
 
     digits = tmp / "digits.npz"
     demo.write_test_split(digits)
@@ -59,16 +57,16 @@ def cases(quick: bool, tmp: Path):
     np.savez(cifar, x=rng.integers(0, 256, (8, 3, 32, 32), dtype=np.uint8), y=rng.integers(0, 10, 8))
     del testing
     return [
-        ("digits-cnn", "sampler.train:digits_cnn", str(train.CHECKPOINT), str(digits),
+        ("digits-cnn", "smoothcert.sampler.train:digits_cnn", str(train.CHECKPOINT), str(digits),
          2, 100, 1_900 if quick else 100_000, 1000),
-        ("cifar-resnet", "sampler.testing:cifar_resnet", None, str(cifar),
+        ("cifar-resnet", "smoothcert.sampler.testing:cifar_resnet", None, str(cifar),
          1, 100, 400 if quick else 1_900, 250),
     ]
 
 
 def bare_loop(module, x_shape, inputs, R, bs, device) -> float:
     """Samples/s of forward passes alone on the sampler's batches (one noisy batch reused, in the sampler's format)."""
-    from sampler.run import row_batches
+    from smoothcert.sampler.run import row_batches
 
     batch = torch.rand((bs,) + tuple(x_shape), device=device)
     if batch.dim() == 4:
@@ -108,7 +106,7 @@ def cohen_loop(module, xs, n0, n, bs, sigma, m, device) -> float:
 
 def full_sampler(spec, weights, data, inputs, n0, n, bs, sigma, device, store) -> tuple[float, float]:
     """(samples/s the sampler records, end-to-end wall seconds of the call) into a fresh store."""
-    from sampler.run import sample
+    from smoothcert.sampler.run import sample
 
     t0 = time.perf_counter()
     res = sample(str(store), models=[spec], weights=[weights] if weights else (), data=data, sigma=sigma,
@@ -127,10 +125,10 @@ def main(argv=None) -> dict:
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     a = p.parse_args(argv)
 
-    from sampler import noise
-    from sampler.data import load_data
-    from sampler.models import load_model
-    from sampler.run import resolve_device
+    from smoothcert.sampler import noise
+    from smoothcert.sampler.data import load_data
+    from smoothcert.sampler.models import load_model
+    from smoothcert.sampler.run import resolve_device
 
     device = resolve_device(a.device)
     noise.warm_up()

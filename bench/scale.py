@@ -29,7 +29,6 @@ import numpy as np
 
 from common import OUT, ROOT, bench_store, realistic_rows, reusable
 
-sys.path.insert(0, str(ROOT))
 
 
 def file_bytes(path) -> int:
@@ -48,8 +47,8 @@ def time_workers(store, method, repeat):
 
     from distributed import Client
 
-    from certifier import certify
-    from certifier.cluster import local_cluster
+    from smoothcert.certifier import certify
+    from smoothcert.certifier.cluster import local_cluster
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
     clusters = {w: local_cluster(w, silence_logs=logging.ERROR) for w in (1, 2)}   # as --workers starts them
@@ -123,9 +122,9 @@ def _cpu_seconds() -> float:
 
 def compact_ratio(n_inputs, n, topk, m=1000, n0=100):
     """Build (once) a 1,000-class float16 store and compact it; return (full bytes, compact bytes, paths)."""
-    from certifier import CertifyOptions, certify
-    from store import create_store
-    from store.compact import compact_store
+    from smoothcert.certifier import CertifyOptions, certify
+    from smoothcert.store import create_store
+    from smoothcert.store.compact import compact_store
 
     full = OUT / f"scale-{n_inputs}-{n0}-{n}-{m}-float16.zarr"
     comp = OUT / f"scale-{n_inputs}-{n0}-{n}-{m}-float16-top{topk}.zarr"
@@ -161,7 +160,7 @@ def main():
     args = ap.parse_args()
 
     store = bench_store(n_inputs=args.inputs)
-    from store import open_store
+    from smoothcert.store import open_store
 
     with open_store(store) as st:
         N, R, m = st.n_inputs, st.shape.total_rows, st.num_classes

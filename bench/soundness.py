@@ -12,8 +12,8 @@ compute function (the engine's per-block code path without the store: the
 tests in tests/soundness/ cover the store path).
 
 Two negative controls show that the harness catches unsound certificates:
-Cohen's radius from the point estimate, and seed 000's R_NCL judged as a
-guarantee that the prediction stays in {cA, V} (which CERTIFICATES.md
+Cohen's radius from the point estimate, and Däubener et al.'s R_NCL judged as a
+guarantee that the prediction stays in {cA, V} (which docs/methods.md
 section 3 says it is not).
 
     python bench/soundness.py [--alpha 0.01] [--trials 20000] [--quick]
@@ -27,7 +27,6 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def _load_sim():

@@ -24,10 +24,9 @@ from common import ROOT, bench_store, du_mb
 
 PHASE = r"""
 import json, math, resource, sys, time
-sys.path.insert(0, {root!r})
 import numpy as np
 phase, path, T = {phase!r}, {path!r}, {thetas!r}
-from certifier import certify, CertifyOptions
+from smoothcert.certifier import certify, CertifyOptions
 if phase == "one":
     opts = CertifyOptions(uncertainty=["entropy"], theta=[0.5], guarantee=["cc", "ncl"])
 else:

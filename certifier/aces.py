@@ -1,6 +1,6 @@
-"""ACES: certified entropy selection between a smoothed model and a core model (CERTIFICATES.md section 5).
+"""ACES: certified entropy selection between a smoothed model and a core model (docs/methods.md section 5).
 
-Seed 002 (Horvath et al.), Alg. 1 (CERTIFY) and Alg. 4 (PREDICT). The store's
+Horváth et al. (ACES, 2022), Alg. 1 (CERTIFY) and Alg. 4 (PREDICT). The store's
 rows are the certification model's outputs under noise; the selection model
 is the entropy test on the same rows: a row selects the certification model
 (s = 1) iff ``H(p) / ln(m) <= theta`` (natural log, ``0 ln 0 = 0``, rows used
@@ -12,7 +12,7 @@ or above it (binary search over the sorted thresholds), and one cumulative
 sum gives, for every threshold, the number of selecting rows; the bounds are
 then evaluated once per distinct (count, n) pair. The store is read once.
 
-Overall confidence (worked out from section 5 and Theorem B.1/B.2 of seed 002):
+Overall confidence (worked out from section 5 and Theorem B.1/B.2 of Horváth et al. 2022, ACES):
 
 - CERTIFY: S0 only chooses ``s_hat`` and ``cA`` (no test, no alpha spent);
   the two Clopper-Pearson bounds on S (``pS`` for the selection, ``pA`` for
@@ -36,9 +36,10 @@ import numba as nb
 import numpy as np
 from scipy.stats import norm
 
-from .bounds import cp_lower
-from .hypotheses import binom_p
-from .kernels import class_counts, top_k
+from ..stats.bounds import cp_lower
+from ..stats.hypotheses import binom_p
+from ..stats.counts import top_k
+from .kernels import class_counts
 from .registry import Method, frame, register
 from .compact import selection_counts_of
 
@@ -160,7 +161,7 @@ def binom_p_pairs(k, n, alternative="two-sided"):
 
 # ------------------------------------------------------------ pure procedures
 def certify_counts(counts0, counts, sel0, sel, n0, n, core, sigma: float, alpha: float):
-    """ACES CERTIFY (Alg. 1 of seed 002) for every input and threshold, with probability >= 1 - alpha sound.
+    """ACES CERTIFY (Alg. 1 of Horváth et al. 2022, ACES) for every input and threshold, with probability >= 1 - alpha sound.
 
     ``counts0``/``counts`` (B, m): hard-label counts of S0/S; ``sel0``/``sel``
     (B, T): rows of S0/S that select the certification model; ``n0`` and ``n``
@@ -204,7 +205,7 @@ def certify_counts(counts0, counts, sel0, sel, n0, n, core, sigma: float, alpha:
 
 
 def predict_counts(counts, sel, n, core, alpha: float, alternative: str = "two-sided"):
-    """ACES PREDICT (Alg. 4 of seed 002, second branch read as "and") on S: a returned class is F_ACES(x) w.p. >= 1 - alpha.
+    """ACES PREDICT (Alg. 4 of Horváth et al. 2022, ACES, second branch read as "and") on S: a returned class is F_ACES(x) w.p. >= 1 - alpha.
 
     ``counts`` (B, m) hard-label counts of S, ``sel`` (B, T) selecting rows of
     S per threshold, ``n`` rows, ``core`` (B,). Returns (predict, selection),
@@ -292,9 +293,9 @@ def _conf_predict(opts):
 
 
 register(Method("aces", _aces, _conf_certify, fields=("argmax", "rows"), needs_core_predict=True,
-                summary="ACES CERTIFY (seed 002 Alg. 1): entropy selection between the smoothed model and the core model, "
+                summary="ACES CERTIFY (Horváth et al. 2022, ACES Alg. 1): entropy selection between the smoothed model and the core model, "
                         "one row per (input, theta in [0, 1]).",
                 notes=("selection 1: certified model, radius min(R_select, R_certify); 0: core model, radius 0; "
                        "-1: core and smoothed model agree (radius 0) or abstain",)))
 register(Method("aces-predict", _aces_predict, _conf_predict, fields=("argmax", "rows"), needs_core_predict=True,
-                summary="ACES PREDICT (seed 002 Alg. 4) on S: the class for natural accuracy (NAC), radius 0."))
+                summary="ACES PREDICT (Horváth et al. 2022, ACES Alg. 4) on S: the class for natural accuracy (NAC), radius 0."))

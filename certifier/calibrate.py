@@ -1,4 +1,4 @@
-"""Threshold calibration on a validation store (CERTIFICATES.md section 3.1, seed 000 App. A).
+"""Threshold calibration on a validation store (docs/methods.md section 3.1, Däubener et al. 2024 App. A).
 
 For each uncertainty function, ``acc(theta)`` is the share of inputs whose
 plain majority label (no test) over the first 1,000 rows of S (all of S if
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from store import open_store
+from ..store import open_store
 
 from . import uncertainty as U
 

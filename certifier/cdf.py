@@ -1,4 +1,4 @@
-"""Certified confidence (Kumar et al. 2020, seed 001; CERTIFICATES.md section 4): pure functions.
+"""Certified confidence (Kumar et al. 2020; docs/methods.md section 4): pure functions.
 
 For one input, class c and measure z (``score``: p_c in [0, 1]; ``margin``:
 p_c - max_{j != c} p_j in [-1, 1]) the smoothed confidence E[z(x + d)] has a

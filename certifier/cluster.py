@@ -40,8 +40,8 @@ _PROBE_SOURCE = '''
 def probe():
     import hashlib, importlib, os
     try:
-        mods = [importlib.import_module(n) for n in ("store", "certifier")]
-        loaded = getattr(importlib.import_module("certifier.cluster"), "CODE_HASH", None)
+        mods = [importlib.import_module(n) for n in ("smoothcert.store", "smoothcert.stats", "smoothcert.certifier")]
+        loaded = getattr(importlib.import_module("smoothcert.certifier.cluster"), "CODE_HASH", None)
     except BaseException as e:
         return {"error": f"{type(e).__name__}: {e}"}
     if loaded:
@@ -60,7 +60,7 @@ def probe():
 def _hash_sources() -> str:
     """The probe's source hash computed in this process from the files on disk now ("" if it cannot import)."""
     ns = {"__name__": "smoothcert_cluster_probe"}
-    exec(compile(_PROBE_SOURCE.replace('getattr(importlib.import_module("certifier.cluster"), "CODE_HASH", None)', "None"),
+    exec(compile(_PROBE_SOURCE.replace('getattr(importlib.import_module("smoothcert.certifier.cluster"), "CODE_HASH", None)', "None"),
                  "<smoothcert cluster probe>", "exec"), ns)
     r = ns["probe"]()
     return r["code"] if not r["error"] else ""
@@ -82,7 +82,7 @@ def _probe():
 
 
 def code_hash() -> str:
-    """The hash of this process's ``store`` and ``certifier`` sources as they were when it imported them."""
+    """The hash of this process's ``store``, ``stats`` and ``certifier`` sources as they were when it imported them."""
     return CODE_HASH
 
 

@@ -1,4 +1,4 @@
-"""Cohen et al. (2019) CERTIFY and PREDICT (CERTIFICATES.md section 1).
+"""Cohen et al. (2019) CERTIFY and PREDICT (docs/methods.md section 1).
 
 Pure functions over per-input count vectors; vectorised over inputs.
 """
@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 
-from .bounds import cp_lower
-from .hypotheses import binom_p
-from .kernels import top_k
+from ..stats.bounds import cp_lower
+from ..stats.hypotheses import binom_p
+from ..stats.counts import top_k
 
 
 def certify(counts0: np.ndarray, counts: np.ndarray, n, sigma: float, alpha: float):

@@ -5,7 +5,7 @@ every input it will use is complete and matches its checksum, cuts the
 inputs into blocks (memory stays bounded by the block size, not the store),
 runs the method on each block in parallel (threads by default; a
 ``dask.distributed`` scheduler or a LocalCluster of processes on request) and
-assembles the certificate table in the order of INTERFACE.md.
+assembles the certificate table in the documented column order (docs/methods.md, the certificate table).
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import datetime as _dt
 import numpy as np
 import pandas as pd
 
-from store import format as F
-from store import open_store
-from store.errors import StoreError
+from ..store import format as F
+from ..store import open_store
+from ..store.errors import StoreError
 
 from .block import Block
 from .cluster import check_cluster, local_cluster
@@ -54,7 +54,7 @@ def certify_block(location, storage_options, start, stop, method_name, opts, fie
     indices, which need every block). Each task reads its own records, so
     that no serial pass over the whole store precedes the parallel work.
     """
-    import certifier  # noqa: F401  (registers every method in worker processes)
+    from .. import certifier  # noqa: F401  (registers every method in worker processes)
 
     method = get_method(method_name)
     st = open_store(location, storage_options=storage_options)
@@ -92,7 +92,7 @@ def certify_block(location, storage_options, start, stop, method_name, opts, fie
 
 
 def _order_columns(df: pd.DataFrame, method_name: str) -> pd.DataFrame:
-    """A block's table with ``method`` and ``correct`` added, in INTERFACE.md's column order (``df`` is reused)."""
+    """A block's table with ``method`` and ``correct`` added, in the documented column order (docs/methods.md, the certificate table) (``df`` is reused)."""
     df["method"] = method_name
     df["correct"] = (df["predict"].to_numpy() == df["label"].to_numpy()).astype(np.int64)
     head = ["idx", "label", "method"] + [c for c in SETTING_COLUMNS if c in df.columns]
@@ -229,7 +229,7 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
     """Certify every input of the store at ``location`` with ``method_name``.
 
     Returns ``(table, meta)``: the certificate table (one row per input and
-    setting, columns as INTERFACE.md pins) and a dict for the sidecar (overall
+    setting, columns as docs/methods.md documents) and a dict for the sidecar (overall
     confidence, options, store fingerprint). ``verify='full'`` checks every
     stored part of each input against its checksum, ``'used'`` only the parts
     the method reads. Results do not depend on the scheduler or block size.

@@ -1,7 +1,7 @@
-"""Ensembles of stored members, K-consensus and member ordering (CERTIFICATES.md section 6).
+"""Ensembles of stored members, K-consensus and member ordering (docs/methods.md section 6).
 
 A store may hold, per noisy copy, every member's log-softmax output (float32).
-The ensemble's output is the average of the member logits (Eq. 2 of seed 003);
+The ensemble's output is the average of the member logits (Eq. 2 of Horváth et al. 2022, ensembles);
 log-softmax differs from the logits by a per-member constant, so
 
     softmax(mean_l logprob_l) == softmax(mean_l logit_l)
@@ -12,7 +12,7 @@ row as one row; members are chosen before any row is seen (``--members``,
 or ``--order-from`` a separate validation store), so the guarantees of the
 method certified are unchanged.
 
-K-consensus (seed 003, section 4): members are queried in order; a row's
+K-consensus (Horváth et al. 2022, ensembles, section 4): members are queried in order; a row's
 ensemble uses only the first K members when their hard labels agree (the
 ensemble of those K), else all k selected members. KCR is the share of rows
 decided by K members, and the evaluation cost is the share of member
@@ -155,8 +155,8 @@ def member_accuracy(location, members=None, storage_options=None, block_size: in
     inputs with argmax lp[r, l] == label) / (# those rows), over each input's
     first ``min(n_rows, max_rows)`` rows (all when ``max_rows`` is None).
     """
-    from store import open_store
-    from store import format as F
+    from ..store import open_store
+    from ..store import format as F
 
     st = open_store(location, storage_options=storage_options)
     try:
@@ -183,7 +183,7 @@ def member_accuracy(location, members=None, storage_options=None, block_size: in
 
 def _same_location(a, b) -> bool:
     try:
-        from store.backend import is_url
+        from ..store.backend import is_url
 
         if not is_url(str(a)) and not is_url(str(b)):
             return os.path.realpath(str(a)) == os.path.realpath(str(b))
@@ -201,7 +201,7 @@ def resolve(opts, store, storage_options=None):
     validation store whose members or classes differ. Returns
     ``(opts, info)``, ``info`` for the meta sidecar.
     """
-    from store import open_store
+    from ..store import open_store
 
     if not store.members:
         raise ValueError(f"--members/--consensus need per-member rows, which store {store.location} does not hold")

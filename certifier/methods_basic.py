@@ -39,4 +39,4 @@ register(Method("cohen", _cohen, confidence_once, summary="Cohen et al. CERTIFY:
 register(Method("cohen-predict", _cohen_predict, confidence_once,
                 summary="Cohen et al. PREDICT on S: the class, or abstain (radius 0)."))
 register(Method("two-step", _two_step, confidence_twice,
-                summary="Runner-up aware radius sigma/2 (Phi^-1(pA) - Phi^-1(pB)) (seed 000)."))
+                summary="Runner-up aware radius sigma/2 (Phi^-1(pA) - Phi^-1(pB)) (Däubener et al. 2024)."))

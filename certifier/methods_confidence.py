@@ -1,4 +1,4 @@
-"""``cdf`` (certified confidence, CERTIFICATES.md section 4) and ``soft`` (section 7) as registry entries.
+"""``cdf`` (certified confidence, docs/methods.md section 4) and ``soft`` (section 7) as registry entries.
 
 Both pick the class c on S0 only (argmax of the mean S0 row) and estimate on S
 only. Picking a class is not a test and spends no alpha, so:

@@ -114,8 +114,8 @@ def _summary(table, opts):
     return {"uncertainty": {"thetas": {f: [("inf" if math.isinf(t) and t > 0 else t) for t in v] for f, v in per_f.items()},
                             "guarantees": {
                                 "cc": "g(x + d) = cA with low uncertainty for ||d|| < radius",
-                                "ncl": "seed 000's R_NCL: 'cA or uncertain' keeps more mass than any single other class; "
-                                       "does NOT imply g(x + d) in {cA, V} (CERTIFICATES.md section 3)",
+                                "ncl": "Däubener et al.'s R_NCL: 'cA or uncertain' keeps more mass than any single other class; "
+                                       "does NOT imply g(x + d) in {cA, V} (docs/methods.md section 3)",
                                 "ncl-strict": "g(x + d) in {cA, V} for ||d|| < radius (bounds on S at alpha/3 each)"}}}
 
 
@@ -123,8 +123,8 @@ _uncertainty.check_options = check_options  # the engine calls it before any wor
 
 register(Method(
     "uncertainty", _uncertainty, confidence_twice, fields=("argmax", "rows"),
-    summary="R_CC / R_NCL (seed 000) and ncl-strict for entropy, confidence, margin at every --theta.",
+    summary="R_CC / R_NCL (Däubener et al. 2024) and ncl-strict for entropy, confidence, margin at every --theta.",
     extra_summary=_summary,
-    notes=("ncl is seed 000's R_NCL formula: within it 'cA or uncertain' keeps more mass than any other single "
+    notes=("ncl is Däubener et al.'s R_NCL formula: within it 'cA or uncertain' keeps more mass than any other single "
            "class; it does not guarantee that the prediction stays in {cA, V}. ncl-strict does.",),
 ))

@@ -4,53 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from .hypotheses import ALTERNATIVES
-
-
-def parse_float_list(text, name: str) -> list[float]:
-    """'0.1,0.5,inf' or 'start:stop:count' (count equidistant values, both ends included), or both: '0:1:11,inf'."""
-    if text is None:
-        return []
-    if isinstance(text, (list, tuple)):
-        return [float(v) for v in text]
-    s = str(text).strip()
-    try:
-        out = []
-        for item in (v.strip() for v in s.split(",")):
-            if item == "":
-                continue
-            if item.count(":") == 2:
-                a, b, c = item.split(":")
-                a, b, c = float(a), float(b), int(c)
-                if c < 1:
-                    raise ValueError
-                out += [a] if c == 1 else [a + (b - a) * i / (c - 1) for i in range(c)]
-            else:
-                out.append(float(item))
-        return out
-    except ValueError:
-        raise ValueError(f"--{name}: expected a comma-separated list of numbers and start:stop:count grids, got {s!r}") from None
-
-
-def parse_int_list(text, name: str) -> list[int]:
-    if text is None:
-        return []
-    if isinstance(text, (list, tuple)):
-        return [int(v) for v in text]
-    try:
-        return [int(v) for v in str(text).replace("+", ",").split(",") if v.strip() != ""]
-    except ValueError:
-        raise ValueError(f"--{name}: expected a comma-separated list of integers, got {text!r}") from None
-
-
-def parse_names(text, name: str, allowed: tuple[str, ...]) -> list[str]:
-    if text is None:
-        return []
-    vals = list(text) if isinstance(text, (list, tuple)) else [v.strip() for v in str(text).split(",") if v.strip()]
-    for v in vals:
-        if v not in allowed:
-            raise ValueError(f"--{name}: {v!r} is not one of {', '.join(allowed)}")
-    return vals
+from ..parsing import parse_float_list, parse_int_list, parse_names  # noqa: F401  (re-exported for the CLI)
+from ..stats.hypotheses import ALTERNATIVES
 
 
 @dataclass

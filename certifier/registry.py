@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-# Column order of the certificate table (INTERFACE.md).
+# Column order of the certificate table (docs/methods.md, the certificate table).
 SETTING_COLUMNS = ("uncertainty", "theta", "guarantee", "measure", "bound", "threshold", "members", "consensus")
 EXTRA_COLUMNS = ("runner_up", "p_lower", "p_upper", "lower0", "selection", "rows_used")
 

@@ -1,4 +1,4 @@
-"""Summaries of certificate tables (CERTIFICATES.md section 8) and their plots.
+"""Summaries of certificate tables (docs/methods.md section 8) and their plots.
 
 Pure functions over a table: certified accuracy at radii, ACR, abstain
 rate, grouped by the method and its setting columns.
@@ -13,7 +13,7 @@ from .registry import SETTING_COLUMNS
 DEFAULT_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
 # Method-specific report sections: method name -> (table rows of that method, radii) -> text.
-# Modules of certificates register theirs (e.g. the uncertainty tables of seed 000).
+# Modules of certificates register theirs (e.g. the uncertainty tables of Däubener et al. 2024).
 # A function with a ``methods`` attribute (tuple of names) gets the rows of all those methods.
 EXTRA_REPORTS: dict = {}
 # Method-specific plots: method name -> (table rows, output path stem) -> list of written paths.

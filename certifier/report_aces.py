@@ -1,4 +1,4 @@
-"""ACES summaries (Table 1 of seed 002) and the Pareto plot of ACR against natural accuracy.
+"""ACES summaries (Table 1 of Horváth et al. 2022, ACES) and the Pareto plot of ACR against natural accuracy.
 
 Per threshold theta (and ensemble setting, when present):
 - NAC: share of inputs that ``aces-predict`` classifies correctly (needs the
@@ -7,7 +7,7 @@ Per threshold theta (and ensemble setting, when present):
 - certified selection rate at radius r: share of inputs whose selection
   model certifiably selects the certification network with a selection
   radius ``R_select >= r`` (``select_radius`` column). This is the reading of
-  seed 002's Tables 1, 3, 5, ...: at theta = 1 it is 100 % up to the largest
+  the ACES paper's Tables 1, 3, 5, ...: at theta = 1 it is 100 % up to the largest
   radius n samples can certify, whatever the class bound.
 """
 from __future__ import annotations
@@ -100,7 +100,7 @@ def format_aces(summary: pd.DataFrame) -> str:
 
 
 def aces_report(df: pd.DataFrame, radii) -> str:
-    """The ACES section of ``smoothcert report``: seed 002's Table 1 per threshold, with what is missing said."""
+    """The ACES section of ``smoothcert report``: the ACES paper's Table 1 per threshold, with what is missing said."""
     summ = aces_summary(df, radii)
     lines = ["ACES per threshold (NAC from aces-predict; acc@r certified accuracy, sel@r certified selection rate "
              "of the certification network with selection radius >= r; %):", format_aces(summ)]

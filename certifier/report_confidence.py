@@ -1,6 +1,6 @@
 """Report of ``cdf`` rows: certified accuracy against radius per threshold, CDF and Hoeffding side by side.
 
-This is Fig. 5 of Kumar et al. (seed 001) as a text table and a plot: for each
+This is Fig. 5 of Kumar et al. (2020) as a text table and a plot: for each
 measure and threshold t, the share of inputs with ``correct == 1`` and a
 radius >= r within which the smoothed confidence provably stays >= t, under the
 CDF bound (solid) and the Hoeffding bound (dashed).
@@ -55,7 +55,7 @@ def format_confidence_report(df: pd.DataFrame, radii) -> str:
     for c in shown.columns:
         shown[c] = shown[c].map((lambda v: f"{v:.3f}") if c[0] == "ACR" else (lambda v: f"{100 * v:.1f}"))
     head = ("certified confidence (cdf): certified accuracy (%) at radius r, per measure and threshold t;\n"
-            "cdf = CDF bound (Kumar et al. Thm 2), hoeffding = naive bound (Thm 1), as Fig. 5 of seed 001")
+            "cdf = CDF bound (Kumar et al. Thm 2), hoeffding = naive bound (Thm 1), as Fig. 5 of Kumar et al. 2020")
     return head + "\n" + shown.to_string()
 
 

@@ -1,4 +1,4 @@
-"""``smoothcert report`` sections and plots for ``--method uncertainty`` (seed 000, Tables I-III, Fig. 8).
+"""``smoothcert report`` sections and plots for ``--method uncertainty`` (Däubener et al. 2024, Tables I-III, Fig. 8).
 
 The reference radius R is the two-step radius: the ``cc`` rows at
 ``theta = inf`` of the same table (identical to ``two-step``), or, when the
@@ -135,7 +135,7 @@ def table_ii_iii(u: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
 
 
 def fig8_shares(u: pd.DataFrame) -> pd.DataFrame:
-    """Per (source, uncertainty, theta), over the cc rows: the shares of Fig. 8 of seed 000."""
+    """Per (source, uncertainty, theta), over the cc rows: the shares of Fig. 8 of Däubener et al. 2024."""
     cc = u[u["guarantee"].astype(str) == "cc"]
     out = []
     for (src, f, th), g in cc.groupby([SOURCE, "uncertainty", "theta"], sort=False, observed=True):
@@ -180,8 +180,8 @@ def report(df: pd.DataFrame, radii) -> str:
     ref = reference_radius(df)
     shown, notes = _limit(u)
     radii = list(radii)
-    lines = ["Uncertainty-aware certificates (seed 000): R = two-step radius (theta = inf), R_CC = cc, R_NCL = ncl "
-             "(seed 000's formula: 'cA or uncertain' outweighs any other class; NOT a guarantee that the prediction "
+    lines = ["Uncertainty-aware certificates (Däubener et al. 2024): R = two-step radius (theta = inf), R_CC = cc, R_NCL = ncl "
+             "(Däubener et al.'s formula: 'cA or uncertain' outweighs any other class; NOT a guarantee that the prediction "
              "stays in {cA, V}), R_NCL-strict = ncl-strict (prediction provably stays in {cA, V})."]
     lines += [f"  ({n})" for n in notes]
     if ref is None:

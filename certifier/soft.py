@@ -1,11 +1,11 @@
-"""Soft-classifier radius (Salman et al. Lemma 2, as used in seed 004 eq. 3; CERTIFICATES.md section 7): pure functions.
+"""Soft-classifier radius (Salman et al. Lemma 2, as used in Moutaouakil 2024 eq. 3; docs/methods.md section 7): pure functions.
 
 The smoothed soft classifier is ``H(x) = E[p(x + d)]``; each ``x -> Phi^-1(H_j(x))``
 is 1/sigma-Lipschitz, so if ``H_c(x) >= lower_c`` and ``H_j(x) <= pB`` for every
 ``j != c``, then c stays the argmax of H within
 ``sigma/2 (Phi^-1(lower_c) - Phi^-1(pB))``.
 
-Departures from seed 004, on purpose (the spec wins): every other class j is
+Departures from Moutaouakil 2024, on purpose (the spec wins): every other class j is
 bounded, at alpha/(2(m-1)) each (Bonferroni), not only the runner-up of the S0
 mean (which over-claimed in 38% of simulated stores); the empirical Bernstein
 constant is the published ln(2/d) of Maurer and Pontil's Thm 4, not ln(1/d).
@@ -19,7 +19,7 @@ import numba as nb
 import numpy as np
 from scipy import special
 
-from .bounds import bernstein_mean_bounds, hoeffding_mean_bounds
+from ..stats.bounds import bernstein_mean_bounds, hoeffding_mean_bounds
 
 SOFT_BOUNDS = ("bernstein", "hoeffding")
 

@@ -1,4 +1,4 @@
-"""Runner-up aware two-step certification (seed 000, Alg. 1-2; CERTIFICATES.md section 2).
+"""Runner-up aware two-step certification (Däubener et al. 2024, Alg. 1-2; docs/methods.md section 2).
 
 PREDICT picks the top class and, if it is significantly ahead of the
 third, the runner-up, on the selection counts; CERTIFY bounds both on the
@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 
-from .bounds import cp_lower, cp_upper
-from .hypotheses import binom_p
-from .kernels import top_k
+from ..stats.bounds import cp_lower, cp_upper
+from ..stats.hypotheses import binom_p
+from ..stats.counts import top_k
 
 NONE = -1
 
@@ -35,7 +35,7 @@ def bounds(kA, kB, has_b, n, alpha: float):
     """(pA, pB) on the estimation block, each side at alpha/2 (or alpha when one bound implies the other).
 
     With a runner-up whose count leaves no other mass (kA + kB == n, the
-    integer form of seed 000's "pA + pB > 1" case) and without a runner-up,
+    integer form of Däubener et al.'s "pA + pB > 1" case) and without a runner-up,
     pA = CP_lower(kA, n, alpha) and pB = 1 - pA.
     """
     kA = np.asarray(kA)

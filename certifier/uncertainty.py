@@ -1,4 +1,4 @@
-"""Uncertainty-aware certificates R_CC, R_NCL and ncl-strict (CERTIFICATES.md section 3).
+"""Uncertainty-aware certificates R_CC, R_NCL and ncl-strict (docs/methods.md section 3).
 
 A row's uncertainty-equipped label at threshold theta is its hard label if
 ``u(p) < theta`` and the uncertain class V (index m) otherwise. The extended
@@ -11,7 +11,7 @@ theta) pairs at once:
 - ``cc`` (R_CC): two-step (section 2) on the extended counts, V a class like
   any other, abstain when PREDICT's top class is V; the runner-up may be V.
   With probability >= 1 - 2 alpha, g(x + d) = cA (confident) for ||d|| < R_CC.
-- ``ncl`` (seed 000's R_NCL formula): V merged into cA. It guarantees only
+- ``ncl`` (Däubener et al.'s R_NCL formula): V merged into cA. It guarantees only
   that the merged outcome "cA or uncertain" keeps more mass than any single
   other class within R_NCL; it does NOT guarantee that the smoothed
   prediction stays in {cA, V} (a third class can win when the mass of cA
@@ -20,7 +20,7 @@ theta) pairs at once:
 - ``ncl-strict``: max(R1, R2) at alpha/3 per bound on S; within it the
   smoothed prediction provably stays in {cA, V} (w.p. >= 1 - 2 alpha).
 
-How the sweep counts (a design choice where CERTIFICATES.md says "sort each
+How the sweep counts (a design choice where docs/methods.md says "sort each
 input's u values and count with binary search"): the counts are the same, but
 instead of sorting each input's u values, each row's u is located among the
 sorted distinct thresholds (a bucket guess corrected by exact comparisons),
@@ -43,8 +43,8 @@ import threading
 import numpy as np
 from scipy import special
 
-from .bounds import cp_lower, cp_upper
-from .hypotheses import binom_p
+from ..stats.bounds import cp_lower, cp_upper
+from ..stats.hypotheses import binom_p
 from .kernels_uncertainty import CONFIDENCE, ENTROPY, MARGIN, ncl_strict_r2, theta_histogram, top3
 
 FUNCTIONS = ("entropy", "confidence", "margin")
@@ -55,7 +55,7 @@ NONE = -1
 
 # ----------------------------------------------------------------- u functions
 def uncertainty_values(rows: np.ndarray, name: str) -> np.ndarray:
-    """u(p) per row of ``rows`` (..., m) in float64, larger = more uncertain (seed 000's signs).
+    """u(p) per row of ``rows`` (..., m) in float64, larger = more uncertain (Däubener et al.'s signs).
 
     The same definitions as the kernel (entropy with natural log and 0 ln 0 = 0,
     ``-max p``, ``-(p_(1) - p_(2))``); entropy is summed with numpy here, so it

@@ -28,7 +28,7 @@ RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 def method_options(method: str, n: int):
     """The demo's ``CertifyOptions`` for ``method``: the defaults plus a few settings worth showing."""
-    from certifier.options import CertifyOptions
+    from ..certifier.options import CertifyOptions
 
     if method == "uncertainty":
         return CertifyOptions(uncertainty=["entropy"], theta=[0.1, 0.5, math.inf])
@@ -47,12 +47,12 @@ def certify_all(store: str, out_dir, methods=None, echo=print):
     """
     import pandas as pd
 
-    import certifier
-    from certifier.table import write_table
+    from .. import certifier
+    from ..certifier.table import write_table
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from store import open_store
+    from ..store import open_store
 
     with open_store(store) as st:
         n = st.n
@@ -94,7 +94,7 @@ def write_test_split(path) -> tuple[int, int]:
 
 def run_demo(out_dir="demo-out", quick: bool = False, train: bool = False, device: str = "cpu", echo=print) -> dict:
     """Run the demo end to end into ``out_dir``; return the paths it wrote and the summary table."""
-    from certifier.report import extra_sections, format_table, plot_certified_accuracy, summarize
+    from ..certifier.report import extra_sections, format_table, plot_certified_accuracy, summarize
 
     from .run import sample
 
@@ -146,7 +146,7 @@ def run_demo(out_dir="demo-out", quick: bool = False, train: bool = False, devic
 
 def _one_setting_per_method(df):
     """The rows of each method's first setting, so the plot has one readable curve per method."""
-    from certifier.report import setting_columns
+    from ..certifier.report import setting_columns
 
     if not len(df):
         return df

@@ -27,9 +27,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from store import StoreError, create_store, open_store
-from store import backend as _backend
-from store import format as _F
+from ..store import StoreError, create_store, open_store
+from ..store import backend as _backend
+from ..store import format as _F
 
 from . import noise as _noise
 from .data import fingerprint as data_fingerprint
@@ -345,12 +345,12 @@ def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None
     and redoes incomplete ones, so re-running a command resumes it.
 
     With ``adaptive_radius`` an input stops being sampled as soon as
-    CERTIFYADP (CERTIFICATES.md section 6: stages clipped to n, alpha, beta)
+    CERTIFYADP (docs/methods.md section 6: stages clipped to n, alpha, beta)
     decides, and only the rows drawn are stored (``n_rows``); batches are then
     also cut at the stage boundaries so that no row past a stage is drawn.
     ``certify --method adaptive`` with the same radius, stages, alpha and beta
     replays exactly these decisions. ``adaptive_stages``: a sequence of ints or
-    their text (``"1000,10000,125000"``); the certifier is imported only then.
+    their text (``"1000,10000,125000"``).
     """
     import torch
 
@@ -375,8 +375,8 @@ def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None
     R = n0 + n
     adaptive = None
     if adaptive_radius is not None:
-        from certifier.adaptive import online_plan
-        from certifier.options import parse_int_list
+        from ..stats.adaptive import online_plan
+        from ..parsing import parse_int_list
 
         adaptive = online_plan(adaptive_radius, parse_int_list(adaptive_stages, "adaptive-stages"), adaptive_alpha,
                                adaptive_beta, n)
@@ -507,7 +507,7 @@ def zip_staging(zip_location: str) -> str:
 
 def _pack_zip(folder: str, zip_location: str, log) -> None:
     """Pack the complete folder store into ``zip_location`` (tolerating another shard packing it first) and remove the folder."""
-    from store.importer import export_zip
+    from ..store.importer import export_zip
 
     try:
         export_zip(folder, zip_location)
@@ -570,8 +570,8 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
     batches = row_batches(R, batch_size)
     stop_at = {}
     if adaptive is not None:  # cut batches at the stage boundaries: stage j ends after row n0 + n_j
-        from certifier.adaptive import online_decision
-        from certifier.kernels import top_k
+        from ..stats.adaptive import online_decision
+        from ..stats.counts import top_k
 
         bounds = [n0 + s for s in adaptive["stages"]]
         cuts = sorted(set([0, R] + bounds))

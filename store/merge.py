@@ -123,7 +123,7 @@ def check_data(parts, data=None, assume_same_data: bool = False) -> str:
                     "--assume-same-data to merge anyway (recorded in the merged store)")
         raise StoreError(f"cannot merge {a.location} and {b.location}: data fingerprint differs "
                          f"({_short(a.attrs.get('data_fingerprint'))} vs {_short(b.attrs.get('data_fingerprint'))}); {hint}")
-    from sampler.data import fingerprint, load_data, parse_indices
+    from ..sampler.data import fingerprint, load_data, parse_indices
 
     ds = load_data(str(data))
     for p in parts:

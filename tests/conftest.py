@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def softmax(logits, axis=-1):
@@ -31,7 +29,7 @@ def rows_from_labels(labels_per_row, m, rng, peak=0.9):
 @pytest.fixture
 def make_store(tmp_path):
     """make_store(probs, labels, n0, sigma=0.25, dtype=None, name=..., **extra arrays) -> store path."""
-    from store.importer import import_npz
+    from smoothcert.store.importer import import_npz
 
     counter = {"i": 0}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-c", "import cli; cli.main()"]
+CLI = [sys.executable, "-c", "from smoothcert import cli; cli.main()"]
 ERROR_PREFIX = "smoothcert: error: "
 
 
@@ -23,7 +23,7 @@ def invoke(args):
     """The CLI in this process (click's runner): (exit code, stdout, stderr, exception other than SystemExit)."""
     from click.testing import CliRunner
 
-    import cli
+    from smoothcert import cli
 
     r = CliRunner().invoke(cli.main, [str(a) for a in args], catch_exceptions=True)
     exc = r.exception if r.exception is not None and not isinstance(r.exception, SystemExit) else None
@@ -71,7 +71,7 @@ def make_arrays(N=6, R=40, m=4, seed=0, members=0, core=True):
 
 
 def make_store(path: Path, n0=10, sigma=0.5, dtype=None, **kw) -> Path:
-    from store.importer import import_npz
+    from smoothcert.store.importer import import_npz
 
     path = Path(path)
     src = path.parent / f"{path.name}.src.npz"

@@ -1,4 +1,4 @@
-"""aces and aces-predict against an independent computation written here (CERTIFICATES.md section 5).
+"""aces and aces-predict against an independent computation written here (docs/methods.md section 5).
 
 The reference follows section 5 line by line in plain Python with scipy.stats
 (entropy, Clopper-Pearson, binomial test), on real stores built with the
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from certifier import CertifyOptions, certify
+from smoothcert.certifier import CertifyOptions, certify
 
 M = 4
 
@@ -37,7 +37,7 @@ def ref_entropy(row):
 
 
 def ref_aces_certify(rows, n0, core, theta, sigma, alpha):
-    """Alg. 1 of seed 002 as section 5 pins it: (predict, radius, selection)."""
+    """Alg. 1 of Horváth et al. 2022, ACES as section 5 pins it: (predict, radius, selection)."""
     S0, S = rows[:n0], rows[n0:]
     n = len(S)
     lab0 = [int(np.argmax(r)) for r in S0]
@@ -63,7 +63,7 @@ def ref_aces_certify(rows, n0, core, theta, sigma, alpha):
 
 
 def ref_aces_predict(rows, n0, core, theta, alpha, alt="two-sided"):
-    """Alg. 4 of seed 002 on S only, second branch read as "and": (predict, selection)."""
+    """Alg. 4 of Horváth et al. 2022, ACES on S only, second branch read as "and": (predict, selection)."""
     S = rows[n0:]
     n = len(S)
     lab = [int(np.argmax(r)) for r in S]
@@ -234,7 +234,7 @@ def test_needs_core_predict(make_store):
 def test_report_table_and_pareto_plot(make_store, tmp_path):
     from click.testing import CliRunner
 
-    from cli import main
+    from smoothcert.cli import main
 
     store, _, _ = build(make_store, CERTIFY_CASES, seed=4)
     r = CliRunner()
@@ -248,8 +248,8 @@ def test_report_table_and_pareto_plot(make_store, tmp_path):
     assert "ACES per threshold" in res.output and "NAC" in res.output and "sel@0.5" in res.output
     assert (tmp_path / "f-aces-pareto.png").exists()
     # NAC equals the aces-predict accuracy, certified accuracy and selection rate as defined
-    from certifier.report_aces import aces_summary
-    from certifier.table import read_table
+    from smoothcert.certifier.report_aces import aces_summary
+    from smoothcert.certifier.table import read_table
 
     df = pd.concat([read_table(a), read_table(p)])
     s = aces_summary(df, [0.0, 0.5])
@@ -269,7 +269,7 @@ def test_report_table_and_pareto_plot(make_store, tmp_path):
 def test_certify_soundness_simulation():
     """Known probabilities: a returned class differs from F_ACES(x), or a radius exceeds the one the true
     probabilities allow, in at most alpha of the runs (each configuration sits near a decision boundary)."""
-    from certifier.aces import certify_counts, predict_counts
+    from smoothcert.certifier.aces import certify_counts, predict_counts
 
     rng = np.random.default_rng(2024)
     alpha, sigma, n0, n, trials = 0.1, 1.0, 10, 100, 6000
@@ -303,7 +303,7 @@ def test_certify_soundness_simulation():
 
 def test_selection_counts_equal_brute_force():
     """The bucketed binary search counts exactly the rows with H/ln m <= theta, for any threshold list."""
-    from certifier.aces import selection_counts
+    from smoothcert.certifier.aces import selection_counts
 
     rng = np.random.default_rng(8)
     rows = rng.dirichlet(np.ones(M) * 0.3, size=(3, 500)).astype(np.float32)

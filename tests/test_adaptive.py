@@ -1,6 +1,6 @@
 """adaptive (CERTIFYADP replayed on stored rows) against an independent computation written here.
 
-The reference follows CERTIFICATES.md section 6 line by line with scipy.stats
+The reference follows docs/methods.md section 6 line by line with scipy.stats
 on real stores; it shares no code with certifier/.
 """
 import math
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from certifier import CertifyOptions, certify
+from smoothcert.certifier import CertifyOptions, certify
 
 from conftest import rows_from_labels
 
@@ -121,7 +121,7 @@ def test_stage_clipping_duplicates_and_options(make_store):
 def test_report_notes_clipping(make_store, tmp_path):
     from click.testing import CliRunner
 
-    from cli import main
+    from smoothcert.cli import main
 
     rng = np.random.default_rng(5)
     store, _, _ = labels_store(make_store, rng, 8, 10, 300, 3)
@@ -136,7 +136,7 @@ def test_report_notes_clipping(make_store, tmp_path):
 
 def test_short_adaptive_inputs(tmp_path):
     """An input stored with fewer rows: the replay never uses rows that do not exist; other methods refuse."""
-    from store import create_store
+    from smoothcert.store import create_store
 
     rng = np.random.default_rng(6)
     n0, n, m = 10, 400, 3
@@ -161,7 +161,7 @@ def test_short_adaptive_inputs(tmp_path):
 def test_soundness_simulation():
     """Known pA: a certificate claims more than the true radius in at most alpha of the runs, and an early
     abort gives up on an input robust at r in at most beta of the runs."""
-    from certifier.adaptive import replay
+    from smoothcert.stats.adaptive import replay
 
     rng = np.random.default_rng(99)
     alpha, beta, sigma, r, trials = 0.1, 0.1, 0.25, 0.25, 20000

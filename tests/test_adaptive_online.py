@@ -11,8 +11,8 @@ import torch
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-from certifier import CertifyOptions, certify
-from store import StoreError, open_store
+from smoothcert.certifier import CertifyOptions, certify
+from smoothcert.store import StoreError, open_store
 
 N0, NN, BS, SIGMA, R, M = 50, 400, 50, 0.25, 0.1, 5
 STAGES = [50, 150, 400]  # stage ends n0 + n_j = 100, 200, 450: on batch boundaries, so batches are identical
@@ -45,8 +45,8 @@ def opts():
 def test_online_adaptive_store_equals_offline_replay(env):
     from click.testing import CliRunner
 
-    from cli import main
-    from sampler.run import sample
+    from smoothcert.cli import main
+    from smoothcert.sampler.run import sample
 
     root, model, data = env
     common = dict(models=[model], data=data, sigma=SIGMA, n0=N0, n=NN, batch_size=BS, device="cpu",

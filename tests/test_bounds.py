@@ -4,8 +4,8 @@ import pytest
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
-from certifier.bounds import bernstein_mean_bounds, cp_lower, cp_upper, hoeffding_mean_bounds
-from certifier.hypotheses import binom_p
+from smoothcert.stats.bounds import bernstein_mean_bounds, cp_lower, cp_upper, hoeffding_mean_bounds
+from smoothcert.stats.hypotheses import binom_p
 
 
 def test_cp_lower_equals_statsmodels():

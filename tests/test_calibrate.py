@@ -1,4 +1,4 @@
-"""Threshold calibration (CERTIFICATES.md section 3.1) on stores built so that the answer is known.
+"""Threshold calibration (docs/methods.md section 3.1) on stores built so that the answer is known.
 
 The expected thetas come from closed forms (confidence) and from a brute-force
 walk over the 1,001 thresholds written here with plain Python loops.
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from certifier.calibrate import calibrate, load_calibration, write_calibration
+from smoothcert.certifier.calibrate import calibrate, load_calibration, write_calibration
 
 M = 4
 CONF = [0.30 + 0.05 * i for i in range(10)]  # max probability of every row of correct input i
@@ -25,7 +25,7 @@ def _row(label, c, m=M):
 def known_store(tmp_path_factory):
     """12 inputs, 5 + 20 rows: input i < 10 has all rows on its label with max probability CONF[i];
     inputs 10 and 11 are wrong (all rows on another class, probability 0.9). A0 = 10/12."""
-    from store.importer import import_npz
+    from smoothcert.store.importer import import_npz
 
     labels = np.array([i % M for i in range(12)])
     probs = np.empty((12, 25, M), np.float32)
@@ -104,7 +104,7 @@ def test_matches_brute_force(known_store, name):
 
 
 def test_k0_fails_gives_inf_and_none_fails_gives_last(tmp_path):
-    from store.importer import import_npz
+    from smoothcert.store.importer import import_npz
 
     m = 20
     # uniform rows: max p = 0.05 <= 0.1, so confidence's loosest theta already makes every row V
@@ -124,7 +124,7 @@ def test_k0_fails_gives_inf_and_none_fails_gives_last(tmp_path):
 
 def test_uses_at_most_1000_rows_of_s(tmp_path):
     """Rows of S beyond the first 1,000 (and the S0 rows) never count."""
-    from store.importer import import_npz
+    from smoothcert.store.importer import import_npz
 
     probs = np.empty((1, 10 + 1500, M), np.float32)
     probs[0, :10] = _row(2, 0.31)           # S0: wrong class, never used
@@ -141,7 +141,7 @@ def test_uses_at_most_1000_rows_of_s(tmp_path):
 def test_json_round_trip_and_post_hoc_warning(known_store, tmp_path):
     from click.testing import CliRunner
 
-    from cli import main
+    from smoothcert.cli import main
 
     store, _, _ = known_store
     out = tmp_path / "cal.json"
@@ -151,7 +151,7 @@ def test_json_round_trip_and_post_hoc_warning(known_store, tmp_path):
     assert res.exit_code == 0, res.output
     assert "confidence" in res.stdout and "margin" in res.stdout
     cal = load_calibration(out)
-    from store import open_store
+    from smoothcert.store import open_store
 
     with open_store(store) as st:
         assert cal["store_fingerprint"] == st.fingerprint()
@@ -177,7 +177,7 @@ def test_json_round_trip_and_post_hoc_warning(known_store, tmp_path):
 
     # another store: no warning
     other = tmp_path / "other.zarr"
-    from store.importer import import_npz
+    from smoothcert.store.importer import import_npz
 
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(M), size=(4, 30)).astype(np.float32)
@@ -203,7 +203,7 @@ def test_write_calibration_inf_is_a_string(tmp_path):
 
 
 def test_compact_store_gives_the_same_calibration(known_store, tmp_path):
-    from store.compact import compact_store
+    from smoothcert.store.compact import compact_store
 
     store, _, _ = known_store
     compact_store(store, tmp_path / "c.zarr", topk=2)

@@ -1,4 +1,4 @@
-"""cdf (certified confidence, CERTIFICATES.md section 4) against independent computations written here.
+"""cdf (certified confidence, docs/methods.md section 4) against independent computations written here.
 
 The reference functions below use plain Python, numpy and scipy.stats only;
 they share no code with certifier/. ``ref_code_lower`` is the formula of the
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from certifier import CertifyOptions, certify
+from smoothcert.certifier import CertifyOptions, certify
 
 RANGE = {"score": (0.0, 1.0), "margin": (-1.0, 1.0)}
 
@@ -101,7 +101,7 @@ def by_setting(tab, i, measure, bound, t):
 @pytest.fixture(scope="module")
 def realistic(tmp_path_factory):
     """6 inputs, n0 = 50, n = 2000 peaked float32 rows (continuous scores: no ties), m = 5, sigma = 0.5."""
-    from store.importer import import_npz
+    from smoothcert.store.importer import import_npz
 
     rng = np.random.default_rng(11)
     N, n0, n, m = 6, 50, 2000, 5
@@ -172,7 +172,7 @@ def test_margin_of_a_class_that_is_not_the_rows_argmax(realistic):
 
 
 def test_measure_values_by_hand():
-    from certifier.cdf import measure_values
+    from smoothcert.certifier.cdf import measure_values
 
     rows = np.array([[[0.2, 0.5, 0.3], [0.4, 0.4, 0.2], [0.1, 0.1, 0.8]]], dtype=np.float32)
     for c, margin in ((0, [-0.3, 0.0, -0.7]), (1, [0.2, 0.0, -0.7]), (2, [-0.2, -0.2, 0.7])):
@@ -182,7 +182,7 @@ def test_measure_values_by_hand():
 
 def test_n_not_divisible_by_K_and_ties(make_store):
     """n = 2050, K = 300: gap 7, 293 thresholds, exact counts; float16-style ties never make it looser."""
-    from certifier.cdf import cdf_terms, compact_terms, dkw_eps, lower_bound
+    from smoothcert.certifier.cdf import cdf_terms, compact_terms, dkw_eps, lower_bound
 
     rng = np.random.default_rng(3)
     z = rng.beta(5, 2, size=2050)
@@ -277,11 +277,11 @@ def test_cdf_never_looser_than_hoeffding(realistic):
             assert dom.all()
         assert (rc[dom] >= rh[dom] - 1e-4).all()
         # K = n/10 (the paper's setting): lower0 loses a little to the K-step discretisation, yet the CDF
-        # radius is the larger one for most certified rows (Fig. 5 of seed 001)
+        # radius is the larger one for most certified rows (Fig. 5 of Kumar et al. 2020)
         cert = (rc > 0) | (rh > 0)
         assert (rc[cert] >= rh[cert] - 1e-4).mean() >= 0.8
     # the same statement on the bound functions, over a grid of R, for a fresh draw of scores
-    from certifier.cdf import cdf_terms, compact_terms, dkw_eps, hoeffding_q, hoeffding_terms, lower_bound
+    from smoothcert.certifier.cdf import cdf_terms, compact_terms, dkw_eps, hoeffding_q, hoeffding_terms, lower_bound
 
     rng = np.random.default_rng(5)
     grid = np.linspace(0, 2, 41)
@@ -304,7 +304,7 @@ def test_soundness_simulation(measure):
     value at x0 - R is Phi((x0 - R) / sqrt(tau^2 + sigma^2)). A violation is any R on the grid where the bound
     exceeds the truth. tau small makes f nearly a step, where the bounds are nearly tight.
     """
-    from certifier.cdf import cdf_terms, compact_terms, dkw_eps, hoeffding_q, hoeffding_terms, lower_bound
+    from smoothcert.certifier.cdf import cdf_terms, compact_terms, dkw_eps, hoeffding_q, hoeffding_terms, lower_bound
 
     rng = np.random.default_rng(7 if measure == "score" else 8)
     alpha, n, sigma, tau, x0, trials = 0.2, 300, 0.5, 0.05, 0.3, 300
@@ -331,7 +331,7 @@ def test_soundness_simulation(measure):
 # ---------------------------------------------------------------- radius search
 def test_bisection_precision_and_evaluation_count():
     """The radius is within 1e-4 below the exact sup, in at most ceil(log2(hi / 1e-4)) evaluations per threshold."""
-    from certifier.cdf import certified_radii, compact_terms, cdf_terms, dkw_eps
+    from smoothcert.certifier.cdf import certified_radii, compact_terms, cdf_terms, dkw_eps
 
     rng = np.random.default_rng(2)
     for _ in range(10):
@@ -349,7 +349,7 @@ def test_bisection_precision_and_evaluation_count():
 def test_cli_certify_and_report(realistic, tmp_path):
     from click.testing import CliRunner
 
-    import cli
+    from smoothcert import cli
 
     store = realistic[0]
     out = tmp_path / "cdf.csv"
@@ -357,7 +357,7 @@ def test_cli_certify_and_report(realistic, tmp_path):
                                         "--bound", "cdf,hoeffding", "--threshold", "0.2,0.5", "--K", "100",
                                         "--out", str(out), "-q"])
     assert res.exit_code == 0, res.output
-    from certifier.table import read_meta, read_table
+    from smoothcert.certifier.table import read_meta, read_table
 
     got = read_table(out)
     want, _ = certify(store, "cdf", CertifyOptions(threshold=[0.2, 0.5], K=100), progress=False)
@@ -376,7 +376,7 @@ def test_cli_certify_and_report(realistic, tmp_path):
 def test_report_table_side_by_side():
     import pandas as pd
 
-    from certifier.report_confidence import confidence_table
+    from smoothcert.certifier.report_confidence import confidence_table
 
     df = pd.DataFrame({"idx": [0, 0, 1, 1], "label": [0, 0, 1, 1], "method": "cdf", "measure": "score",
                        "bound": ["cdf", "hoeffding"] * 2, "threshold": 0.5, "predict": [0, 0, 1, -1],

@@ -1,6 +1,6 @@
 """cohen, cohen-predict and two-step against an independent scipy computation written here.
 
-The reference functions below follow CERTIFICATES.md sections 1-2 line by
+The reference functions below follow docs/methods.md sections 1-2 line by
 line with plain Python and scipy.stats; they share no code with certifier/.
 """
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from certifier import CertifyOptions, certify
+from smoothcert.certifier import CertifyOptions, certify
 
 
 # ---------------------------------------------------------------- references
@@ -155,7 +155,7 @@ def test_cohen_pA_just_above_and_below_half(counts_store):
 
 
 def test_cohen_pA_exactly_half_gives_radius_zero():
-    from certifier.cohen import certify as cohen_certify
+    from smoothcert.certifier.cohen import certify as cohen_certify
 
     # choose alpha so that CP_lower(k, n, alpha) is exactly 0.5: alpha = I_0.5(k, n-k+1)
     from scipy.special import betainc
@@ -251,7 +251,7 @@ def test_results_do_not_depend_on_block_size(counts_store):
 def test_blocks_come_in_whole_rounds_of_the_parallel_slots():
     from math import ceil
 
-    from certifier.engine import balanced_blocks
+    from smoothcert.certifier.engine import balanced_blocks
 
     assert len(balanced_blocks(500, 22, 1)) == 23                        # one slot: the memory bound alone
     assert [b - a for a, b in balanced_blocks(500, 22, 2)].count(21) == 20  # 24 tasks of 20 or 21: 12 per worker

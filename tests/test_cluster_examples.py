@@ -8,6 +8,8 @@ two separately sampled halves must too.
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 import subprocess
 import sys
 
@@ -15,8 +17,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from store import open_store
-from store import format as F
+from smoothcert.store import open_store
+from smoothcert.store import format as F
 
 EX = ROOT / "docs" / "examples"
 N_INPUTS, N0, N = 16, 5, 300
@@ -24,8 +26,8 @@ N_INPUTS, N0, N = 16, 5, 300
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from sampler import testing as T
-    from sampler.run import sample
+    from smoothcert.sampler import testing as T
+    from smoothcert.sampler.run import sample
 
     d = tmp_path_factory.mktemp("cluster")
     x, y = T.tiny_data(n=N_INPUTS)
@@ -35,7 +37,7 @@ def setup(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the launched processes (OMP_NUM_THREADS=1): the same bytes
     try:
-        sample(str(d / "ref.zarr"), models=["sampler.testing:tiny"], data=str(d / "data.npz"), sigma=0.25, n0=N0,
+        sample(str(d / "ref.zarr"), models=["smoothcert.sampler.testing:tiny"], data=str(d / "data.npz"), sigma=0.25, n0=N0,
                n=N, batch_size=100, device="cpu", progress=False, log=lambda s: None)
     finally:
         torch.set_num_threads(threads)
@@ -44,7 +46,7 @@ def setup(tmp_path_factory):
 
 def _env(d, store, **extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_RANK"))}
-    env.update(MODEL="sampler.testing:tiny", DATA=str(d / "data.npz"), STORE=str(store), SIGMA="0.25", N0=str(N0),
+    env.update(MODEL="smoothcert.sampler.testing:tiny", DATA=str(d / "data.npz"), STORE=str(store), SIGMA="0.25", N0=str(N0),
                N=str(N), BATCH="100", DEVICE="cpu", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     env.update(extra)
@@ -67,11 +69,19 @@ def _same_as_reference(d, store):
     return runs
 
 
+def _console_script() -> str:
+    """The installed ``smoothcert`` console script (a Python file torchrun can run)."""
+    here = Path(sys.executable).parent / "smoothcert"
+    found = str(here) if here.exists() else shutil.which("smoothcert")
+    assert found, "the smoothcert console script is not installed"
+    return found
+
+
 def test_slurm_array_job_tasks_write_one_store(setup):
     d = setup
     store = d / "array.zarr"
     tasks = [subprocess.Popen(["bash", str(EX / "sample-array.sbatch")], cwd=ROOT,
-                              env=_env(d, store, SMOOTHCERT=f"{sys.executable} {ROOT / 'cli.py'}",
+                              env=_env(d, store, SMOOTHCERT=f"{sys.executable} -m smoothcert",
                                        SLURM_ARRAY_TASK_ID=str(k), SLURM_ARRAY_TASK_COUNT="2",
                                        SLURM_ARRAY_TASK_MIN="0", SLURM_ARRAY_JOB_ID="4242"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(2)]
@@ -86,7 +96,7 @@ def test_torchrun_processes_write_one_store(setup):
     d = setup
     store = d / "torchrun.zarr"
     r = subprocess.run(["bash", str(EX / "sample-torchrun.sh")], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                       env=_env(d, store, SMOOTHCERT=str(ROOT / "cli.py"), NGPU="2", TORCHRUN_ARGS="--standalone",
+                       env=_env(d, store, SMOOTHCERT=_console_script(), NGPU="2", TORCHRUN_ARGS="--standalone",
                                 TORCHRUN=f"{sys.executable} -m torch.distributed.run"))  # torchrun, whatever PATH holds
     assert r.returncode == 0, r.stderr[-2000:]
     runs = _same_as_reference(d, store)
@@ -94,8 +104,8 @@ def test_torchrun_processes_write_one_store(setup):
 
 
 def test_halves_sampled_separately_merge_into_the_single_run_store(setup):
-    from sampler.run import sample
-    from store.merge import merge_stores
+    from smoothcert.sampler.run import sample
+    from smoothcert.store.merge import merge_stores
 
     d = setup
     import torch
@@ -104,7 +114,7 @@ def test_halves_sampled_separately_merge_into_the_single_run_store(setup):
     torch.set_num_threads(1)
     try:
         for name, ind in (("lo.zarr", "0:8"), ("hi.zarr", "8:16")):
-            sample(str(d / name), models=["sampler.testing:tiny"], data=str(d / "data.npz"), sigma=0.25, n0=N0, n=N,
+            sample(str(d / name), models=["smoothcert.sampler.testing:tiny"], data=str(d / "data.npz"), sigma=0.25, n0=N0, n=N,
                    batch_size=100, device="cpu", progress=False, log=lambda s: None, indices=ind)
     finally:
         torch.set_num_threads(threads)

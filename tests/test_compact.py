@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-import cli
-from certifier import CertifyOptions, certify
-from store import StoreError, open_store
+from smoothcert import cli
+from smoothcert.certifier import CertifyOptions, certify
+from smoothcert.store import StoreError, open_store
 
 M, N, N0, N_EST, K = 1000, 6, 60, 300, 5
 

@@ -25,7 +25,7 @@ def _rows(rng, R, m, label, strength):
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from store.importer import import_npz
+    from smoothcert.store.importer import import_npz
 
     d = tmp_path_factory.mktemp("dist")
     rng = np.random.default_rng(7)
@@ -56,7 +56,7 @@ def _same(a: pd.DataFrame, b: pd.DataFrame):
     ("uncertainty", {"uncertainty": ["entropy", "margin"], "theta": [0.5, 1.0, float("inf")]}),
 ])
 def test_scheduler_with_two_worker_processes_gives_the_local_table(store, cluster, method, opts):
-    from certifier import CertifyOptions, certify
+    from smoothcert.certifier import CertifyOptions, certify
 
     o = CertifyOptions(**opts)
     local, meta_l = certify(store, method, o, progress=False)
@@ -68,7 +68,7 @@ def test_scheduler_with_two_worker_processes_gives_the_local_table(store, cluste
 
 
 def test_workers_option_starts_its_own_processes_and_gives_the_local_table(store):
-    from certifier import certify
+    from smoothcert.certifier import certify
 
     local, _ = certify(store, "two-step", progress=False)
     procs, _ = certify(store, "two-step", workers=2, block_size=4, progress=False)
@@ -76,7 +76,7 @@ def test_workers_option_starts_its_own_processes_and_gives_the_local_table(store
 
 
 def test_cli_scheduler_option_writes_the_same_file(store, cluster, tmp_path):
-    import cli
+    from smoothcert import cli
 
     r = CliRunner()
     a = r.invoke(cli.main, ["certify", str(store), "--method", "two-step", "--out", str(tmp_path / "a.csv"), "-q"])
@@ -92,7 +92,7 @@ import sys
 
 class _NoSmoothcert:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("certifier", "store", "sampler", "cli"):
+        if name.split(".")[0] == "smoothcert":
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 
@@ -108,8 +108,8 @@ def test_a_worker_without_smoothcert_is_refused_in_one_line_before_any_task(stor
     """A worker that cannot import smoothcert would fail to unpickle tasks (or hang): refused up front."""
     from distributed import Client, LocalCluster
 
-    from certifier.cluster import ClusterError, check_cluster
-    from certifier import certify
+    from smoothcert.certifier.cluster import ClusterError, check_cluster
+    from smoothcert.certifier import certify
 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     with LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address="127.0.0.1:0",
@@ -137,7 +137,7 @@ def test_bad_scheduler_address_is_a_one_line_error(store, tmp_path):
 
     import dask
 
-    import cli
+    from smoothcert import cli
 
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -162,7 +162,7 @@ def test_damage_found_by_a_worker_process_is_one_line_on_stderr(store, tmp_path)
     raw = bytearray(chunk.read_bytes())
     raw[len(raw) // 2] ^= 0x01
     chunk.write_bytes(bytes(raw))
-    r = subprocess.run([sys.executable, str(ROOT / "cli.py"), "certify", str(bad), "--method", "two-step", "--workers",
+    r = subprocess.run([sys.executable, "-m", "smoothcert", "certify", str(bad), "--method", "two-step", "--workers",
                         "2", "--block-size", "3", "--out", str(tmp_path / "t.csv"), "-q"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
@@ -185,8 +185,8 @@ def test_workers_as_certify_starts_them_are_single_threaded_without_dask_profile
     a nanny's env reaches the worker after it has read its config), and they still certify the local table."""
     from distributed import Client
 
-    from certifier import certify
-    from certifier.cluster import local_cluster
+    from smoothcert.certifier import certify
+    from smoothcert.certifier.cluster import local_cluster
 
     with local_cluster(1, silence_logs=40) as c, Client(c) as client:
         got = list(client.run(_worker_settings).values())

@@ -1,9 +1,9 @@
-"""Ensembles, K-consensus and member ordering against an independent numpy computation (CERTIFICATES.md section 6)."""
+"""Ensembles, K-consensus and member ordering against an independent numpy computation (docs/methods.md section 6)."""
 import numpy as np
 import pytest
 from scipy import stats
 
-from certifier import CertifyOptions, certify
+from smoothcert.certifier import CertifyOptions, certify
 
 N, N0, NS, K_MEMBERS, M = 16, 20, 300, 3, 5
 
@@ -87,7 +87,7 @@ def test_logit_average_is_argmax_of_summed_logprobs(ens_store, data):
     # and it is the argmax of the averaged logits (log-softmax shifts each member by a constant)
     assert (np.argmax(logits[:, :, 0] + logits[:, :, 2], axis=-1) == hard).mean() > 0.999
     # the ensemble rows are softmax of the mean logits
-    from certifier.ensemble import ensemble_rows
+    from smoothcert.certifier.ensemble import ensemble_rows
 
     arg, rows, _, _ = ensemble_rows(lp, [0, 2])
     want = np.exp(log_softmax((logits[:, :, 0] + logits[:, :, 2]) / 2))
@@ -193,7 +193,7 @@ def test_cli_members_and_consensus(ens_store, tmp_path):
 
     from click.testing import CliRunner
 
-    from cli import main
+    from smoothcert.cli import main
 
     out = tmp_path / "e.csv"
     r = CliRunner().invoke(main, ["certify", str(ens_store), "--method", "cohen", "--members", "2,0", "--consensus",

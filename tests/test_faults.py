@@ -113,22 +113,22 @@ def cli(args, preexec=None, timeout=300):
 
 def sample_ref(store: Path, data: Path, **kw) -> Path:
     """An uninterrupted sampler run, in this process (the same bytes as the CLI's)."""
-    from sampler.run import sample
+    from smoothcert.sampler.run import sample
 
-    sample(str(store), models=["sampler.testing:tiny"], data=str(data), device="cpu", progress=False,
+    sample(str(store), models=["smoothcert.sampler.testing:tiny"], data=str(data), device="cpu", progress=False,
            log=lambda s: None, **kw)
     return store
 
 
 def fingerprint(path) -> str:
-    from store import open_store
+    from smoothcert.store import open_store
 
     with open_store(str(path)) as st:
         return st.fingerprint()
 
 
 def verified(path) -> bool:
-    from store import open_store
+    from smoothcert.store import open_store
 
     with open_store(str(path)) as st:
         return st.verify() == [] and bool(st.complete_mask().all())
@@ -141,7 +141,7 @@ def write_src(path: Path, **kw) -> Path:
 
 def import_ref(tmp: Path, src: Path, name="ref", n0=10) -> Path:
     """The store an uninterrupted import of ``src`` makes (in this process)."""
-    from store.importer import import_npz
+    from smoothcert.store.importer import import_npz
 
     dest = tmp / name
     import_npz(src, dest, sigma=0.5, n0=n0)
@@ -207,12 +207,12 @@ def test_import_killed_mid_write_leaves_no_store_and_a_rerun_cleans_up(tmp_path,
 
 def test_sampler_killed_then_verify_refuses_and_a_rerun_resumes(tmp_path):
     """verify and certify refuse the half-written store by input; the same command resumes it."""
-    from sampler import testing as T
+    from smoothcert.sampler import testing as T
 
     x, y = T.tiny_data(n=12)
     np.savez(tmp_path / "d.npz", x=x, y=y)
     kw = dict(sigma=0.25, n0=5, n=2000, batch_size=500)
-    args = ["sample", "--model", "sampler.testing:tiny", "--data", tmp_path / "d.npz", "--sigma", "0.25", "--n0", "5",
+    args = ["sample", "--model", "smoothcert.sampler.testing:tiny", "--data", tmp_path / "d.npz", "--sigma", "0.25", "--n0", "5",
             "--n", "2000", "--batch-size", "500", "--device", "cpu", "--no-progress"]
     store = tmp_path / "s"
     p = subprocess.Popen(CLI + [str(a) for a in args + [store]], cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -252,7 +252,7 @@ def test_import_on_a_full_disk_fails_in_one_line_and_leaves_nothing(tmp_path):
 
 
 def test_certify_table_on_a_full_disk_fails_in_one_line_and_leaves_no_partial_table(tmp_path):
-    from store.importer import import_npz
+    from smoothcert.store.importer import import_npz
 
     src = write_src(tmp_path / "src.npz", N=200, R=40, m=4, seed=3)
     import_npz(src, tmp_path / "s", sigma=0.5, n0=10)
@@ -265,11 +265,11 @@ def test_certify_table_on_a_full_disk_fails_in_one_line_and_leaves_no_partial_ta
 
 
 def test_sampler_on_a_full_disk_fails_in_one_line_then_resumes_when_space_returns(tmp_path):
-    from sampler import testing as T
+    from smoothcert.sampler import testing as T
 
     x, y = T.tiny_data(n=10)
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    args = ["sample", "--model", "sampler.testing:tiny", "--data", tmp_path / "d.npz", "--sigma", "0.25", "--n0", "5",
+    args = ["sample", "--model", "smoothcert.sampler.testing:tiny", "--data", tmp_path / "d.npz", "--sigma", "0.25", "--n0", "5",
             "--n", "8000", "--batch-size", "2000", "--device", "cpu", "--dtype", "float32", "--no-progress"]
     ref = sample_ref(tmp_path / "ref", tmp_path / "d.npz", sigma=0.25, n0=5, n=8000, batch_size=2000, dtype="float32")
     with small_fs(tmp_path, 400) as (d, pre, mode):
@@ -288,13 +288,13 @@ def test_sampler_on_a_full_disk_fails_in_one_line_then_resumes_when_space_return
 
 
 def test_read_only_targets_fail_in_one_line_and_read_only_stores_are_readable(tmp_path):
-    from sampler import testing as T
-    from store.importer import import_npz
+    from smoothcert.sampler import testing as T
+    from smoothcert.store.importer import import_npz
 
     src = write_src(tmp_path / "src.npz", N=8, R=40, m=4, seed=4)
     x, y = T.tiny_data(n=4)
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    sample = ["sample", "--model", "sampler.testing:tiny", "--data", tmp_path / "d.npz", "--sigma", "0.25", "--n0",
+    sample = ["sample", "--model", "smoothcert.sampler.testing:tiny", "--data", tmp_path / "d.npz", "--sigma", "0.25", "--n0",
               "5", "--n", "50", "--device", "cpu", "--no-progress"]
 
     def fill(d):
@@ -357,8 +357,7 @@ def test_two_imports_into_one_path_give_one_whole_store(tmp_path, suffix):
 WRITER = r"""
 import sys
 import numpy as np
-sys.path.insert(0, sys.argv[1])
-from store import open_store
+from smoothcert.store import open_store
 k, loops = int(sys.argv[3]), int(sys.argv[4])
 rng = np.random.default_rng(k)
 rows = rng.dirichlet(np.ones(4), size=30).astype(np.float32)
@@ -372,7 +371,7 @@ st.close()
 def test_two_writers_on_one_input_never_leave_a_mix_that_verifies(tmp_path):
     """Two processes rewrite input slot 0 with different data, many times, at once. Afterwards the
     slot either verifies and holds one writer's data whole, or verify names it damaged."""
-    from store import create_store, open_store
+    from smoothcert.store import create_store, open_store
 
     seen = set()
     for trial in range(4):
@@ -403,11 +402,11 @@ def test_two_writers_on_one_input_never_leave_a_mix_that_verifies(tmp_path):
 def test_two_samplers_on_the_same_inputs_give_the_reference_store(tmp_path):
     """Two processes run the same sample command at once (the same inputs): both finish or one says
     why in one line; the store verifies and equals one uninterrupted run."""
-    from sampler import testing as T
+    from smoothcert.sampler import testing as T
 
     x, y = T.tiny_data(n=8)
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    args = ["sample", "--model", "sampler.testing:tiny", "--data", tmp_path / "d.npz", "--sigma", "0.25", "--n0", "5",
+    args = ["sample", "--model", "smoothcert.sampler.testing:tiny", "--data", tmp_path / "d.npz", "--sigma", "0.25", "--n0", "5",
             "--n", "1500", "--batch-size", "500", "--device", "cpu", "--no-progress"]
     store, ref = tmp_path / "s", tmp_path / "ref"
     ps = [subprocess.Popen(CLI + [str(a) for a in args + [store]], cwd=ROOT, stdout=subprocess.PIPE,

@@ -7,9 +7,9 @@ import pytest
 import zarr
 from click.testing import CliRunner
 
-import cli
-from store import StoreError, create_store, open_store
-from store.merge import merge_stores
+from smoothcert import cli
+from smoothcert.store import StoreError, create_store, open_store
+from smoothcert.store.merge import merge_stores
 
 M, N0, N_EST = 5, 20, 200
 
@@ -24,7 +24,7 @@ def _dataset(tmp_path, n=12):
 
 
 def _fp(data_path, spec):
-    from sampler.data import fingerprint, load_data, parse_indices
+    from smoothcert.sampler.data import fingerprint, load_data, parse_indices
 
     ds = load_data(str(data_path))
     return fingerprint(ds, parse_indices(spec, len(ds)))
@@ -65,7 +65,7 @@ def halves(tmp_path):
 
 
 def test_matching_parts_merge_into_what_one_run_would_have_sampled(tmp_path, halves):
-    from certifier import certify
+    from smoothcert.certifier import certify
 
     data, a, b = halves
     whole = _sampled(tmp_path / "whole.zarr", range(12), data_path=data, spec="0:12:1")
@@ -170,7 +170,7 @@ def test_imported_parts_merge_only_when_the_user_asserts_the_data(tmp_path, make
     _refusal(tmp_path, [p1, p2], "imported store's fingerprint covers its own .npz.*--assume-same-data")
     out = tmp_path / "m.zarr"
     merge_stores([p1, p2], out, assume_same_data=True)
-    from certifier import certify
+    from smoothcert.certifier import certify
 
     pd.testing.assert_frame_equal(certify(whole, "cohen", progress=False)[0], certify(out, "cohen", progress=False)[0])
     with open_store(out) as st:

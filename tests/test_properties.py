@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from certifier import CertifyOptions, certify
-from store.importer import import_npz
+from smoothcert.certifier import CertifyOptions, certify
+from smoothcert.store.importer import import_npz
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -142,7 +142,7 @@ def test_any_valid_store_gives_well_formed_certificates(case):
     st.integers(1, 200),
     st.sampled_from([0.001, 0.01, 0.1, 0.3]))))
 def test_adding_agreeing_rows_never_lowers_a_cohen_radius(case):
-    from certifier import cohen
+    from smoothcert.certifier import cohen
 
     c0, c, extra, alpha = (np.array(v) if isinstance(v, list) else v for v in case)
     c0, c = np.array([c0]), np.array([c])

@@ -64,9 +64,9 @@ def _all_bytes(client, bucket="stores", prefix=""):
 
 
 def test_store_on_s3_certifies_like_the_local_copy_and_keeps_no_credentials(s3, tmp_path):
-    import cli
-    from certifier import certify
-    from store import open_store
+    from smoothcert import cli
+    from smoothcert.certifier import certify
+    from smoothcert.store import open_store
 
     np.savez(tmp_path / "src.npz", probs=_probs(), labels=np.arange(5) % 6)
     url = "s3://stores/run1.zarr"
@@ -101,10 +101,10 @@ def test_store_on_s3_certifies_like_the_local_copy_and_keeps_no_credentials(s3, 
 
 
 def test_export_from_s3_to_zip_and_merge_into_s3(s3, tmp_path):
-    from certifier import certify
-    from store.importer import import_npz
-    from store.merge import merge_stores
-    from store.share import export_zip
+    from smoothcert.certifier import certify
+    from smoothcert.store.importer import import_npz
+    from smoothcert.store.merge import merge_stores
+    from smoothcert.store.share import export_zip
 
     p = _probs(N=6, seed=2)
     labels = np.arange(6) % 6
@@ -124,7 +124,7 @@ def test_export_from_s3_to_zip_and_merge_into_s3(s3, tmp_path):
 
 
 def test_credentials_in_a_url_never_reach_the_sidecar():
-    from certifier.engine import _redact
+    from smoothcert.certifier.engine import _redact
 
     cmd = "smoothcert certify s3://KEYID:SECRET@bucket/x.zarr --method cohen --out s3://u:p@b/o.csv"
     assert _redact(cmd) == "smoothcert certify s3://bucket/x.zarr --method cohen --out s3://b/o.csv"

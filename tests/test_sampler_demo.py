@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sampler import demo, train
+from smoothcert.sampler import demo, train
 
 
 def test_training_is_reproducible_with_a_fixed_seed():
@@ -31,7 +31,7 @@ def test_the_shipped_checkpoint_loads_safely_and_classifies_digits():
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_demo_end_to_end_small(tmp_path, monkeypatch):
-    import certifier
+    from smoothcert import certifier
 
     monkeypatch.setattr(demo, "QUICK", {"inputs": 6, "n0": 20, "n": 300, "batch_size": 200})
     lines = []

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from sampler import noise as N
+from smoothcert.sampler import noise as N
 
 
 def spec_normals(seed: int, idx: int, start: int, count: int) -> np.ndarray:
@@ -143,7 +143,7 @@ def _glibc_trig():
     transcribed branch for branch as scalar numba functions, for float32 arguments ``|y| < 120``."""
     import numba as nb
 
-    from sampler.noise_kernels import fma
+    from smoothcert.sampler.noise_kernels import fma
 
     hpi_inv, hpi = float.fromhex("0x1.45F306DC9C883p+23"), float.fromhex("0x1.921FB54442D18p0")
     c0, c1, c2 = 1.0, float.fromhex("-0x1.ffffffd0c621cp-2"), float.fromhex("0x1.55553e1068f19p-5")
@@ -236,7 +236,7 @@ def test_the_branch_free_angle_kernel_is_the_transcription_at_every_angle_and_wi
     one float32 ulp of cos and sin computed in float64 by numpy (an independent computation)."""
     import numba as nb
 
-    from sampler import noise_kernels as K
+    from smoothcert.sampler import noise_kernels as K
 
     cosf, sinf = _glibc_trig()
 
@@ -311,7 +311,7 @@ def test_the_fast_radius_is_the_definitions_bit_for_bit_near_its_fallbacks_and_a
     """The vectorised log with its libm fallback near float32 boundaries gives exactly float32(sqrt(-2 ln u1)).
 
     (bench/exhaustive.py checks all 2**32 values; this checks 3 x 2**20 of them, the ends included.)"""
-    from sampler import noise_kernels as K
+    from smoothcert.sampler import noise_kernels as K
 
     _, radii = _definition_kernels()
     rng = np.random.default_rng(7)
@@ -329,7 +329,7 @@ def test_the_fast_radius_is_the_definitions_bit_for_bit_near_its_fallbacks_and_a
 @pytest.mark.parametrize("d,start,count", [(64, 0, 64_000), (105, 3, 9_999), (3072, 1, 1), (1, 7, 1025), (7, 0, 0)])
 def test_the_noisy_kernel_is_the_scalar_definition_bit_for_bit(d, start, count):
     """Chunks, odd starts, runs that wrap x, an empty output: each element is x + sigma * eps of the definition."""
-    from sampler import noise_kernels as K
+    from smoothcert.sampler import noise_kernels as K
 
     stream, _ = _definition_kernels()
     key = np.uint64(N.input_key(3, 1234))

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from sampler import testing as T
-from sampler.run import sample
-from store import StoreError, open_store
-from store import format as F
+from smoothcert.sampler import testing as T
+from smoothcert.sampler.run import sample
+from smoothcert.store import StoreError, open_store
+from smoothcert.store import format as F
 
 N0, NN, BS, SIGMA = 5, 50, 16, 0.25
 ARRAYS = (F.ROWS, F.ARGMAX, F.MEMBERS, F.INPUTS)
@@ -31,8 +31,8 @@ def env(tmp_path):
         weights_b = str(tmp_path / "wb.pt")
 
         def run(self, name, **kw):
-            kw.setdefault("models", ["sampler.testing:tiny"])
-            kw.setdefault("weights", [self.weights] if kw["models"] == ["sampler.testing:tiny"] else ())
+            kw.setdefault("models", ["smoothcert.sampler.testing:tiny"])
+            kw.setdefault("weights", [self.weights] if kw["models"] == ["smoothcert.sampler.testing:tiny"] else ())
             kw.setdefault("data", self.data)
             kw.setdefault("sigma", SIGMA)
             kw.setdefault("n0", N0)
@@ -180,7 +180,7 @@ def test_resume_into_a_store_made_otherwise_is_refused(env, change, needle):
 def test_another_model_and_other_data_are_refused(env, tmp_path):
     env.run("s")
     with pytest.raises(StoreError, match="model fingerprint"):
-        env.run("s", models=["sampler.testing:tiny_b"], weights=())
+        env.run("s", models=["smoothcert.sampler.testing:tiny_b"], weights=())
     x, y = T.tiny_data()
     x[3, 0, 0, 0] ^= 1
     np.savez(tmp_path / "d2.npz", x=x, y=y)
@@ -207,7 +207,7 @@ def test_channels_last_by_default_with_a_fallback_for_models_that_cannot_take_it
     notes = []
     env.run("cl", dtype="float32")                                   # default: channels-last
     env.run("contig", dtype="float32", channels_last=False)
-    env.run("view", dtype="float32", models=["sampler.testing:tiny_view"], weights=(), log=notes.append)
+    env.run("view", dtype="float32", models=["smoothcert.sampler.testing:tiny_view"], weights=(), log=notes.append)
     assert any("tiny_view failed in channels-last format" in s for s in notes), notes
     runs = {name: list(open_store(str(env.root / name)).runs().values())[0] for name in ("cl", "contig", "view")}
     assert [runs[k]["channels_last"] for k in ("cl", "contig", "view")] == [True, False, False]
@@ -215,7 +215,7 @@ def test_channels_last_by_default_with_a_fallback_for_models_that_cannot_take_it
     np.testing.assert_allclose(a, b, atol=1e-6)            # the same model: only the summation order differs
     np.testing.assert_allclose(c, b, atol=1e-6)
     with pytest.raises(ValueError, match="tiny_view: the forward pass on input 0"):
-        env.run("view-cl", models=["sampler.testing:tiny_view"], weights=(), channels_last=True)
+        env.run("view-cl", models=["smoothcert.sampler.testing:tiny_view"], weights=(), channels_last=True)
 
 
 def test_a_cpu_run_keeps_freed_activations_in_the_heap_unless_told_not_to(env):
@@ -248,7 +248,7 @@ def test_all_data_forms_give_the_same_store(env, tmp_path):
         d.mkdir(parents=True, exist_ok=True)
         Image.fromarray(x[i, 0]).save(d / f"{i:03d}.png")
     env.run("folder", data=str(tmp_path / "imgs"))
-    env.run("callable", data="sampler.testing:tiny_dataset")
+    env.run("callable", data="smoothcert.sampler.testing:tiny_dataset")
     ref = arrays(env.root / "npz_uint8")
     fp = open_store(str(env.root / "npz_uint8")).attrs["data_fingerprint"]
     for name in ("npz_float", "npy", "folder", "callable"):
@@ -272,8 +272,8 @@ def test_normalisation_is_applied_after_the_noise(env):
 
 def test_ensemble_members_see_the_same_noise_and_core_model_sees_the_clean_input(env):
     env.run("single", dtype="float32")
-    env.run("ens", models=["sampler.testing:tiny", "sampler.testing:tiny_b"], weights=[env.weights, env.weights_b],
-            core_model="sampler.testing:tiny_b", dtype="float32")
+    env.run("ens", models=["smoothcert.sampler.testing:tiny", "smoothcert.sampler.testing:tiny_b"], weights=[env.weights, env.weights_b],
+            core_model="smoothcert.sampler.testing:tiny_b", dtype="float32")
     st = open_store(str(env.root / "ens"))
     assert st.members == 2 and st.has_core_predict and len(st.attrs["member_fingerprints"]) == 2
     b = st.read_block(0, st.n_inputs, fields=("rows", "argmax", "member_logprobs"))
@@ -335,7 +335,7 @@ def test_an_fsspec_url_store_is_written_shard_by_shard(env):
 
     url = f"memory://smoothcert-test-{uuid.uuid4().hex}/store"
     env.run("plain", indices="0:6")
-    kw = dict(indices="0:6", models=["sampler.testing:tiny"], weights=[env.weights])
+    kw = dict(indices="0:6", models=["smoothcert.sampler.testing:tiny"], weights=[env.weights])
     assert sample(url, data=env.data, sigma=SIGMA, n0=N0, n=NN, batch_size=BS, device="cpu", progress=False,
                   log=lambda s: None, shard="1/2", **kw).complete == 3
     r = sample(url, data=env.data, sigma=SIGMA, n0=N0, n=NN, batch_size=BS, device="cpu", progress=False,
@@ -366,11 +366,11 @@ def test_bad_inputs_give_one_line_errors_naming_the_input(env, tmp_path):
     with pytest.raises(ValueError, match="cannot import module"):
         env.run("e5", models=["no_such_pkg.mod:net"], weights=())
     with pytest.raises(ValueError, match="do not fit"):
-        env.run("e6", models=["sampler.testing:tiny_rgb"], weights=[env.weights])
+        env.run("e6", models=["smoothcert.sampler.testing:tiny_rgb"], weights=[env.weights])
     with pytest.raises(ValueError, match="selects no input"):
         env.run("e7", indices="20:30")
     with pytest.raises(ValueError, match=r"the model's output on input \d+ \(row \d+\) is not finite"):
-        env.run("e10", models=["sampler.testing:tiny_nan"], weights=(), sigma=2.0)
+        env.run("e10", models=["smoothcert.sampler.testing:tiny_nan"], weights=(), sigma=2.0)
     with pytest.raises(FileNotFoundError, match="no such file"):
         env.run("e8", data=str(tmp_path / "missing.npz"))
     with pytest.raises(ValueError, match="IMAGES.npy,LABELS.npy"):
@@ -378,7 +378,7 @@ def test_bad_inputs_give_one_line_errors_naming_the_input(env, tmp_path):
 
 
 def test_model_fingerprint_covers_buffers_and_dtypes():
-    from sampler.models import state_dict_fingerprint
+    from smoothcert.sampler.models import state_dict_fingerprint
 
     net = T.cifar_resnet(blocks=1, width=8)
     a = state_dict_fingerprint(net.state_dict(), "f")   # BatchNorm: 0-dim int64 num_batches_tracked
@@ -391,7 +391,7 @@ def test_model_fingerprint_covers_buffers_and_dtypes():
 
 
 def test_shard_resolution_from_flags_torchrun_and_slurm():
-    from sampler.shard import Shard, resolve_shard
+    from smoothcert.sampler.shard import Shard, resolve_shard
 
     assert resolve_shard("1/4", env={}) == Shard(1, 4, "--shard")
     assert resolve_shard(None, env={"RANK": "2", "WORLD_SIZE": "3"}) == Shard(2, 3, "torchrun")
@@ -405,7 +405,7 @@ def test_shard_resolution_from_flags_torchrun_and_slurm():
 
 
 def test_indices_follow_python_slices():
-    from sampler.data import indices_spec, parse_indices
+    from smoothcert.sampler.data import indices_spec, parse_indices
 
     assert list(parse_indices("0:10000:20", 100)) == list(range(0, 100, 20))
     assert list(parse_indices("5:", 8)) == [5, 6, 7]

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-import cli
-from store import StoreError, open_store
-from store.share import export_zip, safe_member_name
+from smoothcert import cli
+from smoothcert.store import StoreError, open_store
+from smoothcert.store.share import export_zip, safe_member_name
 
 
 def _probs(N=6, R=130, m=4, seed=0):
@@ -27,7 +27,7 @@ def folder(make_store):
 
 
 def test_zip_round_trip_certifies_like_the_folder(folder, tmp_path):
-    from certifier import certify
+    from smoothcert.certifier import certify
 
     out = tmp_path / "shared.zip"
     r = CliRunner().invoke(cli.main, ["store", "export", str(folder), str(out)])
@@ -72,7 +72,7 @@ def test_member_names_that_could_escape_are_refused(key):
 
 
 def test_export_from_an_fsspec_url(folder, tmp_path):
-    from certifier import certify
+    from smoothcert.certifier import certify
 
     url = "file://" + str(folder)
     out = tmp_path / "from-url.zip"

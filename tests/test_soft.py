@@ -1,11 +1,11 @@
-"""soft (CERTIFICATES.md section 7) against an independent numpy/scipy computation written here."""
+"""soft (docs/methods.md section 7) against an independent numpy/scipy computation written here."""
 import math
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from certifier import CertifyOptions, certify
+from smoothcert.certifier import CertifyOptions, certify
 
 
 # ---------------------------------------------------------------- reference
@@ -67,7 +67,7 @@ def test_soft_matches_independent_computation(make_store):
                 assert row["p_upper"] == pytest.approx(pb, abs=1e-12)
     # input 2 (uniform) abstains at both levels
     assert (tab[tab["idx"] == 2]["predict"] == -1).all()
-    # input 3: bounding only the S0 runner-up (seed 004) would claim a much larger radius than the sound one
+    # input 3: bounding only the S0 runner-up (Moutaouakil 2024) would claim a much larger radius than the sound one
     row = tab[(tab["idx"] == 3) & (tab["bound"] == "bernstein")].iloc[0]
     s0_runner = int(np.argsort(-probs[3, :n0].astype(np.float64).mean(axis=0), kind="stable")[1])
     assert s0_runner == 3 and row["predict"] == 2
@@ -109,7 +109,7 @@ def test_one_observed_class_and_zero_probabilities(make_store):
 
 
 def test_two_classes_and_pure_function_edges():
-    from certifier.soft import soft_certify
+    from smoothcert.certifier.soft import soft_certify
 
     mean = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
     var = np.zeros_like(mean)
@@ -128,7 +128,7 @@ def test_two_classes_and_pure_function_edges():
 def test_soft_soundness_simulation():
     """Known class means (Dirichlet rows): the joint event lower_c <= E[p_c] and p_upper >= max_{j != c} E[p_j]
     fails at rate <= alpha; bounding only the S0 runner-up is not what is computed (every class is)."""
-    from certifier.soft import mean_var, soft_certify
+    from smoothcert.certifier.soft import mean_var, soft_certify
 
     rng = np.random.default_rng(9)
     alpha, n, trials = 0.2, 200, 300

@@ -6,10 +6,10 @@ import pytest
 import zarr
 from click.testing import CliRunner
 
-import cli
-from store import StoreError, create_store, open_store
-from store.format import FORMAT_VERSION, META_CRC_KEY, sealed
-from store.importer import import_npz
+from smoothcert import cli
+from smoothcert.store import StoreError, create_store, open_store
+from smoothcert.store.format import FORMAT_VERSION, META_CRC_KEY, sealed
+from smoothcert.store.importer import import_npz
 
 
 def good_source(N=3, R=30, m=4, seed=0):
@@ -266,7 +266,7 @@ def test_tables_in_all_formats_keep_full_precision(tmp_path):
         meta = json.loads((tmp_path / f"t.{suf}.meta.json").read_text())
         assert meta["confidence"] == pytest.approx(0.8) and meta["method"] == "cohen" and meta["store_fingerprint"]
         assert "smoothcert certify" in meta["command"]
-    from certifier.table import read_table
+    from smoothcert.certifier.table import read_table
 
     t = {s: read_table(tmp_path / f"t.{s}") for s in ("csv", "jsonl", "parquet")}
     pd.testing.assert_frame_equal(t["csv"], t["parquet"], check_dtype=False)
@@ -319,7 +319,7 @@ def test_fsspec_url_store_certifies_like_the_local_path(tmp_path):
 
 def test_fsspec_memory_backend_round_trip(tmp_path):
     """A non-local fsspec backend (memory://) goes through zarr's FsspecStore end to end."""
-    from certifier import CertifyOptions, certify
+    from smoothcert.certifier import CertifyOptions, certify
 
     src = write_npz(tmp_path, **good_source(N=3, R=120))
     import_npz(src, tmp_path / "st", sigma=0.25, n0=20)
@@ -336,8 +336,8 @@ def test_fsspec_memory_backend_round_trip(tmp_path):
 def test_same_thread_chunk_reads_equal_zarrs_reads(tmp_path, monkeypatch, dtype):
     """store.direct reads a local store's chunks itself: the same arrays, dtypes and fill values as zarr's reads;
     a zip store (or any other layout) is read by zarr."""
-    from store import direct
-    from store.share import export_zip
+    from smoothcert.store import direct
+    from smoothcert.store.share import export_zip
 
     rng = np.random.default_rng(3)
     st = create_store(tmp_path / "st", n_inputs=4, n0=5, n=40, num_classes=3, sigma=0.5, dtype=dtype, members=2)
@@ -390,7 +390,7 @@ def test_a_chunk_declaring_another_size_is_refused_before_it_is_decoded(tmp_path
 def test_zstd_frame_content_size_read_from_the_header():
     from numcodecs import Zstd
 
-    from store.direct import frame_content_size
+    from smoothcert.store.direct import frame_content_size
 
     for n in (0, 1, 255, 256, 65791, 65792, 70_000, 2_002_000):
         data = np.random.default_rng(n).integers(0, 4, n, dtype=np.uint8)
@@ -401,7 +401,7 @@ def test_zstd_frame_content_size_read_from_the_header():
 
 def test_float16_rounding_is_numpys_at_every_boundary_and_special_value():
     """store.float16.to_float16 == astype(float16) bit for bit (bench/exhaustive.py: every finite float32)."""
-    from store.float16 import to_float16
+    from smoothcert.store.float16 import to_float16
 
     h = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16).astype(np.float64)
     mid = ((h[:-1] + h[1:]) / 2).astype(np.float32)                     # ties: exact in float32

@@ -1,6 +1,6 @@
 """R_CC, R_NCL and ncl-strict against an independent computation written here.
 
-The reference below follows CERTIFICATES.md section 3 line by line with
+The reference below follows docs/methods.md section 3 line by line with
 plain Python loops and scipy.stats (beta.ppf, binomtest, norm, brentq); it
 shares no code with certifier/. Stores are real stores on disk built through
 the import path; rows are designed so that each edge case of section 3
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from certifier import CertifyOptions, certify
+from smoothcert.certifier import CertifyOptions, certify
 
 FUNCS = ("entropy", "confidence", "margin")
 
@@ -208,7 +208,7 @@ EDGE_CASES = [
 
 @pytest.fixture(scope="module")
 def edge_store(tmp_path_factory):
-    from store.importer import import_npz
+    from smoothcert.store.importer import import_npz
 
     rng = np.random.default_rng(3)
     m = 4
@@ -298,7 +298,7 @@ def midpoint_thetas(probs, name, q):
 
 @pytest.fixture(scope="module")
 def random_store(tmp_path_factory):
-    from store.importer import import_npz
+    from smoothcert.store.importer import import_npz
 
     rng = np.random.default_rng(7)
     probs, labels = random_probs(rng, 10, 60 + 300, 5)
@@ -346,7 +346,7 @@ def test_theta_inf_equals_two_step_edge(edge_store):
 
 def test_sweep_equals_one_theta_at_a_time(random_store, monkeypatch):
     """A sweep reads the store as often as one theta and gives the same rows as one run per theta."""
-    from store.api import SampleStore
+    from smoothcert.store.api import SampleStore
 
     store, probs, _ = random_store
     thetas = midpoint_thetas(probs, "confidence", np.linspace(0.05, 0.95, 7)) + [math.inf]
@@ -391,7 +391,7 @@ def test_bad_options_fail_before_work(random_store):
 
 # ---------------------------------------------------------------- ncl-strict R2 and the counterexample
 def test_r2_bisection_matches_brentq():
-    from certifier.kernels_uncertainty import ncl_strict_r2
+    from smoothcert.certifier.kernels_uncertainty import ncl_strict_r2
 
     rng = np.random.default_rng(5)
     pAV = rng.uniform(0.05, 0.999, 300)
@@ -409,7 +409,7 @@ def test_r2_bisection_matches_brentq():
 
 def test_spec_counterexample_numbers():
     """P = (cA .5, V .3, cB .2): R_NCL = 0.84 sigma, yet the strict radius is smaller (section 3)."""
-    from certifier.kernels_uncertainty import ncl_strict_r2
+    from smoothcert.certifier.kernels_uncertainty import ncl_strict_r2
 
     z = stats.norm.ppf
     r_ncl = 0.5 * (z(0.8) - z(0.2))
@@ -424,7 +424,7 @@ def test_spec_counterexample_numbers():
 @pytest.mark.parametrize("kind", ["grid", "random", "clustered"])
 def test_extended_counts_many_thetas(random_store, kind):
     """Hundreds of thresholds (the bucketed search) and infinities count exactly as a direct comparison."""
-    from certifier.uncertainty import extended_counts
+    from smoothcert.certifier.uncertainty import extended_counts
 
     _, probs, _ = random_store
     rng = np.random.default_rng(1)
@@ -449,7 +449,7 @@ def test_extended_counts_many_thetas(random_store, kind):
 
 
 def test_theta_grid_and_list_combine():
-    from certifier.options import parse_float_list
+    from smoothcert.certifier.options import parse_float_list
 
     assert parse_float_list("-1:1:3,inf", "theta") == [-1.0, 0.0, 1.0, math.inf]
     assert parse_float_list("0.5,0:1:2", "theta") == [0.5, 0.0, 1.0]
@@ -457,8 +457,8 @@ def test_theta_grid_and_list_combine():
 
 def test_memoised_bounds_equal_the_plain_ones():
     """The Clopper-Pearson memo (dense per (n, level), or per call for huge n) returns exactly the unmemoised bounds."""
-    from certifier.bounds import cp_lower, cp_upper
-    from certifier.uncertainty import cp_bound
+    from smoothcert.stats.bounds import cp_lower, cp_upper
+    from smoothcert.certifier.uncertainty import cp_bound
 
     for n in (1000, 50_000_000):
         k = np.array([0, 1, 7, 7, n // 2, n - 1, n])

@@ -31,7 +31,7 @@ def _table():
 
 
 def test_tables_and_shares():
-    from certifier.report_uncertainty import fig8_shares, reference_radius, table_i, table_ii_iii
+    from smoothcert.certifier.report_uncertainty import fig8_shares, reference_radius, table_i, table_ii_iii
 
     df = _table()
     u = df[df["method"] == "uncertainty"]
@@ -58,7 +58,7 @@ def test_tables_and_shares():
 
 
 def test_report_text_and_plots(tmp_path):
-    from certifier.report_uncertainty import plots, report
+    from smoothcert.certifier.report_uncertainty import plots, report
 
     df = _table()
     text = report(df, [0.0, 0.25])
@@ -75,8 +75,8 @@ def test_report_command_on_real_tables(tmp_path):
     """certify -> two tables (two stores) -> smoothcert report: per-store Fig. 8 shares, plots written."""
     from click.testing import CliRunner
 
-    from cli import main
-    from store.importer import import_npz
+    from smoothcert.cli import main
+    from smoothcert.store.importer import import_npz
 
     rng = np.random.default_rng(2)
     paths = []
@@ -102,7 +102,7 @@ def test_report_command_on_real_tables(tmp_path):
 
 def test_reference_from_a_separate_two_step_table():
     """report two-step.csv sweep.csv: R comes from the two-step table when the sweep has no theta = inf."""
-    from certifier.report_uncertainty import reference_radius, table_ii_iii
+    from smoothcert.certifier.report_uncertainty import reference_radius, table_ii_iii
 
     df = _table()
     u = df[(df["_source"] == "id.csv") & np.isfinite(df["theta"])].assign(_source="sweep.csv")
@@ -119,13 +119,13 @@ def test_certify_prints_a_bounded_summary_for_a_sweep_and_report_prints_all(tmp_
     """A 1,000-threshold sweep must not flood the console: certify shows the first settings and a count."""
     from click.testing import CliRunner
 
-    from certifier.report import CONSOLE_SETTINGS, console_summary, summarize
-    from cli import main
+    from smoothcert.certifier.report import CONSOLE_SETTINGS, console_summary, summarize
+    from smoothcert.cli import main
     from conftest import rows_from_labels
 
     rng = np.random.default_rng(5)
     probs = np.stack([rows_from_labels(rng.integers(0, 3, 60), 3, rng) for _ in range(4)])
-    from store import create_store
+    from smoothcert.store import create_store
 
     st = create_store(tmp_path / "s.zarr", n_inputs=4, n0=10, n=50, num_classes=3, sigma=0.5, dtype="float32")
     for i in range(4):
@@ -142,7 +142,7 @@ def test_certify_prints_a_bounded_summary_for_a_sweep_and_report_prints_all(tmp_
     assert f"... {total - CONSOLE_SETTINGS} more settings ({total} in all): smoothcert report {out}" in r.output
     # the rows shown are the first settings' summaries, unchanged
     shown = console_summary(table, out).splitlines()[1:CONSOLE_SETTINGS + 1]
-    from certifier.report import format_table
+    from smoothcert.certifier.report import format_table
 
     assert shown == format_table(summarize(table)).splitlines()[1:CONSOLE_SETTINGS + 1]
     small = table[table["theta"] == table["theta"].min()]

@@ -24,8 +24,8 @@ import pytest
 
 from faultkit import ROOT, assert_one_line_error, assert_refused, invoke, make_arrays, make_store, message_lines
 
-SOURCE_DIRS = ("store", "certifier", "sampler", "bench")
-SOURCE_FILES = ("cli.py",)
+SOURCE_DIRS = ("store", "stats", "certifier", "sampler", "bench")
+SOURCE_FILES = ("__init__.py", "__main__.py", "cli.py", "parsing.py")
 
 
 def source_files():
@@ -176,11 +176,11 @@ def test_a_pickled_checkpoint_is_refused_without_running_it(tmp_path):
     w = tmp_path / "evil.pt"
     with open(w, "wb") as f:
         pickle.dump({"conv.weight": Evil()}, f)
-    from sampler import testing as T
+    from smoothcert.sampler import testing as T
 
     x, y = T.tiny_data(n=2)
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    code, out, err, exc = invoke(["sample", "--model", "sampler.testing:tiny", "--weights", w, "--data",
+    code, out, err, exc = invoke(["sample", "--model", "smoothcert.sampler.testing:tiny", "--weights", w, "--data",
                                   tmp_path / "d.npz", "--sigma", "0.25", "--n0", "2", "--n", "4", "--device", "cpu",
                                   "--no-progress", tmp_path / "s"])
     line = assert_one_line_error(code, err, exc)
@@ -190,7 +190,7 @@ def test_a_pickled_checkpoint_is_refused_without_running_it(tmp_path):
 
 
 def test_there_is_no_unsafe_checkpoint_flag_or_its_help_warns():
-    import cli
+    from smoothcert import cli
 
     sample = cli.main.commands["sample"]
     for p in sample.params:
@@ -248,8 +248,8 @@ def test_zip_members_cannot_escape(tmp_path):
 
 
 def test_the_member_name_guard():
-    from store.share import safe_member_name
-    from store.errors import StoreError
+    from smoothcert.store.share import safe_member_name
+    from smoothcert.store.errors import StoreError
 
     for ok in ("zarr.json", "rows/c/0/0/0", "runs/a-b.c/zarr.json"):
         assert safe_member_name(ok) == ok
@@ -261,10 +261,9 @@ def test_the_member_name_guard():
 # ---------------------------------------------------------------- 3. absurd metadata, refused before allocation
 ABSURD_SCRIPT = r"""
 import json, resource, sys, time
-sys.path.insert(0, sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]), resource.RLIM_INFINITY))
 from click.testing import CliRunner
-import cli
+from smoothcert import cli
 out = []
 import signal
 
@@ -297,7 +296,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
 
 def _set_attrs(d: Path, **kv):
     """Change group metadata as an adversary who knows the format would: re-sealed with a valid checksum."""
-    from store.format import sealed
+    from smoothcert.store.format import sealed
 
     p = d / "zarr.json"
     j = json.loads(p.read_text())
@@ -573,7 +572,7 @@ def test_fuzz_corrupted_sources_for_import(tmp_path):
         code, out, err, exc = invoke(["store", "import", src, dest, "--sigma", "0.5", "--n0", "10"])
         assert "MemoryError" not in err and "Unable to allocate" not in err, (name, err)
         if code == 0:  # a flip that the zip CRC missed cannot happen; if it imports, it imported what np.load reads
-            from store import open_store
+            from smoothcert.store import open_store
 
             with np.load(src, allow_pickle=False) as z:
                 probs = z["probs"]

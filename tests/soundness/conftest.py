@@ -11,7 +11,7 @@ N_ENSEMBLE = 600   # inputs of the ensemble store (per-member rows make it 4x la
 
 
 def _build(tmp_path_factory, name, scenario, n_inputs, seed):
-    from store.importer import import_npz
+    from smoothcert.store.importer import import_npz
 
     sim.check_thresholds_clear(scenario)
     data = scenario.sample(n_inputs, seed=seed)

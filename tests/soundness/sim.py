@@ -12,7 +12,7 @@ the member templates).
 Each input is one independent trial. A certificate *violates* its guarantee
 when it claims more than the truth allows (see the ``violations_*``
 functions: each states the exact claim it checks, following
-CERTIFICATES.md). Nothing here imports the certifier's math: the truth is
+docs/methods.md). Nothing here imports the certifier's math: the truth is
 computed with plain numpy/scipy.
 
 ``certify_arrays`` runs a registered method on in-memory arrays exactly as
@@ -47,7 +47,7 @@ def entropy(rows):
 
 
 def uncertainty(rows, name):
-    """u(p) per CERTIFICATES.md section 3 (larger = more uncertain)."""
+    """u(p) per docs/methods.md section 3 (larger = more uncertain)."""
     p = np.asarray(rows, dtype=np.float64)
     if name == "entropy":
         return entropy(p)
@@ -176,7 +176,7 @@ def member_bank(m=4, k=3, n_templates=32, seed=11):
 
 
 def ensemble_templates(member_lp, members, consensus=None):
-    """Reference ensemble rows (T, m) float32 and hard labels of member templates (CERTIFICATES.md section 6).
+    """Reference ensemble rows (T, m) float32 and hard labels of member templates (docs/methods.md section 6).
 
     Members in query order; with K-consensus a template uses the first K
     members when their hard labels agree, else all; the label is the argmax
@@ -505,9 +505,9 @@ def certify_arrays(scenario, data, method, opts, start=0, stop=None):
     """Run a registered method on inputs start:stop of ``data`` as the engine does per block (no store)."""
     import dataclasses
 
-    import certifier  # noqa: F401  (registers every method)
-    from certifier.block import Block
-    from certifier.registry import get_method
+    from smoothcert import certifier  # noqa: F401  (registers every method)
+    from smoothcert.certifier.block import Block
+    from smoothcert.certifier.registry import get_method
 
     stop = len(data["labels"]) if stop is None else stop
     sl = slice(start, stop)
@@ -523,7 +523,7 @@ def certify_arrays(scenario, data, method, opts, start=0, stop=None):
                   rows=None if rows is None else np.ascontiguousarray(rows, dtype=np.float32),
                   member_logprobs=data.get("member_logprobs", None)[sl] if "member_logprobs" in data else None)
     if opts.members is not None or opts.consensus is not None:
-        from certifier.ensemble import apply_ensemble
+        from smoothcert.certifier.ensemble import apply_ensemble
 
         if opts.members is None:
             opts = dataclasses.replace(opts, members=list(range(data["member_logprobs"].shape[2])))
@@ -621,7 +621,7 @@ def method_runs(alpha):
 
 
 def options(kw, ens=None):
-    from certifier import CertifyOptions
+    from smoothcert.certifier import CertifyOptions
 
     opts = CertifyOptions(**kw)
     if ens is not None:
@@ -647,7 +647,7 @@ def control_point_estimate(scenario, data):
 
 def ncl_as_strict(table):
     """ncl rows relabelled ncl-strict: judged against the claim that the prediction stays in {cA, V},
-    which CERTIFICATES.md section 3 says R_NCL does NOT guarantee."""
+    which docs/methods.md section 3 says R_NCL does NOT guarantee."""
     t = table[table["guarantee"] == "ncl"].copy()
     t["guarantee"] = "ncl-strict"
     return t.reset_index(drop=True)

@@ -12,7 +12,7 @@ from . import sim
 
 
 def test_spec_counterexample_numbers():
-    # CERTIFICATES.md section 3: P = (cA .5, V .3, cB .2) gives R_NCL = 0.84 sigma
+    # docs/methods.md section 3: P = (cA .5, V .3, cB .2) gives R_NCL = 0.84 sigma
     r_ncl = sim.pair_radius(np.array([0.8, 0.2]), 0, 1.0)
     assert r_ncl == pytest.approx(0.8416, abs=1e-4)
     strict = sim.strict_reference(0.5, 0.8, 0.2, 1.0)
@@ -31,7 +31,7 @@ def test_pair_and_cdf_references_are_tight_in_closed_form():
 
 @pytest.mark.parametrize("ens", sim.ENSEMBLES)
 def test_reference_ensemble_equals_the_certifier_ensemble(ens):
-    from certifier.ensemble import ensemble_rows
+    from smoothcert.certifier.ensemble import ensemble_rows
 
     sc = sim.ensemble_scenario()
     rows, labels = sim.ensemble_templates(sc.member_lp, ens[0], ens[1])
@@ -41,7 +41,7 @@ def test_reference_ensemble_equals_the_certifier_ensemble(ens):
 
 
 def test_reference_uncertainty_equals_the_certifier_definitions():
-    from certifier.uncertainty import uncertainty_values
+    from smoothcert.certifier.uncertainty import uncertainty_values
 
     for sc in (sim.hard_scenario(), sim.ensemble_scenario()):
         for f in sim.UNC_THETAS:

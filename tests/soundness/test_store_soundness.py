@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from certifier import certify
+from smoothcert.certifier import certify
 
 from . import sim
 

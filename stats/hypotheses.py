@@ -1,7 +1,7 @@
 """Exact binomial tests of hypotheses (vectorised over inputs).
 
 ``binom_p(k1, k1 + k2)`` is the p-value of k1 successes in k1 + k2 trials against
-p = 0.5, as CERTIFICATES.md section 0 pins it: two-sided by default (what Cohen
+p = 0.5, as docs/methods.md section 0 pins it: two-sided by default (what Cohen
 et al.'s reference code computes), one-sided ``greater`` on request.
 """
 from __future__ import annotations
