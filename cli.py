@@ -322,89 +322,95 @@ def store_compact(src, out, topk):
 
 
 # ------------------------------------------------------------------------- certify
-def _float_or_none(ctx, param, value):
-    return value
+class RegistryOptionsCommand(click.Command):
+    """``certify``: the method options come from the certifier's registry, added when first needed.
+
+    Every ``Option`` the registry declares (the common ones and each method's)
+    becomes a flag after ``--out``, and ``--method``'s help lists the
+    registered methods with their summaries; a new method needs no edit here.
+    They are built on first use, so that other commands never import the certifier.
+    """
+
+    _built = False
+
+    def get_params(self, ctx):
+        if not self._built:
+            self._built = True
+            at = next(i for i, p in enumerate(self.params) if p.name == "out") + 1
+            self.params[at:at] = _registry_click_options()
+            method = next(p for p in self.params if p.name == "method")
+            method.help = _method_help()
+        return super().get_params(ctx)
 
 
-@main.command("certify", context_settings={"ignore_unknown_options": False})
+def _method_help() -> str:
+    from .certifier.registry import methods
+
+    return "The certificate to compute, one of:\n\n" + "\n\n".join(f"{m.name}: {m.summary}" for m in methods())
+
+
+def _registry_click_options() -> list:
+    """A click option per declared certify option (the registry's declarations, common ones included)."""
+    from pathlib import Path
+
+    from .certifier.options import COMMON, ENSEMBLE, declared
+    from .certifier.registry import method_options
+
+    helps = {o.name: o.help for o in COMMON + ENSEMBLE}
+    helps.update({o.name: " ".join(f"{who}: {text}" for who, text in per) for o, per in method_options()})
+    out = []
+    for name, o in declared().items():
+        if not o.cli:
+            continue
+        kw = {"help": helps[name]}
+        if o.type is bool:
+            kw.update(is_flag=True, default=bool(o.default))
+        elif o.parse is not None:  # list options: the text is parsed by the declaration
+            kw.update(type=str, default=o.default_text(), show_default=o.default_text() is not None)
+        elif isinstance(o.type, tuple):
+            kw.update(type=click.Choice(list(o.type)), default=o.default, show_default=o.default is not None)
+        elif o.type is Path:
+            kw.update(type=click.Path(dir_okay=False), default=None)
+        else:
+            kw.update(type=o.type, default=o.default, show_default=o.default is not None)
+        if o.metavar:
+            kw["metavar"] = o.metavar
+        out.append(click.Option([o.flag_name, name], **kw))
+    return out
+
+
+@main.command("certify", cls=RegistryOptionsCommand, context_settings={"ignore_unknown_options": False})
 @click.argument("store")
-@click.option("--method", "method", required=True,
-              help="cohen | cohen-predict | two-step | uncertainty | cdf | soft | aces | aces-predict | adaptive.")
+@click.option("--method", "method", required=True, help="The certificate to compute (see smoothcert certify --help).")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="Certificate table: .csv, .jsonl or .parquet (plus OUT.meta.json).")
-@click.option("--alpha", type=float, default=0.001, show_default=True, help="Failure probability of each test/bound.")
-@click.option("--binom-test", type=click.Choice(["two-sided", "greater"]), default="two-sided", show_default=True,
-              help="Binomial test of PREDICT steps (two-sided as Cohen et al.'s code; greater as Däubener et al. 2024).")
-@click.option("--joint-alpha", is_flag=True,
-              help="Run every test and bound of a method that spends alpha twice at alpha/2: overall 1 - alpha.")
-@click.option("--n0-use", type=int, default=None, help="Use only the first N0 rows of the selection block.")
-@click.option("--n-use", type=int, default=None, help="Use only the first N rows of the estimation block.")
-@click.option("--uncertainty", default="entropy", show_default=True,
-              help="uncertainty: comma list of entropy, confidence, margin.")
-@click.option("--theta", default=None,
-              help="uncertainty/aces thresholds: LIST or start:stop:count (write negatives as --theta=-0.5,inf). "
-                   "uncertainty: rows with u >= theta are labelled V; default inf alone (plain labels, = two-step); "
-                   "add inf to get the reference R in the same table, e.g. --theta=0:2.3:1000,inf.")
-@click.option("--theta-from", "theta_from", type=click.Path(dir_okay=False), default=None,
-              help="uncertainty: also certify at the thetas of CALIB.json (written by 'smoothcert calibrate --json') "
-                   "for each --uncertainty function; warns when they were calibrated on STORE itself (post hoc).")
-@click.option("--guarantee", default="cc,ncl,ncl-strict", show_default=True,
-              help="uncertainty: cc (R_CC: same label, low uncertainty), ncl (Däubener et al.'s R_NCL: the merged outcome "
-                   "'cA or V' keeps more mass than any single other class; NOT that the prediction stays in {cA, V}: "
-                   "with P = (cA .5, V .3, cB .2), R_NCL = 0.84 sigma yet g(x+d) = cB is possible at 0.8 sigma), "
-                   "ncl-strict (a smaller radius within which the prediction provably stays in {cA, V}).")
-@click.option("--measure", default="score,margin", show_default=True, help="cdf: score and/or margin.")
-@click.option("--bound", default=None, help="cdf: cdf,hoeffding [default both]; soft: bernstein|hoeffding [default bernstein].")
-@click.option("--threshold", default=None, help="cdf: confidence thresholds (default: the measure's cutoff, 0.5 or 0).")
-@click.option("--K", "K", type=int, default=10_000, show_default=True, help="cdf: number of CDF thresholds (capped at n).")
-@click.option("--radius", type=float, default=None, help="adaptive: target radius r.")
-@click.option("--stages", default="1000,10000,125000", show_default=True, help="adaptive: stage sizes n_1 < ... < n_s.")
-@click.option("--beta", type=float, default=0.0001, show_default=True, help="adaptive: early-abort level.")
-@click.option("--members", default=None, help="ensembles: member indices, e.g. 0,2,3 [default: all stored].")
-@click.option("--consensus", type=int, default=None, help="ensembles: K-consensus over the --members order.")
-@click.option("--order-from", type=str, default=None,
-              help="ensembles: order members by accuracy on this VALIDATION store (never the certified store).")
 @click.option("--scheduler", default=None, help="Address of a running dask.distributed scheduler.")
 @click.option("--workers", type=int, default=None, help="Start a LocalCluster of N worker processes [default: threads].")
 @click.option("--block-size", type=int, default=None, help="Inputs per task [default: ~64 MB of rows].")
 @click.option("--verify", type=click.Choice(["full", "used"]), default="full", show_default=True,
               help="Check every stored part of each input against its checksum, or only the parts the method reads.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
-def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_use, uncertainty, theta, theta_from, guarantee,
-                measure, bound, threshold, K, radius, stages, beta, members, consensus, order_from, scheduler,
-                workers, block_size, verify, quiet):
+def certify_cmd(store, method, out, scheduler, workers, block_size, verify, quiet, **options):
     """Compute certificates for every input of STORE and write them to --out.
 
     The network is never run: everything comes from the stored rows. The
     table's overall confidence (1 - alpha or 1 - 2 alpha) is recorded in
     OUT.meta.json. Classes and thresholds are chosen on the selection block
-    (first n0 rows) only; estimates use the estimation block only.
+    (first n0 rows) only; estimates use the estimation block only. Options
+    marked with a method's name are read by that method only.
     """
     from .certifier import certify
-    from .certifier.options import CertifyOptions, parse_float_list, parse_int_list, parse_names
+    from .certifier.options import from_command_line
     from .certifier.report import console_summary
     from .certifier.table import write_table
 
-    opts = CertifyOptions(
-        alpha=alpha, binom_test=binom_test, joint_alpha=joint_alpha, n0_use=n0_use, n_use=n_use,
-        uncertainty=parse_names(uncertainty, "uncertainty", ("entropy", "confidence", "margin")),
-        theta=parse_float_list(theta, "theta"),
-        guarantee=parse_names(guarantee, "guarantee", ("cc", "ncl", "ncl-strict")),
-        measure=parse_names(measure, "measure", ("score", "margin")),
-        bound=parse_names(bound, "bound", ("cdf", "hoeffding", "bernstein")),
-        threshold=parse_float_list(threshold, "threshold"), K=K, radius=radius,
-        stages=parse_int_list(stages, "stages"), beta=beta,
-        members=parse_int_list(members, "members") if members is not None else None,
-        consensus=consensus, order_from=order_from,
-    )
+    opts, to_apply = from_command_line(options)
     from .certifier.table import _suffix
 
     _suffix(out)  # fail on a bad --out before any work
-    theta_from_info = None
-    if theta_from:
-        from .certifier.calibrate import apply_theta_from
-
-        theta_from_info, warning = apply_theta_from(opts, theta_from, store)
+    applied = {}
+    for opt, value in to_apply:  # e.g. --theta-from: thresholds from a calibration file, recorded in the sidecar
+        applied[opt.name], warning = opt.apply(opts, value, store)
         if warning:
             click.echo(warning, err=True)
     table, meta = certify(store, method, opts, scheduler=scheduler, workers=workers, block_size=block_size,
@@ -415,8 +421,7 @@ def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_us
 
     meta["command"] = _redact(shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)]))  # no user:password@ of URLs
     meta["software_version"] = _version()
-    if theta_from_info is not None:
-        meta["theta_from"] = theta_from_info
+    meta.update(applied)
     write_table(table, out, meta)
     if not quiet:
         click.echo(console_summary(table, out))
@@ -480,8 +485,7 @@ def report_cmd(results, radii, plot):
     import pandas as pd
 
     from .certifier.options import parse_float_list
-    from . import certifier  # noqa: F401  (registers the method-specific report sections)
-    from .certifier.report import EXTRA_PLOTS, extra_sections, format_table, plot_certified_accuracy, rows_for, summarize
+    from .certifier.report import extra_plots, extra_sections, format_table, plot_certified_accuracy, summarize
     from .certifier.table import read_table
 
     rs = parse_float_list(radii, "radii")
@@ -496,11 +500,8 @@ def report_cmd(results, radii, plot):
         plot_certified_accuracy(df, plot)
         click.echo(f"plot -> {plot}")
         stem = plot[:-4] if plot.lower().endswith(".png") else plot
-        for name, fn in EXTRA_PLOTS.items():
-            sub = rows_for(df, name, fn)
-            if len(sub):
-                for p in fn(sub, stem):
-                    click.echo(f"plot -> {p}")
+        for p in extra_plots(df, stem):
+            click.echo(f"plot -> {p}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """smoothcert's certifier: certificates recomputed offline from a sample store.
 
-Importing the package registers every method; ``certify`` runs one over a store.
+Importing the package registers every method (one import per method module
+below; each module calls ``registry.register``); ``certify`` runs one over a
+store. A new method is one new module plus one line here
+(docs/adding-a-method.md).
 """
 from . import methods_basic  # noqa: F401  (registers cohen, cohen-predict, two-step)
-from . import methods_confidence, report_confidence  # noqa: F401  (registers cdf, soft and their report)
-from . import methods_uncertainty, report_uncertainty  # noqa: F401  (registers uncertainty and its report)
-from . import aces, report_aces  # noqa: F401  (registers aces, aces-predict and their report)
+from . import methods_confidence  # noqa: F401  (registers cdf, soft)
+from . import methods_uncertainty  # noqa: F401  (registers uncertainty)
+from . import aces  # noqa: F401  (registers aces, aces-predict)
 from . import adaptive  # noqa: F401  (registers adaptive)
 from .engine import certify
 from .options import CertifyOptions

@@ -40,8 +40,8 @@ from ..stats.bounds import cp_lower
 from ..stats.hypotheses import binom_p
 from ..stats.counts import top_k
 from .kernels import class_counts
-from .registry import Method, frame, register
-from .compact import selection_counts_of
+from . import report_aces
+from .registry import Floats, Method, Option, exact_on_compact, frame, register
 
 _JIT = dict(nogil=True, cache=True)
 DEFAULT_THETAS = tuple(i / 100 for i in range(101))  # the reference code's grid 0, 0.01, ..., 1
@@ -138,6 +138,54 @@ def selection_counts(rows: np.ndarray, start, stop, thetas) -> np.ndarray:
     _selection_counts(rows, starts, stops, uniq, _bucket_lut(uniq), 1.0 / math.log(m), out)
     return out[:, inv.reshape(-1)]
 
+
+
+@nb.njit(parallel=True, **_JIT)
+def _selection_counts_stats(ent, starts, stops, thetas, inv_log_m, out):
+    # The binning of _selection_counts, with H(p) from a compact store's stored entropy.
+    B = ent.shape[0]
+    T = thetas.shape[0]
+    for b in nb.prange(B):
+        hist = np.zeros(T + 1, np.int64)
+        for r in range(starts[b], stops[b]):
+            h = ent[b, r]
+            h *= inv_log_m
+            if h != h:
+                hist[T] += 1
+                continue
+            lo = 0
+            hi = T
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if thetas[mid] < h:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            hist[lo] += 1
+        cum = 0
+        for t in range(T):
+            cum += hist[t]
+            out[b, t] = cum
+
+
+def selection_counts_of(block, start, stop, thetas) -> np.ndarray:
+    """``selection_counts`` of a block, from its rows or from its compact entropies (equal results).
+
+    A compact store keeps each row's entropy as the float64 the full-row
+    kernel computes; times 1/ln(m) it is the same normalised entropy.
+    """
+    comp = getattr(block, "compact", None)
+    if comp is None:
+        return selection_counts(block.rows, start, stop, thetas)
+    ent = np.ascontiguousarray(comp["entropy"], dtype=np.float64)
+    B = ent.shape[0]
+    thetas = np.asarray(thetas, dtype=np.float64)
+    uniq, inv = np.unique(thetas, return_inverse=True)
+    starts = np.broadcast_to(np.asarray(start, np.int64), (B,)).copy()
+    stops = np.broadcast_to(np.asarray(stop, np.int64), (B,)).copy()
+    out = np.zeros((B, len(uniq)), np.int64)
+    _selection_counts_stats(ent, starts, stops, uniq, 1.0 / math.log(block.m), out)
+    return out[:, inv.reshape(-1)]
 
 # ------------------------------------------------------------- cached bounds
 def _pairs_apply(fn, k, n, *args):
@@ -278,10 +326,6 @@ def _aces_predict(block, opts):
     return frame(pos, theta=th, predict=pred.reshape(-1), radius=0.0, selection=selection.reshape(-1))
 
 
-_aces.check_options = _check
-_aces_predict.check_options = _check
-
-
 def _conf_certify(opts):
     return 1 - opts.alpha, (f"1 - alpha = {1 - opts.alpha:g} (ACES CERTIFY: selection bound pS and class bound pA on S "
                             f"at alpha/2 each, union bound; --joint-alpha changes nothing)")
@@ -292,10 +336,24 @@ def _conf_predict(opts):
                             f"per branch; --joint-alpha changes nothing)")
 
 
-register(Method("aces", _aces, _conf_certify, fields=("argmax", "rows"), needs_core_predict=True,
+THETA = Option("theta", [], "normalised-entropy thresholds in [0, 1]: LIST or start:stop:count [default 0, 0.01, "
+               "..., 1].", parse=Floats(), bad="x")
+_ON_COMPACT = "exact: the selection's normalised entropy is the stored per-row entropy"
+
+register(Method("aces", _aces, _conf_certify, fields=("argmax", "rows"), needs_core_predict=True, section="5",
                 summary="ACES CERTIFY (Horváth et al. 2022, ACES Alg. 1): entropy selection between the smoothed model and the core model, "
                         "one row per (input, theta in [0, 1]).",
+                certifies="per theta: the entropy-selected classifier F_ACES returns the class within the radius "
+                          "(selection 1), or the core model's clean prediction (selection 0, radius 0)",
+                overall="1 - alpha", options=(THETA,), check=_check, settings=("theta",),
+                compact=exact_on_compact(f"{_ON_COMPACT} (bit-identical to the full-row kernel's) times 1/ln(m); "
+                                         f"hard labels from the stored argmax"),
+                report=report_aces.aces_report, plot=report_aces.pareto_plot, report_rows=("aces", "aces-predict"),
                 notes=("selection 1: certified model, radius min(R_select, R_certify); 0: core model, radius 0; "
                        "-1: core and smoothed model agree (radius 0) or abstain",)))
 register(Method("aces-predict", _aces_predict, _conf_predict, fields=("argmax", "rows"), needs_core_predict=True,
-                summary="ACES PREDICT (Horváth et al. 2022, ACES Alg. 4) on S: the class for natural accuracy (NAC), radius 0."))
+                section="5", predict_only=True,
+                summary="ACES PREDICT (Horváth et al. 2022, ACES Alg. 4) on S: the class for natural accuracy (NAC), radius 0.",
+                certifies="per theta: the returned class is F_ACES(x) (radius 0; natural accuracy NAC)",
+                overall="1 - alpha", options=(THETA,), check=_check, settings=("theta",),
+                compact=exact_on_compact(f"{_ON_COMPACT} times 1/ln(m); hard labels from the stored argmax")))

@@ -25,13 +25,16 @@ short input), and SampleRF = n / mean rows_used.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.stats import norm
 
 from ..stats.adaptive import ABORTED, ABSTAINED, CERTIFIED, SHORT, online_decision, online_plan, plan_stages, replay  # noqa: F401
 from ..stats.counts import top_k
 from .kernels import class_counts
-from .registry import Method, frame, register
+from .registry import Ints, Method, Option, frame, register
+
 
 def _check(opts, store=None):
     if opts.radius is None:
@@ -61,9 +64,6 @@ def _adaptive(block, opts):
                  n_full=int(block.n_use))
 
 
-_adaptive.check_options = _check
-
-
 def summary(table, opts) -> dict:
     """Run-level numbers for the meta sidecar: SampleRF = n / mean rows_used, outcomes per stage, clipping."""
     if not len(table):
@@ -85,11 +85,6 @@ def summary(table, opts) -> dict:
 def _confidence(opts):
     return 1 - opts.alpha, (f"1 - alpha = {1 - opts.alpha:g} (CERTIFYADP: each of s stages bounds at alpha/s, Bonferroni; "
                             f"an early abort is wrong with probability <= beta = {opts.beta:g})")
-
-
-register(Method("adaptive", _adaptive, _confidence, fields=("argmax",), variable_rows=True, extra_summary=summary,
-                summary="CERTIFYADP (Horváth et al. 2022, ensembles Alg. 2): certify a target --radius on nested stages of S, abort early "
-                        "when the upper bound rules it out; rows_used per input, SampleRF in the report."))
 
 
 # ------------------------------------------------------------------ report
@@ -127,10 +122,32 @@ def adaptive_report(df, radii) -> str:
     return "\n".join(lines)
 
 
-def _register_report():
-    from .report import EXTRA_REPORTS
+def _radius(v):
+    if v is not None and not (v >= 0 and math.isfinite(v)):
+        raise ValueError(f"--radius must be a finite number >= 0, got {v}")
 
-    EXTRA_REPORTS["adaptive"] = adaptive_report
+
+def _stages(v):
+    if any(s < 1 for s in v):
+        raise ValueError(f"--stages must be positive integers, got {v}")
 
 
-_register_report()
+def _beta(v):
+    if not (0 < v < 1):
+        raise ValueError(f"--beta must be in (0, 1), got {v}")
+
+
+OPTIONS = (
+    Option("radius", None, "target radius r.", type=float, validate=_radius, bad="-1"),
+    Option("stages", [1_000, 10_000, 125_000], "stage sizes n_1 < ... < n_s.", parse=Ints(), validate=_stages,
+           bad="0,5"),
+    Option("beta", 0.0001, "early-abort level.", type=float, validate=_beta, bad="1"),
+)
+
+register(Method("adaptive", _adaptive, _confidence, fields=("argmax",), variable_rows=True, extra_summary=summary,
+                section="6", overall="1 - alpha (early aborts wrong with probability <= beta)",
+                summary="CERTIFYADP (Horváth et al. 2022, ensembles Alg. 2): certify a target --radius on nested stages of S, abort early "
+                        "when the upper bound rules it out; rows_used per input, SampleRF in the report.",
+                certifies="the prediction stays cA within a radius >= the target --radius, decided on nested stages "
+                          "of S with early aborts",
+                options=OPTIONS, check=_check, example={"radius": 0.25}, report=adaptive_report))

@@ -69,8 +69,6 @@ def accuracy_curves(location, funcs, rows: int = ROWS, storage_options=None, blo
     """
     from types import SimpleNamespace
 
-    from .compact import extended_counts_per_function_of
-
     funcs = list(dict.fromkeys(funcs))
     st = open_store(location, storage_options=storage_options)
     try:
@@ -87,9 +85,9 @@ def accuracy_curves(location, funcs, rows: int = ROWS, storage_options=None, blo
                                   compact={k: d[k] for k in ("topk_p", "topk_c", "entropy")} if compact else None)
             n_i = np.minimum(d["n_rows"] - n0, rows)
             stop = n0 + n_i
-            c_inf = extended_counts_per_function_of(blk, n0, stop, funcs[:1], [[math.inf]])[0]
+            c_inf = U.extended_counts_per_function_of(blk, n0, stop, funcs[:1], [[math.inf]])[0]
             hits0 += int(majority_correct(c_inf[:, 0], d["label"]).sum())
-            curves = extended_counts_per_function_of(blk, n0, stop, funcs, [grids[f] for f in funcs])
+            curves = U.extended_counts_per_function_of(blk, n0, stop, funcs, [grids[f] for f in funcs])
             for f, c in zip(funcs, curves):  # c: (B, K, m + 1)
                 hits[f] += majority_correct(c, d["label"]).sum(axis=0)
             if progress is not None:

@@ -21,7 +21,7 @@ from ..store.errors import StoreError
 from .block import Block
 from .cluster import check_cluster, local_cluster
 from .options import CertifyOptions
-from .registry import EXTRA_COLUMNS, SETTING_COLUMNS, get_method
+from .registry import EXTRA_COLUMNS, get_method, setting_columns
 
 DEFAULT_BLOCK_BYTES = 64 * 2**20
 
@@ -54,8 +54,8 @@ def certify_block(location, storage_options, start, stop, method_name, opts, fie
     indices, which need every block). Each task reads its own records, so
     that no serial pass over the whole store precedes the parallel work.
     """
-    from .. import certifier  # noqa: F401  (registers every method in worker processes)
-
+    # In a worker process, unpickling this function imported smoothcert.certifier (the package) first, which
+    # registered every method.
     method = get_method(method_name)
     st = open_store(location, storage_options=storage_options)
     try:
@@ -95,7 +95,7 @@ def _order_columns(df: pd.DataFrame, method_name: str) -> pd.DataFrame:
     """A block's table with ``method`` and ``correct`` added, in the documented column order (docs/methods.md, the certificate table) (``df`` is reused)."""
     df["method"] = method_name
     df["correct"] = (df["predict"].to_numpy() == df["label"].to_numpy()).astype(np.int64)
-    head = ["idx", "label", "method"] + [c for c in SETTING_COLUMNS if c in df.columns]
+    head = ["idx", "label", "method"] + [c for c in setting_columns() if c in df.columns]
     mid = ["predict", "radius", "correct"] + [c for c in EXTRA_COLUMNS if c in df.columns]
     rest = [c for c in df.columns if c not in head + mid and not c.startswith("_")]
     out = df[head + mid + rest].reset_index(drop=True)
@@ -241,9 +241,8 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
     st = open_store(location, storage_options=storage_options)
     try:
         n0_use, n_use, fields = prepare(st, method, opts)
-        check_opts = getattr(method.compute, "check_options", None)  # method-specific option checks, before any work
-        if check_opts is not None:
-            check_opts(opts, st)
+        if method.check is not None:  # method-specific option checks, before any work
+            method.check(opts, st)
         ens_info = None
         if _uses_ensemble(opts):  # the member order is fixed once, before any certified row is read
             from .ensemble import resolve

@@ -22,7 +22,6 @@ the rows a certificate can use: the first ``n0_use`` rows of S0 and the
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import numba as nb
@@ -227,7 +226,7 @@ def resolve(opts, store, storage_options=None):
                     member_accuracy={str(members[i]): float(acc[i]) for i in range(len(members))})
         members = [members[i] for i in order]
     info["members"] = members
-    return dataclasses.replace(opts, members=members), info
+    return opts.replace(members=members), info
 
 
 # ------------------------------------------------------------ engine hooks

@@ -5,7 +5,7 @@ import numpy as np
 
 from . import cohen, two_step
 from .kernels import class_counts
-from .registry import Method, confidence_once, confidence_twice, frame, level, register
+from .registry import OVERALL_ONCE, OVERALL_TWICE, Method, confidence_once, confidence_twice, frame, level, register
 
 
 def _counts(block):
@@ -35,8 +35,17 @@ def _two_step(block, opts):
     return frame(np.arange(len(block)), predict=pred, radius=rad, runner_up=cB, p_lower=pA, p_upper=pB)
 
 
-register(Method("cohen", _cohen, confidence_once, summary="Cohen et al. CERTIFY: one-vs-all radius sigma * Phi^-1(pA)."))
-register(Method("cohen-predict", _cohen_predict, confidence_once,
-                summary="Cohen et al. PREDICT on S: the class, or abstain (radius 0)."))
-register(Method("two-step", _two_step, confidence_twice,
-                summary="Runner-up aware radius sigma/2 (Phi^-1(pA) - Phi^-1(pB)) (Däubener et al. 2024)."))
+register(Method(
+    "cohen", _cohen, confidence_once, section="1", overall=OVERALL_ONCE,
+    summary="Cohen et al. CERTIFY: one-vs-all radius sigma * Phi^-1(pA).",
+    certifies="the smoothed classifier's prediction stays the class picked on S0 within the L2 radius "
+              "sigma Phi^-1(pA)"))
+register(Method(
+    "cohen-predict", _cohen_predict, confidence_once, section="1", overall=OVERALL_ONCE, predict_only=True,
+    summary="Cohen et al. PREDICT on S: the class, or abstain (radius 0).",
+    certifies="the returned class is the smoothed classifier's prediction (radius 0; abstains otherwise)"))
+register(Method(
+    "two-step", _two_step, confidence_twice, section="2", overall=OVERALL_TWICE,
+    summary="Runner-up aware radius sigma/2 (Phi^-1(pA) - Phi^-1(pB)) (Däubener et al. 2024).",
+    certifies="the prediction stays the class picked on S0 within sigma/2 (Phi^-1(pA) - Phi^-1(pB)), pB bounding "
+              "the runner-up found by a test on S0"))

@@ -18,7 +18,18 @@ import numpy as np
 
 from . import cdf as C
 from . import soft as S
-from .registry import Method, frame, level, register
+from .registry import OVERALL_ONCE, Floats, Method, Names, Option, frame, level, refused_on_compact, register
+from .report_confidence import format_confidence_report, plot_confidence
+
+# Why cdf and soft refuse a compact store (after "--method NAME").
+REFUSED = ("needs full softmax rows: its class is the argmax of the mean of the S0 rows, and a compact store "
+           "does not know the probabilities outside each row's top-k, so the certificate could be neither exact nor "
+           "provably conservative")
+
+
+def _at_least_one_K(v):
+    if v < 1:
+        raise ValueError(f"--K must be at least 1, got {v}")
 
 
 def cdf_settings(opts):
@@ -115,12 +126,37 @@ def confidence_soft(opts):
                    f"upper bounds on every other class at alpha/(2(m-1)) each: Bonferroni sums to alpha)")
 
 
-certify_cdf.check_options = lambda opts, store=None: cdf_settings(opts)  # engine hook: fail before any work
-certify_soft.check_options = lambda opts, store=None: soft_settings(opts)
+def _check_cdf(opts, store=None):
+    cdf_settings(opts)
 
-register(Method("cdf", certify_cdf, confidence_cdf, fields=("argmax", "rows"),
+
+def _check_soft(opts, store=None):
+    soft_settings(opts)
+
+
+BOUNDS = Names(("cdf", "hoeffding", "bernstein"))  # one parser for both methods' --bound: one error message
+CDF_OPTIONS = (
+    Option("measure", ["score", "margin"], "score and/or margin.", parse=Names(tuple(C.MEASURES)), bad="x"),
+    Option("bound", [], "cdf,hoeffding [default both].", parse=BOUNDS, bad="x"),
+    Option("threshold", [], "confidence thresholds (default: the measure's cutoff, 0.5 or 0).", parse=Floats(),
+           bad="x"),
+    Option("K", 10_000, "number of CDF thresholds (capped at n).", type=int, flag="--K", validate=_at_least_one_K,
+           bad="0"),
+)
+
+register(Method("cdf", certify_cdf, confidence_cdf, fields=("argmax", "rows"), section="4",
                 summary="Certified confidence (Kumar et al.): radius within which the smoothed score/margin of the "
-                        "S0-mean argmax stays >= threshold (CDF or Hoeffding bound)."))
-register(Method("soft", certify_soft, confidence_soft, fields=("argmax", "rows"),
+                        "S0-mean argmax stays >= threshold (CDF or Hoeffding bound).",
+                certifies="the smoothed score or margin of the class picked on S0 stays >= the threshold within the "
+                          "radius (Kumar et al. 2020)",
+                overall="1 - alpha per (input, measure, bound), all thresholds at once",
+                options=CDF_OPTIONS, check=_check_cdf, settings=("measure", "bound", "threshold"),
+                compact=refused_on_compact(REFUSED), report=format_confidence_report, plot=plot_confidence))
+register(Method("soft", certify_soft, confidence_soft, fields=("argmax", "rows"), section="7",
                 summary="Soft-classifier radius sigma/2 (Phi^-1(lower_c) - Phi^-1(pB)), every other class bounded "
-                        "(Bonferroni); bernstein (default) or hoeffding mean bounds."))
+                        "(Bonferroni); bernstein (default) or hoeffding mean bounds.",
+                certifies="the argmax of the smoothed soft classifier stays the class picked on S0 within "
+                          "sigma/2 (Phi^-1(lower_c) - Phi^-1(pB))",
+                overall=OVERALL_ONCE,
+                options=(Option("bound", [], "bernstein|hoeffding [default bernstein].", parse=BOUNDS, bad="x"),),
+                check=_check_soft, settings=("bound",), compact=refused_on_compact(REFUSED)))

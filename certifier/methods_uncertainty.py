@@ -16,13 +16,17 @@ for ncl; of the runner-up), ``top_class`` (PREDICT's top class on S0, m for V,
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from . import report_uncertainty
 from . import uncertainty as U
-from .compact import extended_counts_per_function_of
-from .registry import Method, confidence_twice, level, register
+from .calibrate import apply_theta_from
+from .registry import (OVERALL_TWICE, Floats, Method, Names, Option, confidence_twice, exact_on_compact, level,
+                       register)
+from .uncertainty import extended_counts_per_function_of
 
 
 def thetas_per_function(opts) -> dict:
@@ -119,11 +123,34 @@ def _summary(table, opts):
                                 "ncl-strict": "g(x + d) in {cA, V} for ||d|| < radius (bounds on S at alpha/3 each)"}}}
 
 
-_uncertainty.check_options = check_options  # the engine calls it before any work
+OPTIONS = (
+    Option("uncertainty", ["entropy"], "comma list of entropy, confidence, margin.", parse=Names(U.FUNCTIONS),
+           bad="x"),
+    Option("theta", [], "LIST or start:stop:count (write negatives as --theta=-0.5,inf); rows with u >= theta are "
+           "labelled V; default inf alone (plain labels, = two-step); add inf to get the reference R in the same "
+           "table, e.g. --theta=0:2.3:1000,inf.", parse=Floats(), bad="x"),
+    Option("theta_from", None, "also certify at the thetas of CALIB.json (written by 'smoothcert calibrate --json') "
+           "for each --uncertainty function; warns when they were calibrated on STORE itself (post hoc).",
+           type=Path, field=False, apply=apply_theta_from, bad="does-not-exist.json"),
+    Option("guarantee", ["cc", "ncl", "ncl-strict"], "cc (R_CC: same label, low uncertainty), ncl (Däubener et "
+           "al.'s R_NCL: the merged outcome 'cA or V' keeps more mass than any single other class; NOT that the "
+           "prediction stays in {cA, V}: with P = (cA .5, V .3, cB .2), R_NCL = 0.84 sigma yet g(x+d) = cB is "
+           "possible at 0.8 sigma), ncl-strict (a smaller radius within which the prediction provably stays in "
+           "{cA, V}).", parse=Names(U.GUARANTEES), bad="x"),
+    Option("theta_by_uncertainty", None, "per-function thetas, e.g. from --theta-from CALIB.json", cli=False),
+)
 
 register(Method(
-    "uncertainty", _uncertainty, confidence_twice, fields=("argmax", "rows"),
+    "uncertainty", _uncertainty, confidence_twice, fields=("argmax", "rows"), section="3", overall=OVERALL_TWICE,
     summary="R_CC / R_NCL (Däubener et al. 2024) and ncl-strict for entropy, confidence, margin at every --theta.",
+    certifies="per uncertainty function, theta and guarantee: cc, the prediction stays cA with low uncertainty; "
+              "ncl, Däubener et al.'s R_NCL ('cA or uncertain' outweighs any other class); ncl-strict, the "
+              "prediction stays in {cA, uncertain}",
+    options=OPTIONS, check=check_options, settings=("uncertainty", "theta", "guarantee"),
+    compact=exact_on_compact("exact: entropy is stored per row as the same float64 the full-row kernel computes, "
+                             "confidence and margin come from the stored top-2 probabilities (bit-identical values), "
+                             "hard labels from the stored argmax"),
+    report=report_uncertainty.report, plot=report_uncertainty.plots, report_rows=("uncertainty", "two-step"),
     extra_summary=_summary,
     notes=("ncl is Däubener et al.'s R_NCL formula: within it 'cA or uncertain' keeps more mass than any other single "
            "class; it does not guarantee that the prediction stays in {cA, V}. ncl-strict does.",),

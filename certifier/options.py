@@ -1,61 +1,163 @@
-"""Options of a certify run, validated at the boundary (one object for every method)."""
+"""Options of a certify run, validated at the boundary: the common ones declared here, the rest by each method.
+
+``CertifyOptions`` has one attribute per declared option: the common options
+below (``--alpha`` ... ``--n-use``, and the ensemble options, which apply to
+every method) and every ``Option`` a registered method declares
+(``Method.options`` in registry.py). Its defaults, validation and the
+command line's parsing all come from those declarations, so a new method's
+options need no edit here or in cli.py.
+"""
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import asdict, dataclass, field
 
 from ..parsing import parse_float_list, parse_int_list, parse_names  # noqa: F401  (re-exported for the CLI)
 from ..stats.hypotheses import ALTERNATIVES
+from .registry import Ints, Option, method_options
 
 
-@dataclass
+def _alpha(v):
+    if not (isinstance(v, (int, float)) and 0 < v < 0.5):
+        raise ValueError(f"--alpha must be in (0, 0.5), got {v!r}")
+
+
+def _binom_test(v):
+    if v not in ALTERNATIVES:
+        raise ValueError(f"--binom-test must be one of {', '.join(ALTERNATIVES)}, got {v!r}")
+
+
+def at_least_one(flag: str):
+    """Validator: None, or an integer >= 1 (``--FLAG must be at least 1, got V``)."""
+
+    def check(v):
+        if v is not None and v < 1:
+            raise ValueError(f"{flag} must be at least 1, got {v}")
+
+    check.__qualname__ = f"at_least_one({flag})"
+    return check
+
+
+_n0_use = at_least_one("--n0-use")
+_n_use = at_least_one("--n-use")
+_consensus = at_least_one("--consensus")
+
+# The options every method reads (before the methods' own, in this order).
+COMMON = (
+    Option("alpha", 0.001, "Failure probability of each test/bound.", type=float, validate=_alpha, bad="0.7"),
+    Option("binom_test", "two-sided", "Binomial test of PREDICT steps (two-sided as Cohen et al.'s code; greater as "
+           "Däubener et al. 2024).", type=tuple(ALTERNATIVES), validate=_binom_test),
+    Option("joint_alpha", False, "Run every test and bound of a method that spends alpha twice at alpha/2: overall "
+           "1 - alpha.", type=bool),
+    Option("n0_use", None, "Use only the first N0 rows of the selection block.", type=int, validate=_n0_use, bad="0"),
+    Option("n_use", None, "Use only the first N rows of the estimation block.", type=int, validate=_n_use, bad="0"),
+)
+# Ensembles (docs/methods.md section 6): any method, on a store with per-member rows (after the methods' options).
+ENSEMBLE = (
+    Option("members", None, "ensembles: member indices, e.g. 0,2,3 [default: all stored].", parse=Ints(), bad="x"),
+    Option("consensus", None, "ensembles: K-consensus over the --members order.", type=int, validate=_consensus,
+           bad="0"),
+    Option("order_from", None, "ensembles: order members by accuracy on this VALIDATION store (never the certified "
+           "store)."),
+)
+
+
+def declared() -> dict[str, Option]:
+    """Every option of a certify run by name, in order: common, each registered method's, ensemble."""
+    out = {o.name: o for o in COMMON}
+    for o, _ in method_options():
+        out.setdefault(o.name, o)
+    for o in ENSEMBLE:
+        out.setdefault(o.name, o)
+    return out
+
+
+def _fields() -> dict[str, Option]:
+    return {k: o for k, o in declared().items() if o.field}
+
+
 class CertifyOptions:
-    """Every option of ``smoothcert certify``; each method reads the ones it uses."""
+    """Every option of ``smoothcert certify`` as an attribute; each method reads the ones it uses.
 
-    alpha: float = 0.001
-    binom_test: str = "two-sided"
-    joint_alpha: bool = False
-    n0_use: int | None = None
-    n_use: int | None = None
-    # uncertainty
-    uncertainty: list = field(default_factory=lambda: ["entropy"])
-    theta: list = field(default_factory=list)
-    guarantee: list = field(default_factory=lambda: ["cc", "ncl", "ncl-strict"])
-    theta_by_uncertainty: dict | None = None  # uncertainty: per-function thetas, e.g. from --theta-from CALIB.json
-    # cdf / soft
-    measure: list = field(default_factory=lambda: ["score", "margin"])
-    bound: list = field(default_factory=list)
-    threshold: list = field(default_factory=list)
-    K: int = 10_000
-    # adaptive
-    radius: float | None = None
-    stages: list = field(default_factory=lambda: [1_000, 10_000, 125_000])
-    beta: float = 0.0001
-    # ensembles
-    members: list | None = None
-    consensus: int | None = None
-    order_from: str | None = None
+    ``CertifyOptions(alpha=0.01, theta=[0.5])``: keywords are the declared
+    options' names (TypeError for any other); the rest take their declared
+    defaults (fresh copies). ``validate()`` runs every declared validation
+    and returns the object.
+    """
+
+    def __init__(self, **values):
+        fields = _fields()
+        for k in values:
+            if k not in fields:
+                raise TypeError(f"CertifyOptions: unknown option {k!r}; known: {', '.join(fields)}")
+        for name, o in fields.items():
+            setattr(self, name, values[name] if name in values else o.fresh_default())
+
+    def __getattr__(self, name):  # an option registered after this object was made: its default
+        o = _fields().get(name) if not name.startswith("__") else None
+        if o is None:
+            raise AttributeError(f"CertifyOptions has no option {name!r}")
+        return o.fresh_default()
 
     def validate(self) -> "CertifyOptions":
-        if not (isinstance(self.alpha, (int, float)) and 0 < self.alpha < 0.5):
-            raise ValueError(f"--alpha must be in (0, 0.5), got {self.alpha!r}")
-        if self.binom_test not in ALTERNATIVES:
-            raise ValueError(f"--binom-test must be one of {', '.join(ALTERNATIVES)}, got {self.binom_test!r}")
-        for name in ("n0_use", "n_use"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
-        if self.K < 1:
-            raise ValueError(f"--K must be at least 1, got {self.K}")
-        if not (0 < self.beta < 1):
-            raise ValueError(f"--beta must be in (0, 1), got {self.beta}")
-        if self.radius is not None and not (self.radius >= 0 and math.isfinite(self.radius)):
-            raise ValueError(f"--radius must be a finite number >= 0, got {self.radius}")
-        if self.consensus is not None and self.consensus < 1:
-            raise ValueError(f"--consensus must be at least 1, got {self.consensus}")
-        if any(s < 1 for s in self.stages):
-            raise ValueError(f"--stages must be positive integers, got {self.stages}")
+        for o in _fields().values():
+            if o.validate is not None:
+                o.validate(getattr(self, o.name))
         return self
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """{option: value} (deep copies), declared options in order, then any other attribute set on the object."""
+        names = list(_fields()) + [k for k in vars(self) if k not in _fields()]
+        return {k: copy.deepcopy(getattr(self, k)) for k in names}
+
+    def replace(self, **changes) -> "CertifyOptions":
+        """A copy with ``changes`` applied (the object itself is not changed)."""
+        new = copy.copy(self)
+        new.__dict__ = copy.deepcopy(self.__dict__)
+        for k, v in changes.items():
+            if k not in _fields():
+                raise TypeError(f"CertifyOptions: unknown option {k!r}")
+            setattr(new, k, v)
+        return new
+
+    def __eq__(self, other):
+        return isinstance(other, CertifyOptions) and _same(self.to_dict(), other.to_dict())
+
+    def __repr__(self) -> str:
+        return "CertifyOptions(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+
+
+def _same(a: dict, b: dict) -> bool:
+    def eq(x, y):
+        if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+            return True
+        return x == y
+
+    return a.keys() == b.keys() and all(eq(a[k], b[k]) for k in a)
+
+
+def from_command_line(values: dict) -> tuple[CertifyOptions, list]:
+    """``CertifyOptions`` from command-line values ({option name: text or value}), plus the options to apply.
+
+    Each list option's text is parsed by its declaration (ValueError naming
+    the option); an option not given (None) takes its declared default.
+    Returns ``(opts, [(Option, value), ...])``: the second part are the given
+    options that are not attributes but are applied before the run
+    (``Option.apply``, e.g. ``--theta-from``).
+    """
+    opts = {}
+    apply = []
+    for name, o in declared().items():
+        if not o.cli or name not in values:
+            continue
+        v = values[name]
+        if o.parse is not None and v is not None:
+            v = o.parse(v, o.flag_name[2:])
+        if not o.field:
+            if v is not None and o.apply is not None:
+                apply.append((o, v))
+            continue
+        if v is None:
+            continue
+        opts[name] = v
+    return CertifyOptions(**opts), apply

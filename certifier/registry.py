@@ -1,43 +1,230 @@
-"""The registry of certificate methods: what each reads, computes and guarantees.
+"""The registry of certificate methods: everything a ``--method`` is, in one entry.
 
 A method is a pure function from a ``Block`` (and the options) to a table
 with one row per (input, setting). The engine does all reading, checking and
-parallelism; a method only computes.
+parallelism; a method only computes. Its ``Method`` entry says everything
+else the rest of smoothcert needs to know about it, as data:
+
+- its name, one-line summary (``smoothcert certify --help``) and the row of
+  the methods table in docs/methods.md (what it certifies, overall
+  confidence, section);
+- the options it reads beyond the common ones, as ``Option`` declarations
+  (default, parsing, validation, help); the command line, ``CertifyOptions``
+  and the help text are built from them;
+- a check of its options against each other and the store, run before any
+  work;
+- the store fields it reads, whether it needs ``core_predict`` or accepts
+  inputs with fewer rows, and what it does on a compact store (``Compact``);
+- its overall confidence, extra sidecar summary, and its sections and plots
+  in ``smoothcert report``.
+
+Adding a method is one module that calls ``register(Method(...))`` and one
+import line in ``certifier/__init__.py`` (docs/adding-a-method.md). This
+module imports only the bottom layer (``parsing``), so every other certifier
+module may import it.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-# Column order of the certificate table (docs/methods.md, the certificate table).
+from ..parsing import parse_float_list, parse_int_list, parse_names
+
+# Column order of the certificate table (docs/methods.md, the certificate table). A method may declare setting
+# columns beyond these in ``Method.settings``; they follow these, in registration order.
 SETTING_COLUMNS = ("uncertainty", "theta", "guarantee", "measure", "bound", "threshold", "members", "consensus")
 EXTRA_COLUMNS = ("runner_up", "p_lower", "p_upper", "lower0", "selection", "rows_used")
 
 
+# ------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class Names:
+    """Parser of a comma list of names, each one of ``allowed`` (``--uncertainty entropy,margin``)."""
+
+    allowed: tuple
+
+    def __call__(self, text, name: str):
+        return parse_names(text, name, self.allowed)
+
+
+@dataclass(frozen=True)
+class Floats:
+    """Parser of a comma list of numbers and start:stop:count grids (``--theta 0:1:11,inf``)."""
+
+    def __call__(self, text, name: str):
+        return parse_float_list(text, name)
+
+
+@dataclass(frozen=True)
+class Ints:
+    """Parser of a comma (or +) list of integers (``--stages 1000,10000``)."""
+
+    def __call__(self, text, name: str):
+        return parse_int_list(text, name)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of ``smoothcert certify``: an attribute of ``CertifyOptions`` and a command-line flag.
+
+    ``type``: ``float``, ``int``, ``str``, ``bool`` (a flag) or a tuple of
+    choices; values of these are converted by the command line itself.
+    ``parse``: for list-valued options, ``parse(text, name)`` turns the
+    command-line text into the value (a ``Names``/``Floats``/``Ints``, or any
+    function), raising ValueError with a one-line message naming ``--name``.
+    ``validate(value)`` raises ValueError (one line, naming the option) on a
+    bad value; ``CertifyOptions.validate`` runs it for every declared option.
+    ``cli=False``: an attribute set by code only (no flag); ``field=False``:
+    a flag that is not an attribute, resolved by ``apply(opts, value,
+    store_location) -> (sidecar record, warning or None)`` before the run
+    (the record goes to the sidecar under ``name``). ``bad``: a value the
+    option refuses (the method contract test checks its one-line error).
+
+    Two methods may declare the same name (``--theta`` of uncertainty and
+    aces): the declarations must then agree on everything but ``help``, and
+    the help texts are shown side by side.
+    """
+
+    name: str
+    default: Any = None
+    help: str = ""
+    type: Any = str
+    parse: Callable | None = None
+    validate: Callable | None = None
+    flag: str | None = None
+    metavar: str | None = None
+    cli: bool = True
+    field: bool = True
+    apply: Callable | None = None
+    bad: str | None = None
+
+    @property
+    def flag_name(self) -> str:
+        """The command-line spelling, e.g. ``--n0-use``."""
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    def fresh_default(self):
+        """A copy of the default (lists are never shared between option objects)."""
+        return copy.deepcopy(self.default)
+
+    def default_text(self) -> str | None:
+        """The default as the command line writes it (``entropy``, ``1000,10000,125000``), or None when unset."""
+        d = self.default
+        if d is None or d is False or (isinstance(d, (list, tuple)) and not d):
+            return None
+        if isinstance(d, (list, tuple)):
+            return ",".join(str(v) for v in d)
+        return str(d)
+
+    def signature(self) -> tuple:
+        """Everything two declarations of one option must agree on."""
+        return (self.default, self.type, self.parse, self.validate, self.flag_name, self.metavar, self.cli,
+                self.field, self.apply)
+
+
+# ------------------------------------------------------------- compact stores
+@dataclass(frozen=True)
+class Compact:
+    """What a method does on a compact store (per row the top-k probabilities, the argmax and the entropy).
+
+    ``supported``: certify from the compact statistics, reading ``reads``
+    (default: the method's fields with ``rows`` replaced by ``compact``); the
+    sidecar states ``certificate`` (``exact``) and ``why``. Refused: ``why``
+    is the one-line reason, written after ``--method NAME``.
+    """
+
+    supported: bool
+    why: str
+    reads: tuple | None = None
+    certificate: str = "exact"
+
+
+HARD_LABEL = ("exact: the method counts hard labels only, and a compact store keeps every row's stored argmax "
+              "(the full-precision row's hard label) whole")
+NEEDS_ROWS = "needs full softmax rows, which a compact store does not keep"
+
+
+def exact_on_compact(why: str, reads: tuple | None = None) -> Compact:
+    """A method whose certificate from a compact store equals the full store's, for the reason ``why``."""
+    return Compact(True, why, reads)
+
+
+def refused_on_compact(why: str) -> Compact:
+    """A method that refuses a compact store with ``--method NAME <why>; store ... is compact ...``."""
+    return Compact(False, why)
+
+
+# -------------------------------------------------------------------- method
 @dataclass(frozen=True)
 class Method:
-    """One ``--method``: store fields it reads, its computation and its overall confidence."""
+    """One ``--method``: what it reads, computes and guarantees, and how the rest of smoothcert shows it."""
 
     name: str
     compute: Callable  # (Block, CertifyOptions) -> DataFrame with _pos, settings, predict, radius, extras
     confidence: Callable  # (CertifyOptions) -> (level: float, text: str)
-    fields: tuple = ("argmax",)
-    summary: str = ""
+    summary: str = ""  # one line: smoothcert certify --help
+    certifies: str = ""  # docs/methods.md methods table: what a certificate of a row says
+    overall: str = ""  # docs/methods.md methods table: the overall confidence, in words
+    section: str = ""  # docs/methods.md section
+    options: tuple = ()  # Option declarations it reads beyond the common ones
+    check: Callable | None = None  # (CertifyOptions, store or None) -> None; ValueError before any work
+    example: dict = field(default_factory=dict)  # options of a typical run (required ones included)
+    fields: tuple = ("argmax",)  # store fields it reads
+    settings: tuple = ()  # setting columns of its table (before any ensemble's members/consensus)
+    compact: Compact | None = None  # None: exact when it reads hard labels only, else refused
+    report: Callable | None = None  # (rows, radii) -> text: its section of smoothcert report
+    plot: Callable | None = None  # (rows, path stem) -> written paths: its plots in smoothcert report --plot
+    report_rows: tuple = ()  # methods whose rows report and plot get (default: its own)
+    predict_only: bool = False  # radius 0 by definition (left out of the certified-accuracy plot)
     variable_rows: bool = False  # accepts inputs that stored fewer than n0 + n rows
     needs_core_predict: bool = False
     extra_summary: Callable | None = None  # (DataFrame of all rows, CertifyOptions) -> dict for the meta sidecar
     notes: tuple = field(default_factory=tuple)
 
+    def on_compact(self) -> Compact:
+        """The declared compact-store behaviour, or the default for what the method reads."""
+        if self.compact is not None:
+            return self.compact
+        if "rows" in self.fields:
+            return refused_on_compact(NEEDS_ROWS)
+        return exact_on_compact(HARD_LABEL)
+
+    def rows_read_by_report(self) -> tuple:
+        return self.report_rows or (self.name,)
+
 
 _METHODS: dict[str, Method] = {}
+_OPTIONS: dict[str, list] = {}  # name -> [(method name, Option), ...] in registration order
 
 
 def register(method: Method) -> Method:
+    """Add ``method`` (replacing one of the same name); ValueError when its options conflict with another's."""
+    for opt in method.options:
+        for other, decl in _OPTIONS.get(opt.name, []):
+            if other != method.name and decl.signature() != opt.signature():
+                raise ValueError(f"method {method.name}: option {opt.flag_name} differs from the declaration of "
+                                 f"method {other}; one option name must mean one thing")
+    for decls in _OPTIONS.values():
+        decls[:] = [(m, o) for m, o in decls if m != method.name]
+    for opt in method.options:
+        _OPTIONS.setdefault(opt.name, []).append((method.name, opt))
+    for name in [k for k, v in _OPTIONS.items() if not v]:
+        del _OPTIONS[name]
     _METHODS[method.name] = method
     return method
+
+
+def unregister(name: str) -> None:
+    """Remove method ``name`` and its option declarations (for tests that register a toy method)."""
+    _METHODS.pop(name, None)
+    for decls in _OPTIONS.values():
+        decls[:] = [(m, o) for m, o in decls if m != name]
+    for k in [k for k, v in _OPTIONS.items() if not v]:
+        del _OPTIONS[k]
 
 
 def get_method(name: str) -> Method:
@@ -51,6 +238,68 @@ def available_methods() -> list[str]:
     return list(_METHODS)
 
 
+def methods() -> list[Method]:
+    """Every registered method, in registration order."""
+    return list(_METHODS.values())
+
+
+def method_options() -> list[tuple[Option, tuple]]:
+    """Each method option once, in registration order: (declaration, help per method as ((method, help), ...))."""
+    out = []
+    for decls in _OPTIONS.values():
+        helps = {}
+        for m, o in decls:
+            helps.setdefault(o.help, []).append(m)
+        out.append((decls[0][1], tuple(("/".join(ms), h) for h, ms in helps.items())))
+    return out
+
+
+def setting_columns() -> tuple:
+    """The documented setting columns, then any a registered method declares beyond them."""
+    extra = [c for m in _METHODS.values() for c in m.settings if c not in SETTING_COLUMNS]
+    return SETTING_COLUMNS + tuple(dict.fromkeys(extra))
+
+
+def compact_methods() -> list[str]:
+    """Methods a compact store supports: those reading hard labels only, then those reading compact statistics."""
+    ok = [m for m in _METHODS.values() if m.on_compact().supported]
+    return [m.name for m in ok if "rows" not in m.fields] + [m.name for m in ok if "rows" in m.fields]
+
+
+# ------------------------------------------------------------ docs: the table
+TABLE_BEGIN = "<!-- methods-table:begin -->"
+TABLE_END = "<!-- methods-table:end -->"
+
+
+def methods_markdown() -> str:
+    """The methods table of docs/methods.md, generated from the registry (one row per method)."""
+
+    def cell(text):
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| method | what it certifies | overall confidence | section |", "|---|---|---|---|"]
+    for m in _METHODS.values():
+        lines.append(f"| `{m.name}` | {cell(m.certifies or m.summary)} | {cell(m.overall)} | {cell(m.section)} |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_methods_table(text: str) -> str:
+    """``text`` (docs/methods.md) with the table between the markers replaced by ``methods_markdown()``."""
+    if TABLE_BEGIN not in text or TABLE_END not in text:
+        raise ValueError(f"docs/methods.md: markers {TABLE_BEGIN} and {TABLE_END} not found")
+    head, rest = text.split(TABLE_BEGIN, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    return f"{head}{TABLE_BEGIN}\n{methods_markdown()}{TABLE_END}{tail}"
+
+
+def methods_table_in(text: str) -> str:
+    """The text between the methods-table markers of ``text`` (without the newline after the begin marker)."""
+    if TABLE_BEGIN not in text or TABLE_END not in text:
+        raise ValueError(f"markers {TABLE_BEGIN} and {TABLE_END} not found")
+    return text.split(TABLE_BEGIN, 1)[1].split(TABLE_END, 1)[0].removeprefix("\n")
+
+
+# -------------------------------------------------------- helpers for methods
 def frame(pos, **cols) -> pd.DataFrame:
     """A method's result table: ``_pos`` (input position in the block) plus the given columns."""
     d = {"_pos": np.asarray(pos, dtype=np.int64)}
@@ -74,3 +323,7 @@ def confidence_twice(opts):
 def confidence_once(opts):
     """Overall confidence of a method that spends alpha once."""
     return 1 - opts.alpha, f"1 - alpha = {1 - opts.alpha:g}"
+
+
+OVERALL_TWICE = "1 - 2 alpha (1 - alpha with `--joint-alpha`)"
+OVERALL_ONCE = "1 - alpha"

@@ -8,36 +8,44 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .registry import SETTING_COLUMNS
+from .registry import get_method, methods
+from .registry import setting_columns as _all_setting_columns
 
 DEFAULT_RADII = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
-# Method-specific report sections: method name -> (table rows of that method, radii) -> text.
-# Modules of certificates register theirs (e.g. the uncertainty tables of Däubener et al. 2024).
-# A function with a ``methods`` attribute (tuple of names) gets the rows of all those methods.
-EXTRA_REPORTS: dict = {}
-# Method-specific plots: method name -> (table rows, output path stem) -> list of written paths.
-EXTRA_PLOTS: dict = {}
 
-
-def rows_for(df: pd.DataFrame, name: str, fn) -> pd.DataFrame:
-    """The rows a registered report/plot function gets: its method's, or those of ``fn.methods``."""
-    return df[df["method"].isin(getattr(fn, "methods", (name,)))]
+def rows_for(df: pd.DataFrame, method) -> pd.DataFrame:
+    """The rows ``method``'s report section and plot get: its own, or those of the methods it declares (``report_rows``)."""
+    if isinstance(method, str):
+        method = get_method(method)
+    return df[df["method"].isin(method.rows_read_by_report())]
 
 
 def extra_sections(df: pd.DataFrame, radii) -> list[str]:
-    """Text of every registered method-specific report section for the methods present in ``df``."""
+    """Text of every registered method's report section whose rows are present in ``df`` (registration order)."""
     out = []
-    for name, fn in EXTRA_REPORTS.items():
-        sub = rows_for(df, name, fn)
-        if len(sub):
-            out.append(fn(sub, radii))
+    for m in methods():
+        if m.report is not None:
+            sub = rows_for(df, m)
+            if len(sub):
+                out.append(m.report(sub, radii))
     return out
+
+
+def extra_plots(df: pd.DataFrame, stem) -> list[str]:
+    """Write every registered method's plots whose rows are present in ``df``; the written paths."""
+    paths = []
+    for m in methods():
+        if m.plot is not None:
+            sub = rows_for(df, m)
+            if len(sub):
+                paths += list(m.plot(sub, stem))
+    return paths
 
 
 def setting_columns(df: pd.DataFrame) -> list[str]:
     """The columns that identify one setting (method plus the method's setting columns)."""
-    return ["method"] + [c for c in SETTING_COLUMNS if c in df.columns]
+    return ["method"] + [c for c in _all_setting_columns() if c in df.columns]
 
 
 def certified_accuracy(radius: np.ndarray, correct: np.ndarray, r: float) -> float:
@@ -66,9 +74,10 @@ def summarize(df: pd.DataFrame, radii=DEFAULT_RADII) -> pd.DataFrame:
 def format_table(summary: pd.DataFrame) -> str:
     """A plain-text table with shares as percentages (3 decimals for ACR)."""
     s = summary.copy()
-    s = s.drop(columns=[c for c in s.columns if c in SETTING_COLUMNS and s[c].isna().all()])
+    settings = _all_setting_columns()
+    s = s.drop(columns=[c for c in s.columns if c in settings and s[c].isna().all()])
     for c in s.columns:
-        if c in SETTING_COLUMNS:
+        if c in settings:
             s[c] = s[c].map(lambda v: "" if (v is None or (isinstance(v, float) and np.isnan(v))) else v)
     for c in s.columns:
         if c.startswith("acc@") or c == "abstain":
@@ -96,9 +105,6 @@ def console_summary(df: pd.DataFrame, out, limit: int = CONSOLE_SETTINGS) -> str
     return f"{text}\n... {total - limit} more settings ({total} in all): smoothcert report {out}"
 
 
-PREDICT_ONLY = ("cohen-predict", "aces-predict")
-
-
 def curve_label(setting: dict) -> str:
     """'uncertainty entropy theta=0.1 cc' from a setting, leaving out absent (NaN) columns."""
     parts = []
@@ -117,7 +123,8 @@ def plot_certified_accuracy(df: pd.DataFrame, path, title: str | None = None, ma
     import matplotlib.pyplot as plt
 
     keys = setting_columns(df)
-    df = df[~df["method"].isin(PREDICT_ONLY)]  # their radius is 0 by definition: nothing to plot
+    predict_only = [m.name for m in methods() if m.predict_only]
+    df = df[~df["method"].isin(predict_only)]  # their radius is 0 by definition: nothing to plot
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     rmax = float(np.nanmax(df["radius"].replace(np.inf, np.nan))) if len(df) else 1.0
     grid = np.linspace(0, max(rmax, 1e-3) * 1.05, 200)

@@ -15,9 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .report import EXTRA_PLOTS, EXTRA_REPORTS, certified_accuracy
+from .report import certified_accuracy
 
-METHODS = ("aces", "aces-predict")
 _KEYS = ("theta", "members", "consensus")
 
 
@@ -113,9 +112,6 @@ def aces_report(df: pd.DataFrame, radii) -> str:
     return "\n".join(lines)
 
 
-aces_report.methods = METHODS
-
-
 def pareto_plot(df: pd.DataFrame, stem) -> list[str]:
     """Write ``STEM-aces-pareto.png``: ACR against NAC, one point per theta (per ensemble setting).
 
@@ -151,9 +147,3 @@ def pareto_plot(df: pd.DataFrame, stem) -> list[str]:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return [path]
-
-
-pareto_plot.methods = METHODS
-
-EXTRA_REPORTS["aces"] = aces_report
-EXTRA_PLOTS["aces"] = pareto_plot

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .report import EXTRA_PLOTS, EXTRA_REPORTS, certified_accuracy
+from .report import certified_accuracy
 
 _GROUP = ("members", "consensus")  # ensemble settings, when present
 _BOUND_ORDER = ("cdf", "hoeffding")
@@ -96,7 +96,3 @@ def plot_confidence(df: pd.DataFrame, stem: str) -> list[str]:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return [path]
-
-
-EXTRA_REPORTS["cdf"] = format_confidence_report
-EXTRA_PLOTS["cdf"] = plot_confidence

@@ -26,8 +26,6 @@ import math
 import numpy as np
 import pandas as pd
 
-from .report import EXTRA_PLOTS, EXTRA_REPORTS
-
 MAX_THETAS = 8
 NAMES = {"cc": "R_CC", "ncl": "R_NCL", "ncl-strict": "R_NCL-strict"}
 SOURCE = "_source"
@@ -202,9 +200,6 @@ def report(df: pd.DataFrame, radii) -> str:
     return "\n".join(lines)
 
 
-report.methods = ("uncertainty", "two-step")
-
-
 # ------------------------------------------------------------------------ plots
 def _curve(rad, cor, grid):
     ok = cor == 1
@@ -305,9 +300,3 @@ def plots(df: pd.DataFrame, stem) -> list[str]:
         plt.close(fig)
         paths.append(p)
     return paths
-
-
-plots.methods = ("uncertainty", "two-step")
-
-EXTRA_REPORTS["uncertainty"] = report
-EXTRA_PLOTS["uncertainty"] = plots

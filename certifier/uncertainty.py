@@ -110,6 +110,53 @@ def extended_counts(labels, rows, start, stop, funcs, thetas) -> np.ndarray:
     return np.stack(extended_counts_per_function(labels, rows, start, stop, funcs, [thetas] * len(funcs)), axis=1)
 
 
+
+# ------------------------------------------------- the same counts from a compact store
+def uncertainty_of(comp: dict, name: str) -> np.ndarray:
+    """(B, R) float64 u values of a compact block: the very floats the full-row kernel computes per row."""
+    if name == "entropy":
+        return np.asarray(comp["entropy"], dtype=np.float64)
+    p1 = comp["topk_p"][..., 0].astype(np.float64)  # float32 of the stored value, then float64: as the kernel does
+    if name == "confidence":
+        return -p1
+    if name == "margin":
+        return -(p1 - comp["topk_p"][..., 1].astype(np.float64))
+    raise ValueError(f"--uncertainty: {name!r} is not one of entropy, confidence, margin")
+
+
+def extended_counts_per_function_of(block, start, stop, funcs, thetas_per_function) -> list:
+    """``extended_counts_per_function`` of a block, from its rows or its compact statistics (equal results).
+
+    A compact store keeps each row's entropy as the float64 the full-row
+    kernel computes and its top-2 probabilities as stored, so u(p) and hence
+    every count is the same as from the full rows.
+    """
+    comp = getattr(block, "compact", None)
+    if comp is None:
+        return extended_counts_per_function(block.argmax, block.rows, start, stop, funcs, thetas_per_function)
+    names = {v: k for k, v in _CODE.items()}
+    labels = np.asarray(block.argmax, dtype=np.int64)
+    B, R = labels.shape
+    m = block.m
+    starts = np.broadcast_to(np.asarray(start, dtype=np.int64), (B,))
+    stops = np.broadcast_to(np.asarray(stop, dtype=np.int64), (B,))
+    r = np.arange(R)
+    inside = (r[None, :] >= starts[:, None]) & (r[None, :] < stops[:, None]) & (labels >= 0) & (labels < m)
+    rows_b = np.broadcast_to(np.arange(B)[:, None], (B, R))[inside]
+    lab = labels[inside]
+    out = []
+    for f, thetas in zip(funcs, thetas_per_function):
+        uniq, inv = np.unique(check_thetas(thetas), return_inverse=True)
+        T = len(uniq)
+        u = uncertainty_of(comp, f if isinstance(f, str) else names[int(f)])[inside]
+        j = np.where(np.isnan(u), T, np.searchsorted(uniq, u, side="right"))  # thresholds at or below u
+        hist = np.bincount((rows_b * m + lab) * (T + 1) + j, minlength=B * m * (T + 1)).reshape(B, m, T + 1)
+        real = np.cumsum(hist[..., :T], axis=-1).transpose(0, 2, 1)  # (B, T, m): rows with u < theta_t
+        v = (stops - starts)[:, None] - real.sum(axis=-1)
+        c = np.concatenate([real, v[..., None]], axis=-1)
+        out.append(c[:, inv.reshape(-1)])
+    return out
+
 # ------------------------------------------------------- memoised exact bounds
 _CP_MEMO: dict = {}
 _CP_LOCK = threading.Lock()
