@@ -328,18 +328,23 @@ class RegistryOptionsCommand(click.Command):
     Every ``Option`` the registry declares (the common ones and each method's)
     becomes a flag after ``--out``, and ``--method``'s help lists the
     registered methods with their summaries; a new method needs no edit here.
-    They are built on first use, so that other commands never import the certifier.
+    They are built on first use, so that other commands never import the certifier,
+    and again whenever a method is registered or removed.
     """
 
-    _built = False
+    _own = None  # the options declared here
+    _version = None  # the registry version the options were built from
 
     def get_params(self, ctx):
-        if not self._built:
-            self._built = True
-            at = next(i for i, p in enumerate(self.params) if p.name == "out") + 1
-            self.params[at:at] = _registry_click_options()
-            method = next(p for p in self.params if p.name == "method")
-            method.help = _method_help()
+        from .certifier.registry import version
+
+        if self._version != version():
+            if self._own is None:
+                self._own = list(self.params)
+            at = next(i for i, p in enumerate(self._own) if p.name == "out") + 1
+            self.params = self._own[:at] + _registry_click_options() + self._own[at:]
+            next(p for p in self.params if p.name == "method").help = _method_help()
+            self._version = version()
         return super().get_params(ctx)
 
 

@@ -199,6 +199,12 @@ class Method:
 
 _METHODS: dict[str, Method] = {}
 _OPTIONS: dict[str, list] = {}  # name -> [(method name, Option), ...] in registration order
+_VERSION = [0]  # bumped by every change, so that what is built from the registry (the CLI's options) can tell
+
+
+def version() -> int:
+    """A number that changes whenever a method is registered or removed."""
+    return _VERSION[0]
 
 
 def register(method: Method) -> Method:
@@ -215,6 +221,7 @@ def register(method: Method) -> Method:
     for name in [k for k, v in _OPTIONS.items() if not v]:
         del _OPTIONS[name]
     _METHODS[method.name] = method
+    _VERSION[0] += 1
     return method
 
 
@@ -225,6 +232,7 @@ def unregister(name: str) -> None:
         decls[:] = [(m, o) for m, o in decls if m != name]
     for k in [k for k, v in _OPTIONS.items() if not v]:
         del _OPTIONS[k]
+    _VERSION[0] += 1
 
 
 def get_method(name: str) -> Method:
