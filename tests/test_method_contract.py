@@ -1,0 +1,337 @@
+"""The contract every registered method keeps, checked for each one taken from the registry at collection time.
+
+A method added to the registry is covered here without editing this file:
+on a small real store (with core_predict or per-member rows when its entry
+asks for them) its table is well formed and keeps the abstain rule, the
+sidecar states the overall confidence its confidence function gives, a
+compact store gets exactly the declared behaviour, and each option's
+declared bad value is a one-line error naming the option. The toy method of
+docs/adding-a-method.md is run through the same checks, registered at run
+time, to show that a new method needs no other edit.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from smoothcert import certifier, cli
+from smoothcert.certifier import registry
+from smoothcert.certifier.options import COMMON, ENSEMBLE, CertifyOptions, declared
+
+ROOT = Path(__file__).resolve().parent.parent
+M, N0, N = 4, 40, 400
+METHODS = [m.name for m in registry.methods()]
+
+# per input: (S0 counts, S counts, label); certified, wrong, runner-up, near-tie and abstaining inputs
+INPUTS = [
+    ([40, 0, 0, 0], [392, 4, 4, 0], 0),
+    ([2, 34, 4, 0], [40, 330, 30, 0], 1),
+    ([0, 4, 22, 14], [0, 30, 220, 150], 2),
+    ([11, 10, 10, 9], [104, 100, 100, 96], 3),
+    ([30, 10, 0, 0], [260, 140, 0, 0], 1),
+    ([0, 0, 6, 34], [0, 0, 60, 340], 3),
+]
+
+
+def build(make_store, method: registry.Method, inputs, name, seed=0):
+    """A store with exactly the given hard-label counts, plus what the method's entry asks for:
+    ``core_predict`` (right on half the inputs) when it needs one, two members' rows when it reads them.
+
+    Returns (store path, labels, core_predict or None).
+    """
+    from conftest import rows_from_labels
+
+    rng = np.random.default_rng(seed)
+    labels = np.array([y for _, _, y in inputs])
+    probs = np.empty((len(inputs), N0 + N, M), np.float32)
+    for i, (c0, c, _) in enumerate(inputs):
+        lab = np.concatenate([rng.permutation(np.repeat(np.arange(M), c0)), rng.permutation(np.repeat(np.arange(M), c))])
+        probs[i] = rows_from_labels(lab, M, rng)
+    extra = {}
+    core = None
+    if method.needs_core_predict:
+        core = extra["core_predict"] = (labels + np.arange(len(labels)) % 2) % M
+    if "member_logprobs" in method.fields:  # two members that both give the stored rows
+        extra["member_logprobs"] = np.repeat(np.log(probs)[:, :, None, :], 2, axis=2)
+    return make_store(probs, labels, N0, name=f"{method.name}-{name}", **extra), labels, core
+
+
+def flags(values: dict) -> list[str]:
+    """Command-line arguments for {option name: value} (lists as comma lists)."""
+    out = []
+    decl = declared()
+    for name, v in values.items():
+        o = decl[name]
+        if o.type is bool:
+            out += [o.flag_name] if v else []
+        else:
+            out += [o.flag_name, ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)]
+    return out
+
+
+def run_cli(args):
+    return CliRunner().invoke(cli.main, [str(a) for a in args])
+
+
+def certify_cli(store, method, out, **extra):
+    """``smoothcert certify`` with the method's example options (and ``extra``): (table as written, sidecar)."""
+    from smoothcert.certifier.table import read_table
+
+    r = run_cli(["certify", store, "--method", method.name, "--out", out, "-q", *flags({**method.example, **extra})])
+    assert r.exit_code == 0, r.output
+    return read_table(out), json.loads(Path(f"{out}.meta.json").read_text())
+
+
+def certify_api(store, method, **extra):
+    from smoothcert.certifier import certify
+
+    return certify(store, method.name, CertifyOptions(**{**method.example, **extra}), progress=False)
+
+
+# ------------------------------------------------------------------ checks
+def check_table(table: pd.DataFrame, method: registry.Method, labels) -> None:
+    """Columns in the documented order and dtypes; radius >= 0 (finite or inf); abstain means radius 0; correct."""
+    cols = list(table.columns)
+    settings = [c for c in registry.setting_columns() if c in cols]
+    assert cols[:3] == ["idx", "label", "method"]
+    assert cols[3:3 + len(settings)] == settings
+    assert settings == [c for c in registry.setting_columns() if c in method.settings]
+    assert cols[3 + len(settings):6 + len(settings)] == ["predict", "radius", "correct"]
+    extras = cols[6 + len(settings):]
+    documented = [c for c in extras if c in registry.EXTRA_COLUMNS]
+    assert extras[:len(documented)] == [c for c in registry.EXTRA_COLUMNS if c in documented]
+    for c in ("idx", "label", "predict", "correct"):
+        assert table[c].dtype == np.int64, (c, table[c].dtype)
+    assert table["radius"].dtype == np.float64
+    assert (table["method"] == method.name).all()
+    rad, pred = table["radius"].to_numpy(), table["predict"].to_numpy()
+    assert not np.isnan(rad).any() and (rad >= 0).all() and not np.isneginf(rad).any()
+    assert ((pred >= -1) & (pred < M)).all()
+    assert (rad[pred == -1] == 0).all()
+    if method.predict_only:
+        assert (rad == 0).all()
+    assert (table["correct"].to_numpy() == (pred == table["label"].to_numpy())).all()
+    # every input, each with the same settings, its label as stored
+    per = table.groupby("idx").size()
+    assert sorted(per.index) == list(range(len(labels))) and per.nunique() == 1
+    assert (table["label"].to_numpy() == np.asarray(labels)[table["idx"].to_numpy()]).all()
+
+
+def check_sidecar(meta: dict, method: registry.Method, opts: CertifyOptions) -> None:
+    level, statement = method.confidence(opts)
+    assert meta["method"] == method.name
+    assert meta["confidence"] == pytest.approx(level) and meta["confidence_statement"] == statement
+    assert 0 < meta["confidence"] < 1
+
+
+def check_tie(table: pd.DataFrame, method: registry.Method, core) -> None:
+    """Votes split evenly between two classes: nothing is certified at a positive radius, and a method abstains
+    unless its entry names a fallback (core_predict), whose class it may return at radius 0."""
+    assert (table["radius"] == 0).all()
+    pred = table["predict"].to_numpy()
+    if method.needs_core_predict:
+        assert ((pred == -1) | (pred == np.asarray(core)[table["idx"].to_numpy()])).all()
+    else:
+        assert (pred == -1).all()
+
+
+def check_compact(full, compact, method: registry.Method, tmp_path) -> None:
+    """A compact store gets what the entry declares: the full store's table (exact), or a one-line refusal."""
+    from smoothcert.certifier import certify
+
+    policy = method.on_compact()
+    opts = CertifyOptions(**method.example)
+    want, _ = certify(full, method.name, opts, progress=False)
+    if policy.supported:
+        got, meta = certify(compact, method.name, opts, progress=False)
+        assert meta["compact"] == {"layout": "compact", "topk": 2, "certificate": policy.certificate,
+                                   "why": policy.why}
+        if policy.certificate == "exact":
+            pd.testing.assert_frame_equal(want, got, check_exact=True)
+        else:  # conservative: the same rows, a class only where the full store gives it, never a larger radius
+            assert len(got) == len(want) and (got["idx"].to_numpy() == want["idx"].to_numpy()).all()
+            p = got["predict"].to_numpy()
+            assert ((p == -1) | (p == want["predict"].to_numpy())).all()
+            assert (got["radius"].to_numpy() <= want["radius"].to_numpy()).all()
+        return
+    with pytest.raises(ValueError) as e:
+        certify(compact, method.name, opts, progress=False)
+    assert str(e.value).startswith(f"--method {method.name} {policy.why}; store ")
+    out = tmp_path / "refused.csv"
+    r = run_cli(["certify", compact, "--method", method.name, "--out", out, "-q", *flags(method.example)])
+    assert r.exit_code != 0 and r.stderr.splitlines() == [f"smoothcert: error: {e.value}"]
+    assert not out.exists()
+
+
+def bad_options(method: registry.Method) -> list:
+    """(Option, bad value) of every option the method reads that declares a value it refuses."""
+    own = [o for o in method.options if o.cli]
+    return [(o, o.bad) for o in COMMON + ENSEMBLE + tuple(own) if o.bad is not None]
+
+
+def check_bad_option(store, method: registry.Method, option, value, tmp_path) -> None:
+    out = tmp_path / "bad.csv"
+    args = flags({k: v for k, v in method.example.items() if k != option.name})
+    r = run_cli(["certify", store, "--method", method.name, "--out", out, "-q", *args, option.flag_name, value])
+    assert r.exit_code != 0
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("smoothcert: error: "), r.output
+    assert re.search(rf"(?<![\w-]){re.escape(option.flag_name)}(?![\w-])", lines[0]), lines[0]
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------- tests
+@pytest.fixture
+def method_store(make_store):
+    """(store, labels, core_predict or None) for a method, built with what its entry asks for."""
+
+    def _make(method, inputs=INPUTS, name="s"):
+        return build(make_store, method, inputs, name)
+
+    return _make
+
+
+TIE = [([20, 20, 0, 0], [200, 200, 0, 0], i % 2) for i in range(4)]
+
+
+def test_the_methods_are_taken_from_the_registry():
+    assert METHODS == certifier.available_methods() and len(METHODS) >= 9
+    assert {"cohen", "two-step", "uncertainty", "cdf", "soft", "aces", "adaptive"} <= set(METHODS)
+
+
+def test_the_store_builder_gives_a_method_what_its_entry_asks_for(method_store):
+    from smoothcert.certifier.kernels import class_counts
+    from smoothcert.store import open_store
+
+    needs = registry.Method("needs-all", lambda block, opts: None, registry.confidence_once,
+                            fields=("argmax", "rows", "member_logprobs"), needs_core_predict=True)
+    store, labels, core = method_store(needs)
+    with open_store(store) as st:
+        assert st.members == 2 and st.has_core_predict
+        b = st.read_block(0, len(INPUTS), fields=("argmax",))
+    assert (class_counts(b["argmax"].astype(np.int64), 0, N0, M) == [c0 for c0, _, _ in INPUTS]).all()
+    assert (class_counts(b["argmax"].astype(np.int64), N0, N0 + N, M) == [c for _, c, _ in INPUTS]).all()
+    assert (b["core_predict"] == core).all() and (b["label"] == labels).all()
+    plain, _, none = method_store(registry.get_method("cohen"))
+    with open_store(plain) as st:
+        assert st.members == 0 and not st.has_core_predict and none is None
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_the_table_is_well_formed_and_the_sidecar_states_the_methods_confidence(name, method_store, tmp_path):
+    method = registry.get_method(name)
+    store, labels, _ = method_store(method)
+    table, _ = certify_api(store, method)
+    check_table(table, method, labels)
+    assert (table["predict"] >= 0).any() and (table["predict"] == -1).any()  # neither all certified nor all abstained
+    written, meta = certify_cli(store, method, tmp_path / "t.csv")
+    assert list(written.columns) == list(table.columns) and len(written) == len(table)
+    check_sidecar(meta, method, CertifyOptions(**method.example))
+    # another alpha and --joint-alpha: the sidecar follows the confidence function
+    _, meta2 = certify_cli(store, method, tmp_path / "t2.csv", alpha=0.01, joint_alpha=True)
+    check_sidecar(meta2, method, CertifyOptions(**{**method.example, "alpha": 0.01, "joint_alpha": True}))
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_votes_split_evenly_between_two_classes_certify_nothing(name, method_store):
+    method = registry.get_method(name)
+    store, labels, core = method_store(method, TIE, "tie")
+    table, _ = certify_api(store, method)
+    check_table(table, method, labels)
+    check_tie(table, method, core)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_a_compact_store_gets_the_declared_behaviour(name, method_store, tmp_path):
+    from smoothcert.store.compact import compact_store
+
+    method = registry.get_method(name)
+    store, _, _ = method_store(method)
+    compact = tmp_path / "compact"
+    compact_store(str(store), str(compact), topk=2)
+    check_compact(store, compact, method, tmp_path)
+
+
+@pytest.mark.parametrize("name,flag", [(m.name, o.flag_name) for m in registry.methods() for o, _ in bad_options(m)])
+def test_a_bad_option_value_is_a_one_line_error_naming_the_option(name, flag, method_store, tmp_path):
+    method = registry.get_method(name)
+    store, _, _ = method_store(method)
+    option, value = next((o, v) for o, v in bad_options(method) if o.flag_name == flag)
+    check_bad_option(store, method, option, value, tmp_path)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_certify_help_lists_the_method_and_its_options_from_their_declarations(name):
+    method = registry.get_method(name)
+    r = run_cli(["certify", "--help"])
+    assert r.exit_code == 0
+    text = " ".join(r.output.split())
+    assert f"{method.name}: {' '.join(method.summary.split())}" in text
+    for o in method.options:
+        if o.cli:
+            assert o.flag_name in text and " ".join(o.help.split())[:40] in text
+
+
+def test_every_method_declares_a_bad_value_for_each_option_that_refuses_values():
+    for m in registry.methods():
+        for o in m.options:
+            if o.cli and (o.parse is not None or o.validate is not None or o.apply is not None):
+                assert o.bad is not None, f"{m.name}: {o.flag_name} declares no bad value for the contract test"
+
+
+# ------------------------------------------- the toy method of docs/adding-a-method.md
+def doc_module_source() -> str:
+    text = (ROOT / "docs" / "adding-a-method.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    return next(b for b in blocks if "register(Method(" in b)
+
+
+@pytest.fixture
+def majority():
+    """The docs' majority module, run as smoothcert.certifier.majority (registered for this test only)."""
+    mod = types.ModuleType("smoothcert.certifier.majority")
+    mod.__package__ = "smoothcert.certifier"
+    exec(compile(doc_module_source(), "docs/adding-a-method.md", "exec"), mod.__dict__)
+    try:
+        yield registry.get_method("majority")
+    finally:
+        registry.unregister("majority")
+    assert "majority" not in certifier.available_methods() and "min_share" not in declared()
+
+
+def test_the_method_of_the_adding_a_method_doc_keeps_the_contract_with_no_other_edit(majority, method_store, tmp_path):
+    from scipy import stats
+
+    assert "majority" in certifier.available_methods() and "min_share" in declared()
+    r = run_cli(["certify", "--help"])
+    assert "majority:" in r.output and "--min-share" in r.output
+    store, labels, _ = method_store(majority)
+    table, meta = certify_cli(store, majority, tmp_path / "m.csv", min_share=0.6)
+    check_table(table, majority, labels)
+    check_sidecar(meta, majority, CertifyOptions(min_share=0.6))
+    assert meta["options"]["min_share"] == 0.6
+    # its certificate, recomputed from the counts with scipy's beta quantile
+    for (c0, c, _), (_, row) in zip(INPUTS, table.iterrows()):
+        cA = int(np.argmax(c0))
+        pA = 0.0 if c[cA] == 0 else stats.beta.ppf(0.001, c[cA], N - c[cA] + 1)
+        assert row["p_lower"] == pytest.approx(pA, rel=1e-9)
+        assert row["predict"] == (cA if pA > 0.6 else -1)
+    tstore, tlabels, _ = method_store(majority, TIE, "tie")
+    tt, _ = certify_api(tstore, majority)
+    check_table(tt, majority, tlabels)
+    check_tie(tt, majority, None)
+    from smoothcert.store.compact import compact_store
+
+    compact_store(str(store), str(tmp_path / "c"), topk=2)
+    check_compact(store, tmp_path / "c", majority, tmp_path)
+    for option, value in bad_options(majority):
+        check_bad_option(store, majority, option, value, tmp_path)
+    assert math.isclose(CertifyOptions().min_share, 0.5)
