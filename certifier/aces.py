@@ -345,7 +345,7 @@ register(Method("aces", _aces, _conf_certify, fields=("argmax", "rows"), needs_c
                         "one row per (input, theta in [0, 1]).",
                 certifies="per theta: the entropy-selected classifier F_ACES returns the class within the radius "
                           "(selection 1), or the core model's clean prediction (selection 0, radius 0)",
-                overall="1 - alpha", options=(THETA,), check=_check, settings=("theta",),
+                overall="1 - alpha", options=(THETA,), check=_check, settings=("theta",), example={"theta": [0.1, 0.5, 1.0]},
                 compact=exact_on_compact(f"{_ON_COMPACT} (bit-identical to the full-row kernel's) times 1/ln(m); "
                                          f"hard labels from the stored argmax"),
                 report=report_aces.aces_report, plot=report_aces.pareto_plot, report_rows=("aces", "aces-predict"),
@@ -355,5 +355,5 @@ register(Method("aces-predict", _aces_predict, _conf_predict, fields=("argmax", 
                 section="5", predict_only=True,
                 summary="ACES PREDICT (Horváth et al. 2022, ACES Alg. 4) on S: the class for natural accuracy (NAC), radius 0.",
                 certifies="per theta: the returned class is F_ACES(x) (radius 0; natural accuracy NAC)",
-                overall="1 - alpha", options=(THETA,), check=_check, settings=("theta",),
+                overall="1 - alpha", options=(THETA,), check=_check, settings=("theta",), example={"theta": [0.1, 0.5, 1.0]},
                 compact=exact_on_compact(f"{_ON_COMPACT} times 1/ln(m); hard labels from the stored argmax")))

@@ -151,6 +151,7 @@ register(Method("cdf", certify_cdf, confidence_cdf, fields=("argmax", "rows"), s
                           "radius (Kumar et al. 2020)",
                 overall="1 - alpha per (input, measure, bound), all thresholds at once",
                 options=CDF_OPTIONS, check=_check_cdf, settings=("measure", "bound", "threshold"),
+                example={"threshold": [0.5, 0.8], "K": 100},
                 compact=refused_on_compact(REFUSED), report=format_confidence_report, plot=plot_confidence))
 register(Method("soft", certify_soft, confidence_soft, fields=("argmax", "rows"), section="7",
                 summary="Soft-classifier radius sigma/2 (Phi^-1(lower_c) - Phi^-1(pB)), every other class bounded "
@@ -159,4 +160,5 @@ register(Method("soft", certify_soft, confidence_soft, fields=("argmax", "rows")
                           "sigma/2 (Phi^-1(lower_c) - Phi^-1(pB))",
                 overall=OVERALL_ONCE,
                 options=(Option("bound", [], "bernstein|hoeffding [default bernstein].", parse=BOUNDS, bad="x"),),
-                check=_check_soft, settings=("bound",), compact=refused_on_compact(REFUSED)))
+                check=_check_soft, settings=("bound",), example={"bound": ["bernstein", "hoeffding"]},
+                compact=refused_on_compact(REFUSED)))

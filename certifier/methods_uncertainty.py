@@ -147,6 +147,7 @@ register(Method(
               "ncl, Däubener et al.'s R_NCL ('cA or uncertain' outweighs any other class); ncl-strict, the "
               "prediction stays in {cA, uncertain}",
     options=OPTIONS, check=check_options, settings=("uncertainty", "theta", "guarantee"),
+    example={"uncertainty": ["entropy", "margin"], "theta": [-0.5, 0.1, 0.5, math.inf]},
     compact=exact_on_compact("exact: entropy is stored per row as the same float64 the full-row kernel computes, "
                              "confidence and margin come from the stored top-2 probabilities (bit-identical values), "
                              "hard labels from the stored argmax"),

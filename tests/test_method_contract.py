@@ -73,7 +73,8 @@ def flags(values: dict) -> list[str]:
         if o.type is bool:
             out += [o.flag_name] if v else []
         else:
-            out += [o.flag_name, ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)]
+            text = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+            out.append(f"{o.flag_name}={text}")  # --theta=-0.5,inf: a negative value is not taken for a flag
     return out
 
 
@@ -180,7 +181,7 @@ def bad_options(method: registry.Method) -> list:
 def check_bad_option(store, method: registry.Method, option, value, tmp_path) -> None:
     out = tmp_path / "bad.csv"
     args = flags({k: v for k, v in method.example.items() if k != option.name})
-    r = run_cli(["certify", store, "--method", method.name, "--out", out, "-q", *args, option.flag_name, value])
+    r = run_cli(["certify", store, "--method", method.name, "--out", out, "-q", *args, f"{option.flag_name}={value}"])
     assert r.exit_code != 0
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("smoothcert: error: "), r.output
