@@ -65,7 +65,11 @@ ENSEMBLE = (
 def declared() -> dict[str, Option]:
     """Every option of a certify run by name, in order: common, each registered method's, ensemble."""
     out = {o.name: o for o in COMMON}
-    for o, _ in method_options():
+    common = {o.name for o in COMMON + ENSEMBLE}
+    for o, per in method_options():
+        if o.name in common:
+            raise ValueError(f"method {per[0][0]}: {o.flag_name} is a common option of every method; "
+                             f"read opts.{o.name} without declaring it")
         out.setdefault(o.name, o)
     for o in ENSEMBLE:
         out.setdefault(o.name, o)

@@ -288,6 +288,33 @@ def test_every_method_declares_a_bad_value_for_each_option_that_refuses_values()
                 assert o.bad is not None, f"{m.name}: {o.flag_name} declares no bad value for the contract test"
 
 
+def test_one_option_name_means_one_thing_across_methods():
+    from smoothcert.certifier.registry import Floats, Method, Option, confidence_once
+
+    def compute(block, opts):
+        return None
+
+    theta = registry.get_method("aces").options[0]
+    with pytest.raises(ValueError, match=r"method clash: option --theta differs from the declaration of method"):
+        registry.register(Method("clash", compute, confidence_once, options=(Option("theta", [0.5], parse=Floats()),)))
+    assert "clash" not in certifier.available_methods()
+    # the same declaration with other help is shared, and the help texts are shown side by side
+    registry.register(Method("share", compute, confidence_once,
+                             options=(Option("theta", [], "my own words.", parse=Floats(), bad="x"),)))
+    try:
+        helps = dict(next(per for o, per in registry.method_options() if o.name == "theta"))
+        assert helps["share"] == "my own words." and helps["aces/aces-predict"] == theta.help
+    finally:
+        registry.unregister("share")
+    registry.register(Method("common", compute, confidence_once, options=(Option("alpha", 0.01, type=float),)))
+    try:
+        with pytest.raises(ValueError, match="--alpha is a common option"):
+            CertifyOptions()
+    finally:
+        registry.unregister("common")
+    assert CertifyOptions().alpha == 0.001
+
+
 # ------------------------------------------- the toy method of docs/adding-a-method.md
 def doc_module_source() -> str:
     text = (ROOT / "docs" / "adding-a-method.md").read_text()
