@@ -95,7 +95,7 @@ def create_store(
     metadata: dict | None = None,
     storage_options: dict | None = None,
     layout: Layout | None = None,
-) -> "SampleStore":
+) -> SampleStore:
     """Create an empty store for ``n_inputs`` inputs of ``n0 + n`` rows of ``num_classes``.
 
     ``layout`` says what is kept per input (``layouts.FullRows()``, the
@@ -161,7 +161,7 @@ def _decoded_bytes(specs) -> int:
     return sum(int(np.prod(a.per_input, dtype=object)) * a.decoded_itemsize for a in specs)
 
 
-def open_store(location, mode: str = "r", storage_options: dict | None = None) -> "SampleStore":
+def open_store(location, mode: str = "r", storage_options: dict | None = None) -> SampleStore:
     """Open an existing store for reading (``mode='r'``) or for writing inputs (``'a'``)."""
     import zarr
 

@@ -53,8 +53,8 @@ The certifier asks a store's layout for capabilities (``has_full_rows``,
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -116,7 +116,7 @@ class Layout:
         return {}
 
     @classmethod
-    def from_attrs(cls, attrs: dict, where: str) -> "Layout":
+    def from_attrs(cls, attrs: dict, where: str) -> Layout:
         """The layout of an opened store whose base attributes are valid; StoreError naming ``where`` otherwise."""
         return cls()
 
