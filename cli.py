@@ -290,7 +290,7 @@ def store_merge(stores, data, assume_same_data):
     """
     from tqdm.auto import tqdm
 
-    from .store.merge import merge_stores
+    from .sampler.merge import merge_stores  # the store's merge, with --data checked by the sampler's fingerprint
 
     if len(stores) < 3:
         raise ValueError("store merge: give at least two stores to merge, then OUT")
@@ -411,9 +411,9 @@ def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_us
                           progress=not quiet, verify=verify)
     import shlex
 
-    from .certifier.engine import _redact
+    from .store.locations import redact
 
-    meta["command"] = _redact(shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)]))  # no user:password@ of URLs
+    meta["command"] = redact(shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)]))  # no user:password@ of URLs
     meta["software_version"] = _version()
     if theta_from_info is not None:
         meta["theta_from"] = theta_from_info

@@ -17,6 +17,7 @@ import pandas as pd
 from ..store import format as F
 from ..store import open_store
 from ..store.errors import StoreError
+from ..store.locations import redact
 
 from .block import Block
 from .cluster import check_cluster, local_cluster
@@ -212,7 +213,7 @@ def prepare(store, method, opts: CertifyOptions):
     if method.needs_core_predict and not store.has_core_predict:
         raise ValueError(f"--method {method.name} needs core_predict (the core model's clean prediction), which store {store.location} does not hold; sample with --core-model")
     fields = list(method.fields)
-    if store.attrs.get("layout") == "compact":
+    if not store.layout.has_full_rows:
         from .compact import compact_fields
 
         fields = compact_fields(method, store, fields)
@@ -249,13 +250,13 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
             from .ensemble import resolve
 
             opts, ens_info = resolve(opts, st, storage_options)
-        compact = st.attrs.get("layout") == "compact"
-        parts = ["compact" if compact else "rows", "argmax"] + (["member_logprobs"] if st.members else [])
+        compact = not st.layout.has_full_rows
+        parts = st.layout.stored_fields(st.shape)
         check = [p for p in parts if p not in fields] if verify == "full" else []
         max_block = _block_size(st, fields, check)
         meta = {
             "method": method.name,
-            "store": _redact(str(location)),
+            "store": redact(location),
             "store_fingerprint": None,  # from every block's records, below
             "store_format_version": st.attrs.get("format_version"),
             "sigma": st.sigma, "n0": st.n0, "n": st.n, "n0_use": n0_use, "n_use": n_use,
@@ -298,9 +299,3 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
         meta.update(method.extra_summary(table, opts))
     return table, meta
 
-
-def _redact(location: str) -> str:
-    """Drop user:password@ from a URL so that credentials never reach a results file."""
-    import re
-
-    return re.sub(r"(://)[^/@\s]+@", r"\1", location)

@@ -507,7 +507,7 @@ def zip_staging(zip_location: str) -> str:
 
 def _pack_zip(folder: str, zip_location: str, log) -> None:
     """Pack the complete folder store into ``zip_location`` (tolerating another shard packing it first) and remove the folder."""
-    from ..store.importer import export_zip
+    from ..store.share import export_zip
 
     try:
         export_zip(folder, zip_location)
