@@ -2,7 +2,7 @@
 
 1. the digits test split (scikit-learn's bundled 8x8 digits, pixels / 16) -> ``DIR/digits_test.npz``;
 2. the demo CNN: the shipped checkpoint ``sampler/assets/digits_cnn_sigma0.25.pt``
-   (made by ``python -m sampler.train``), or retrained with ``--train``;
+   (made by ``python -m smoothcert.sampler.train``), or retrained with ``--train``;
    also written as a TorchScript file ``DIR/model.pt`` for sampling it by hand;
 3. ``sampler.run.sample`` of a ``SampleConfig`` on a test subset -> ``DIR/store``
    (the same network also serves as ACES's core model, evaluated on the clean input);
@@ -22,7 +22,7 @@ import numpy as np
 
 from .sampler import train as _train
 
-MODEL_FACTORY = "sampler.train:digits_cnn"
+MODEL_FACTORY = "smoothcert.sampler.train:digits_cnn"   # importable wherever smoothcert is installed
 SIGMA = 0.25
 FULL = {"inputs": 100, "n0": 100, "n": 10_000, "batch_size": 1000}
 QUICK = {"inputs": 30, "n0": 100, "n": 2_000, "batch_size": 1000}
@@ -116,7 +116,7 @@ def run_demo(out_dir="demo-out", quick: bool = False, train: bool = False, devic
         digest = _train.save_state_dict(_train.train(SIGMA, log=echo), ckpt)
         echo(f"[2/4] model: trained with noise sigma={SIGMA} in {time.perf_counter() - t0:.1f} s -> {ckpt} (sha256 {digest[:12]})")
     else:
-        echo(f"[2/4] model: shipped checkpoint {ckpt} (made by python -m sampler.train)")
+        echo(f"[2/4] model: shipped checkpoint {ckpt} (made by python -m smoothcert.sampler.train)")
 
     scripted = export_torchscript(ckpt, out / "model.pt")
     echo(f"      the same network as a TorchScript file (for smoothcert sample --model): {scripted}")
