@@ -289,7 +289,7 @@ def sample(store: str, config: SampleConfig | None = None, **settings) -> Sample
       cut short by a kill reads as incomplete), so re-running a call resumes
       it; shards may write into one store at the same time.
     * Determinism: the noise of row ``r`` of dataset index ``i`` is a pure
-      function of (seed, i, r) (``sampler.noise``), and each input is
+      function of (seed, i, r) and the input's shape (``sampler.noise``), and each input is
       computed in batches that depend only on the config (``SampleConfig.batches``),
       never on the other inputs: a subset, a shard, a resumed or an
       interrupted-and-resumed run writes the same bytes as one uninterrupted
