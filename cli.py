@@ -129,14 +129,15 @@ def sample_cmd(models, weights, mean, std, data, sigma, n0, n, batch_size, seed,
     (sampled into the folder STORE.sampling, packed into the zip once every
     input is complete).
     """
+    from .sampler.config import SampleConfig
     from .sampler.run import sample       # not the certifier: its scipy and pandas take ~1.3 s to import
 
-    sample(store_path, models=models, weights=weights, mean=mean, std=std, data=data, sigma=sigma, n0=n0, n=n,
-           batch_size=batch_size, seed=seed, device=device, indices=indices, dtype=dtype, shard=shard,
-           core_model=core_model, core_weights=core_weights, amp=amp, channels_last=channels_last,
-           progress=progress, log=lambda s: click.echo(s, err=True), adaptive_radius=adaptive_radius,
-           adaptive_stages=adaptive_stages, adaptive_alpha=adaptive_alpha,
-           adaptive_beta=adaptive_beta)
+    config = SampleConfig(models=models, weights=weights, mean=mean, std=std, data=data, sigma=sigma, n0=n0, n=n,
+                          batch_size=batch_size, seed=seed, device=device, indices=indices, dtype=dtype, shard=shard,
+                          core_model=core_model, core_weights=core_weights, amp=amp, channels_last=channels_last,
+                          progress=progress, log=lambda s: click.echo(s, err=True), adaptive_radius=adaptive_radius,
+                          adaptive_stages=adaptive_stages, adaptive_alpha=adaptive_alpha, adaptive_beta=adaptive_beta)
+    sample(store_path, config)
 
 
 @main.command("demo")
@@ -153,7 +154,7 @@ def demo_cmd(out_dir, quick, train, device):
     certifies it with every method the certifier has, prints the tables and
     writes a plot.
     """
-    from .sampler.demo import run_demo
+    from .demo import run_demo
 
     run_demo(out_dir, quick=quick, train=train, device=device, echo=click.echo)
 

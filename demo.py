@@ -2,12 +2,15 @@
 
 1. the digits test split (scikit-learn's bundled 8x8 digits, pixels / 16) -> ``DIR/digits_test.npz``;
 2. the demo CNN: the shipped checkpoint ``sampler/assets/digits_cnn_sigma0.25.pt``
-   (made by ``python -m sampler.train``), or retrained with ``--train``; also
-   written as a TorchScript file ``DIR/model.pt`` for sampling it by hand;
-3. ``sampler.run.sample`` on a test subset -> ``DIR/store`` (the same network
-   also serves as ACES's core model, evaluated on the clean input);
+   (made by ``python -m smoothcert.sampler.train``), or retrained with ``--train``;
+   also written as a TorchScript file ``DIR/model.pt`` for sampling it by hand;
+3. ``sampler.run.sample`` of a ``SampleConfig`` on a test subset -> ``DIR/store``
+   (the same network also serves as ACES's core model, evaluated on the clean input);
 4. ``certify_all``: every method the certifier registers -> ``DIR/certificates/<method>.csv``;
 5. the summary tables on stdout and ``DIR/certified_accuracy.png``.
+
+Top layer (beside ``cli.py``): it drives both the sampler and the certifier,
+which never import each other.
 """
 from __future__ import annotations
 
@@ -17,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import train as _train
+from .sampler import train as _train
 
-MODEL_FACTORY = "sampler.train:digits_cnn"
+MODEL_FACTORY = "smoothcert.sampler.train:digits_cnn"   # importable wherever smoothcert is installed
 SIGMA = 0.25
 FULL = {"inputs": 100, "n0": 100, "n": 10_000, "batch_size": 1000}
 QUICK = {"inputs": 30, "n0": 100, "n": 2_000, "batch_size": 1000}
@@ -28,7 +31,7 @@ RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 def method_options(method: str, n: int):
     """The demo's ``CertifyOptions`` for ``method``: the defaults plus a few settings worth showing."""
-    from ..certifier.options import CertifyOptions
+    from .certifier.options import CertifyOptions
 
     if method == "uncertainty":
         return CertifyOptions(uncertainty=["entropy"], theta=[0.1, 0.5, math.inf])
@@ -47,12 +50,12 @@ def certify_all(store: str, out_dir, methods=None, echo=print):
     """
     import pandas as pd
 
-    from .. import certifier
-    from ..certifier.table import write_table
+    from . import certifier
+    from .certifier.table import write_table
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from ..store import open_store
+    from .store import open_store
 
     with open_store(store) as st:
         n = st.n
@@ -94,9 +97,9 @@ def write_test_split(path) -> tuple[int, int]:
 
 def run_demo(out_dir="demo-out", quick: bool = False, train: bool = False, device: str = "cpu", echo=print) -> dict:
     """Run the demo end to end into ``out_dir``; return the paths it wrote and the summary table."""
-    from ..certifier.report import extra_sections, format_table, plot_certified_accuracy, summarize
-
-    from .run import sample
+    from .certifier.report import extra_sections, format_table, plot_certified_accuracy, summarize
+    from .sampler.config import SampleConfig
+    from .sampler.run import sample
 
     t_start = time.perf_counter()
     cfg = QUICK if quick else FULL
@@ -113,7 +116,7 @@ def run_demo(out_dir="demo-out", quick: bool = False, train: bool = False, devic
         digest = _train.save_state_dict(_train.train(SIGMA, log=echo), ckpt)
         echo(f"[2/4] model: trained with noise sigma={SIGMA} in {time.perf_counter() - t0:.1f} s -> {ckpt} (sha256 {digest[:12]})")
     else:
-        echo(f"[2/4] model: shipped checkpoint {ckpt} (made by python -m sampler.train)")
+        echo(f"[2/4] model: shipped checkpoint {ckpt} (made by python -m smoothcert.sampler.train)")
 
     scripted = export_torchscript(ckpt, out / "model.pt")
     echo(f"      the same network as a TorchScript file (for smoothcert sample --model): {scripted}")
@@ -121,10 +124,11 @@ def run_demo(out_dir="demo-out", quick: bool = False, train: bool = False, devic
     store = out / ("store-quick" if quick else "store")
     inputs = min(cfg["inputs"], n_test)
     echo(f"[3/4] sampling {inputs} inputs x ({cfg['n0']} + {cfg['n']:,}) noisy copies, sigma={SIGMA} -> {store}")
-    res = sample(str(store), models=[MODEL_FACTORY], weights=[str(ckpt)], data=str(data), sigma=SIGMA,
-                 n0=cfg["n0"], n=cfg["n"], batch_size=cfg["batch_size"], seed=0, device=device,
-                 indices=f"0:{inputs}:1", core_model=MODEL_FACTORY, core_weights=str(ckpt), progress=True,
-                 log=echo)
+    settings = SampleConfig(models=[MODEL_FACTORY], weights=[str(ckpt)], data=str(data), sigma=SIGMA,
+                            n0=cfg["n0"], n=cfg["n"], batch_size=cfg["batch_size"], seed=0, device=device,
+                            indices=f"0:{inputs}:1", core_model=MODEL_FACTORY, core_weights=str(ckpt),
+                            progress=True, log=echo)
+    res = sample(str(store), settings)
 
     echo("[4/4] certifying with every method the certifier has")
     cert_dir = out / ("certificates-quick" if quick else "certificates")
@@ -146,7 +150,7 @@ def run_demo(out_dir="demo-out", quick: bool = False, train: bool = False, devic
 
 def _one_setting_per_method(df):
     """The rows of each method's first setting, so the plot has one readable curve per method."""
-    from ..certifier.report import setting_columns
+    from .certifier.report import setting_columns
 
     if not len(df):
         return df
