@@ -338,7 +338,13 @@ def _float_or_none(ctx, param, value):
 @click.option("--joint-alpha", is_flag=True,
               help="Run every test and bound of a method that spends alpha twice at alpha/2: overall 1 - alpha.")
 @click.option("--n0-use", type=int, default=None, help="Use only the first N0 rows of the selection block.")
-@click.option("--n-use", type=int, default=None, help="Use only the first N rows of the estimation block.")
+@click.option("--n-use", default=None, metavar="N[,N,...]",
+              help="Use only the first N rows of the estimation block. A list (1000,10000,100000) gives one certificate "
+                   "per prefix (column n_use) with the confidence holding over the whole list: under --interval cp every "
+                   "test and bound on S runs at alpha/L (L prefixes). Not for --method adaptive.")
+@click.option("--interval", type=click.Choice(["cp", "cs"]), default="cp", show_default=True,
+              help="Bounds on S: cp (Clopper-Pearson, one fixed n) or cs (confidence sequence, valid for every prefix "
+                   "at once; cohen and two-step only): see docs/anytime.md.")
 @click.option("--uncertainty", default="entropy", show_default=True,
               help="uncertainty: comma list of entropy, confidence, margin.")
 @click.option("--theta", default=None,
@@ -370,7 +376,7 @@ def _float_or_none(ctx, param, value):
 @click.option("--verify", type=click.Choice(["full", "used"]), default="full", show_default=True,
               help="Check every stored part of each input against its checksum, or only the parts the method reads.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
-def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_use, uncertainty, theta, theta_from, guarantee,
+def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_use, interval, uncertainty, theta, theta_from, guarantee,
                 measure, bound, threshold, K, radius, stages, beta, members, consensus, order_from, scheduler,
                 workers, block_size, verify, quiet):
     """Compute certificates for every input of STORE and write them to --out.
@@ -382,11 +388,13 @@ def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_us
     """
     from .certifier import certify
     from .certifier.options import CertifyOptions, parse_float_list, parse_int_list, parse_names
+    from .certifier.prefixes import parse_n_use
     from .certifier.report import console_summary
     from .certifier.table import write_table
 
     opts = CertifyOptions(
-        alpha=alpha, binom_test=binom_test, joint_alpha=joint_alpha, n0_use=n0_use, n_use=n_use,
+        alpha=alpha, binom_test=binom_test, joint_alpha=joint_alpha, n0_use=n0_use,
+        n_use=parse_n_use(n_use), interval=interval,
         uncertainty=parse_names(uncertainty, "uncertainty", ("entropy", "confidence", "margin")),
         theta=parse_float_list(theta, "theta"),
         guarantee=parse_names(guarantee, "guarantee", ("cc", "ncl", "ncl-strict")),
