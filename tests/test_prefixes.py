@@ -94,7 +94,7 @@ def store(make_store):
     hard[2, :N0] = rng.permutation(np.repeat([0, 1, 2], [40, 16, 4]))
     probs = np.stack([rows_from_labels(h, M, rng) for h in hard])
     labels = np.array([0, 0, 0, 1, 0, 0, 0, 2])
-    path = make_store(probs, labels, N0, sigma=SIGMA)
+    path = make_store(probs, labels, N0, sigma=SIGMA, core_predict=np.array([0, 1, 0, 1, 0, 0, 2, 2]))
     return path, hard
 
 
@@ -187,7 +187,7 @@ def test_one_value_list_adds_the_column_but_no_split(store):
     assert meta["prefixes"]["split"] == 1 and "jointly" not in meta["confidence_statement"]
 
 
-@pytest.mark.parametrize("method", ["cohen-predict", "cdf", "soft"])
+@pytest.mark.parametrize("method", ["cohen-predict", "cdf", "soft", "aces", "aces-predict"])
 def test_methods_without_tests_on_s0_run_each_prefix_at_alpha_over_L(store, method):
     path, _ = store
     L = len(PREFIXES)
