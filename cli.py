@@ -482,8 +482,14 @@ def calibrate_cmd(store, uncertainty, loss, rows, json_out, quiet):
 @main.command("report")
 @click.argument("results", nargs=-1, required=True)
 @click.option("--radii", default="0,0.25,0.5,0.75,1.0", show_default=True, help="Radii for certified accuracy.")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a certified-accuracy plot (PNG).")
-def report_cmd(results, radii, plot):
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write a certified-accuracy plot (PNG); for an --n-use table also STEM.n_use.png, accuracy against n.")
+@click.option("--samples-needed", "samples_needed", default=None, metavar="R1,R2,...",
+              help="For an --n-use table: per input and target radius, the smallest listed prefix that certifies it "
+                   "(correct, radius >= R), summarised per setting (mean samples needed, share never certified).")
+@click.option("--samples-table", "samples_table", type=click.Path(dir_okay=False), default=None,
+              help="With --samples-needed: write the per-input samples needed (.csv, .jsonl or .parquet).")
+def report_cmd(results, radii, plot, samples_needed, samples_table):
     """Certified accuracy at radii, ACR and abstain rate per setting of RESULTS tables."""
     import pandas as pd
 
@@ -500,6 +506,11 @@ def report_cmd(results, radii, plot):
     for text in extra_sections(df, rs):
         click.echo("")
         click.echo(text)
+    from .certifier.report_prefixes import report_lines
+    from .certifier.table import read_meta
+
+    for line in report_lines(df, samples_needed, plot, samples_table, {str(r): read_meta(r) for r in results}, rs):
+        click.echo(line)
     if plot:
         plot_certified_accuracy(df, plot)
         click.echo(f"plot -> {plot}")

@@ -135,7 +135,9 @@ def _prepare(k, t, a):
     k = np.asarray(k, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
     a = np.asarray(a, dtype=np.float64)
-    k, t, a = np.broadcast_arrays(k, t, a)
+    shape = np.broadcast_shapes(k.shape, t.shape, a.shape)
+    # C-ordered writable copies: the kernel reads flat arrays (a broadcast view would be neither)
+    k, t, a = (np.array(np.broadcast_to(x, shape), dtype=np.float64, order="C") for x in (k, t, a))
     if k.size:
         if not (np.all(t >= 1) and np.all(k >= 0) and np.all(k <= t)):
             raise ValueError("confidence sequence: expected 0 <= k <= t and t >= 1 "
@@ -151,8 +153,7 @@ def _bound(k, t, a, upper: bool):
     k, t, a = _prepare(k, t, a)
     shape = k.shape
     out = np.empty(k.size, dtype=np.float64)
-    _cs_bounds(np.ascontiguousarray(k).ravel(), np.ascontiguousarray(t).ravel(),
-               np.ascontiguousarray(a).ravel(), upper, out)
+    _cs_bounds(k.ravel(), t.ravel(), a.ravel(), upper, out)
     out = out.reshape(shape)
     return out if out.ndim else float(out)
 
@@ -182,8 +183,9 @@ def log_martingale(p, k, t):
     """log M_t(p) of the beta-binomial mixture (vectorised; for tests and plots)."""
     p = np.asarray(p, dtype=np.float64)
     k, t, _ = _prepare(k, t, 0.5)
-    p, k, t = np.broadcast_arrays(p, k, t)
+    shape = np.broadcast_shapes(p.shape, k.shape, t.shape)
+    p, k, t = (np.array(np.broadcast_to(x, shape), dtype=np.float64, order="C") for x in (p, k, t))
     out = np.empty(p.size, dtype=np.float64)
-    _log_m_array(np.ascontiguousarray(p).ravel(), np.ascontiguousarray(k).ravel(), np.ascontiguousarray(t).ravel(), out)
+    _log_m_array(p.ravel(), k.ravel(), t.ravel(), out)
     out = out.reshape(p.shape)
     return out if out.ndim else float(out)
