@@ -77,7 +77,7 @@ def format_samples(summary: pd.DataFrame) -> str:
     for c in ("mean_n", "median_n"):
         s[c] = s[c].map(lambda v: "-" if np.isnan(v) else f"{v:.0f}")
     s["target_radius"] = s["target_radius"].map(lambda v: f"{v:g}")
-    return s.to_string(index=False)
+    return s.rename(columns={"_source": "table"}).to_string(index=False)
 
 
 def accuracy_against_n(df: pd.DataFrame, radii) -> pd.DataFrame:
@@ -110,14 +110,15 @@ def plot_against_n(df: pd.DataFrame, path, radii, max_curves: int = MAX_CURVES) 
     import matplotlib.pyplot as plt
 
     acc = accuracy_against_n(df, radii)
-    keys = [c for c in _keys(df) if c != "_source"]
+    keys = _keys(df)  # with _source when several tables are reported together
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     groups = list(acc.groupby(keys + ["radius"], sort=False, dropna=False))
     several = len(acc.groupby(keys, sort=False, dropna=False)) > 1 if len(acc) else False
-    for i, (key, g) in enumerate(groups[:max_curves]):
+    for key, g in groups[:max_curves]:
         key = key if isinstance(key, tuple) else (key,)
-        setting = dict(zip(keys, key[:-1]))
-        label = f"r={key[-1]:g}" + (f" {curve_label(setting)}" if several else "")
+        setting = {k: v for k, v in zip(keys, key[:-1]) if k != "_source"}
+        source = dict(zip(keys, key)).get("_source")
+        label = f"r={key[-1]:g}" + (f" {curve_label(setting)}" if several else "") + (f" [{source}]" if source else "")
         line, = ax.plot(g["n_use"], g["accuracy_at_n"], marker="o", ms=3, label=label)
         ax.plot(g["n_use"], g["certified_by_n"], ls="--", color=line.get_color(), lw=1)
     ax.set_xscale("log")
