@@ -339,7 +339,13 @@ def _float_or_none(ctx, param, value):
 @click.option("--joint-alpha", is_flag=True,
               help="Run every test and bound of a method that spends alpha twice at alpha/2: overall 1 - alpha.")
 @click.option("--n0-use", type=int, default=None, help="Use only the first N0 rows of the selection block.")
-@click.option("--n-use", type=int, default=None, help="Use only the first N rows of the estimation block.")
+@click.option("--n-use", default=None, metavar="N[,N,...]",
+              help="Use only the first N rows of the estimation block. A list (1000,10000,100000) gives one certificate "
+                   "per prefix (column n_use) with the confidence holding over the whole list: under --interval cp every "
+                   "test and bound on S runs at alpha/L (L prefixes). Not for --method adaptive.")
+@click.option("--interval", type=click.Choice(["cp", "cs"]), default="cp", show_default=True,
+              help="Bounds on S: cp (Clopper-Pearson, one fixed n) or cs (confidence sequence, valid for every prefix "
+                   "at once; cohen and two-step only): see docs/anytime.md.")
 @click.option("--uncertainty", default="entropy", show_default=True,
               help="uncertainty: comma list of entropy, confidence, margin.")
 @click.option("--theta", default=None,
@@ -371,7 +377,7 @@ def _float_or_none(ctx, param, value):
 @click.option("--verify", type=click.Choice(["full", "used"]), default="full", show_default=True,
               help="Check every stored part of each input against its checksum, or only the parts the method reads.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
-def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_use, uncertainty, theta, theta_from, guarantee,
+def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_use, interval, uncertainty, theta, theta_from, guarantee,
                 measure, bound, threshold, K, radius, stages, beta, members, consensus, order_from, scheduler,
                 workers, block_size, verify, quiet):
     """Compute certificates for every input of STORE and write them to --out.
@@ -383,11 +389,13 @@ def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_us
     """
     from .certifier import certify
     from .certifier.options import CertifyOptions, parse_float_list, parse_int_list, parse_names
+    from .certifier.prefixes import parse_n_use
     from .certifier.report import console_summary
     from .certifier.table import write_table
 
     opts = CertifyOptions(
-        alpha=alpha, binom_test=binom_test, joint_alpha=joint_alpha, n0_use=n0_use, n_use=n_use,
+        alpha=alpha, binom_test=binom_test, joint_alpha=joint_alpha, n0_use=n0_use,
+        n_use=parse_n_use(n_use), interval=interval,
         uncertainty=parse_names(uncertainty, "uncertainty", ("entropy", "confidence", "margin")),
         theta=parse_float_list(theta, "theta"),
         guarantee=parse_names(guarantee, "guarantee", ("cc", "ncl", "ncl-strict")),
@@ -475,8 +483,14 @@ def calibrate_cmd(store, uncertainty, loss, rows, json_out, quiet):
 @main.command("report")
 @click.argument("results", nargs=-1, required=True)
 @click.option("--radii", default="0,0.25,0.5,0.75,1.0", show_default=True, help="Radii for certified accuracy.")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a certified-accuracy plot (PNG).")
-def report_cmd(results, radii, plot):
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write a certified-accuracy plot (PNG); for an --n-use table also STEM.n_use.png, accuracy against n.")
+@click.option("--samples-needed", "samples_needed", default=None, metavar="R1,R2,...",
+              help="For an --n-use table: per input and target radius, the smallest listed prefix that certifies it "
+                   "(correct, radius >= R), summarised per setting (mean samples needed, share never certified).")
+@click.option("--samples-table", "samples_table", type=click.Path(dir_okay=False), default=None,
+              help="With --samples-needed: write the per-input samples needed (.csv, .jsonl or .parquet).")
+def report_cmd(results, radii, plot, samples_needed, samples_table):
     """Certified accuracy at radii, ACR and abstain rate per setting of RESULTS tables."""
     import pandas as pd
 
@@ -493,6 +507,11 @@ def report_cmd(results, radii, plot):
     for text in extra_sections(df, rs):
         click.echo("")
         click.echo(text)
+    from .certifier.report_prefixes import report_lines
+    from .certifier.table import read_meta
+
+    for line in report_lines(df, samples_needed, plot, samples_table, {str(r): read_meta(r) for r in results}, rs):
+        click.echo(line)
     if plot:
         plot_certified_accuracy(df, plot)
         click.echo(f"plot -> {plot}")

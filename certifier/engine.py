@@ -19,6 +19,7 @@ from ..store import open_store
 from ..store.errors import StoreError
 from ..store.locations import redact
 
+from . import prefixes
 from .block import Block
 from .cluster import check_cluster, local_cluster
 from .options import CertifyOptions
@@ -74,7 +75,7 @@ def certify_block(location, storage_options, start, stop, method_name, opts, fie
         from .ensemble import apply_ensemble
 
         ens_stats = apply_ensemble(block, opts)
-    df = method.compute(block, opts)
+    df = prefixes.compute(method, block, opts)  # method.compute, once per listed --n-use prefix
     if ens_stats is not None:
         from .ensemble import setting_values
 
@@ -205,11 +206,9 @@ def prepare(store, method, opts: CertifyOptions):
     and for unique dataset indices once all are read (``check_unique``).
     """
     n0_use = store.n0 if opts.n0_use is None else int(opts.n0_use)
-    n_use = store.n if opts.n_use is None else int(opts.n_use)
     if n0_use > store.n0:
         raise ValueError(f"--n0-use {n0_use} exceeds the store's n0 = {store.n0}")
-    if n_use > store.n:
-        raise ValueError(f"--n-use {n_use} exceeds the store's n = {store.n}")
+    n_use = prefixes.check(method, opts, store.n)  # the largest listed prefix; --interval/--n-use refusals
     if method.needs_core_predict and not store.has_core_predict:
         raise ValueError(f"--method {method.name} needs core_predict (the core model's clean prediction), which store {store.location} does not hold; sample with --core-model")
     fields = list(method.fields)
@@ -259,7 +258,8 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
             "store": redact(location),
             "store_fingerprint": None,  # from every block's records, below
             "store_format_version": st.attrs.get("format_version"),
-            "sigma": st.sigma, "n0": st.n0, "n": st.n, "n0_use": n0_use, "n_use": n_use,
+            "sigma": st.sigma, "n0": st.n0, "n": st.n, "n0_use": n0_use,
+            "n_use": n_use if prefixes.prefix_list(opts) is None else prefixes.prefix_list(opts),
             "num_classes": st.num_classes, "n_inputs": st.n_inputs,
             "options": opts.to_dict(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -271,6 +271,8 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
 
             meta["compact"] = statement(method, st)
         level, text = method.confidence(opts)
+        extra, text = prefixes.meta(opts, level, text)  # interval, prefixes, "for every prefix simultaneously"
+        meta.update(extra)
         meta["confidence"] = level
         meta["confidence_statement"] = text
         N = st.n_inputs

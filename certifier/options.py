@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..parsing import parse_float_list, parse_int_list, parse_names  # noqa: F401  (re-exported for the CLI)
 from ..stats.hypotheses import ALTERNATIVES
+from .prefixes import INTERVALS, check_n_use
 
 
 @dataclass
@@ -16,7 +17,9 @@ class CertifyOptions:
     binom_test: str = "two-sided"
     joint_alpha: bool = False
     n0_use: int | None = None
-    n_use: int | None = None
+    n_use: int | list | None = None  # a list: one certificate per prefix (certifier/prefixes.py)
+    interval: str = "cp"  # cp (Clopper-Pearson) or cs (confidence sequence, cohen and two-step)
+    alpha_s0: float | None = None  # internal: tests on S0 at this level when a prefix list split alpha on S
     # uncertainty
     uncertainty: list = field(default_factory=lambda: ["entropy"])
     theta: list = field(default_factory=list)
@@ -41,10 +44,11 @@ class CertifyOptions:
             raise ValueError(f"--alpha must be in (0, 0.5), got {self.alpha!r}")
         if self.binom_test not in ALTERNATIVES:
             raise ValueError(f"--binom-test must be one of {', '.join(ALTERNATIVES)}, got {self.binom_test!r}")
-        for name in ("n0_use", "n_use"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+        if self.n0_use is not None and self.n0_use < 1:
+            raise ValueError(f"--n0-use must be at least 1, got {self.n0_use}")
+        check_n_use(self.n_use)
+        if self.interval not in INTERVALS:
+            raise ValueError(f"--interval must be one of {', '.join(INTERVALS)}, got {self.interval!r}")
         if self.K < 1:
             raise ValueError(f"--K must be at least 1, got {self.K}")
         if not (0 < self.beta < 1):

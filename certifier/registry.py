@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 # Column order of the certificate table (docs/methods.md, the certificate table).
-SETTING_COLUMNS = ("uncertainty", "theta", "guarantee", "measure", "bound", "threshold", "members", "consensus")
+SETTING_COLUMNS = ("uncertainty", "theta", "guarantee", "measure", "bound", "threshold", "members", "consensus", "n_use")
 EXTRA_COLUMNS = ("runner_up", "p_lower", "p_upper", "lower0", "selection", "rows_used")
 
 
