@@ -89,8 +89,18 @@ def certify(counts0, base_counts, n, disagreements, P, sigma: float, alpha: floa
     kA = np.take_along_axis(base_counts, cA[:, None], axis=1)[:, 0]
     pA = np.atleast_1d(cp_lower(kA, n, alpha)).astype(np.float64)
     zeta = np.atleast_1d(cp_upper(d, P, alpha)).astype(np.float64)
-    p = pA - zeta
+    predict, radius = decide(cA, pA - zeta, sigma)
+    return predict, radius, pA, zeta
+
+
+def decide(cA, p, sigma: float):
+    """(predict, radius) from a lower bound ``p`` on P(f'(x+e) = cA): abstain (-1, 0) if p < 0.5, else (cA, sigma Phi^-1(p)).
+
+    p == 0.5 gives radius 0 with the class (not an abstention), as in Cohen et al.'s CERTIFY.
+    """
+    cA = np.asarray(cA)
+    p = np.asarray(p, dtype=np.float64)
     ok = p >= 0.5
     radius = np.where(ok, sigma * norm.ppf(np.where(ok, p, 0.5)), 0.0)
     predict = np.where(ok, cA, -1)
-    return predict.astype(np.int64), radius.astype(np.float64), pA, zeta
+    return predict.astype(np.int64), radius.astype(np.float64)
