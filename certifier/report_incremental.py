@@ -3,7 +3,9 @@
 ``smoothcert report INC.csv DIRECT.csv``: INC from ``certify OUT --method
 incremental --base BASE``, DIRECT from a direct certificate of the changed
 model (``cohen`` or ``two-step`` on OUT itself, or on a full resampling).
-For the inputs present in every table: certified accuracy at each radius,
+Direct rows are taken from the other tables only: within one table (the
+demo's, say) cohen and two-step certify the store's own model, not the
+changed one. For the inputs present in every table: certified accuracy at each radius,
 ACR and abstain rate per table, the incremental rows' P, mean paired
 disagreement rate d/P and mean zeta, and how often the two certificates
 agree.
@@ -31,6 +33,8 @@ def side_by_side(df: pd.DataFrame, radii) -> tuple[pd.DataFrame, dict]:
     without a direct group.
     """
     groups = _groups(df)
+    if "_source" not in df.columns:  # one table: its other methods certify the store's own model, not f'
+        groups = [(k, g) for k, g in groups if k["method"] == "incremental"]
     common = None
     for _, g in groups:
         ids = set(g["idx"].tolist())
