@@ -35,7 +35,7 @@ MATCHED = (("sigma", "sigma"), ("n0", "n0"), ("seed", "seed"), ("noise_scheme", 
            ("indices", "indices"), ("data_fingerprint", "data fingerprint"), ("n_inputs", "number of inputs"),
            ("num_classes", "number of classes"))
 
-BASE_BLOCK_BYTES = 64 * 2**20  # decoded base hard labels held at once by one task
+BASE_BLOCK_BYTES = 64 * 2**20  # decoded base arrays (hard labels, parts being verified) held at once by one task
 
 
 def _short(v):
@@ -124,6 +124,19 @@ def _base_parts(base, verify_all: bool) -> list:
     return ["compact" if compact else "rows"] + (["member_logprobs"] if base.members else [])
 
 
+def _bytes_per_input(base, check) -> int:
+    """Decoded bytes of one BASE input: its hard labels (uint16, then int64) and the parts read to be verified."""
+    R, m, stored = base.n0 + base.n, base.num_classes, np.dtype(base.dtype).itemsize
+    total = R * 10
+    if "rows" in check:
+        total += R * m * stored
+    if "compact" in check:  # topk_p (stored dtype), topk_c (uint16), entropy (float64)
+        total += R * (int(base.attrs.get("topk", 2)) * (stored + 2) + 8)
+    if "member_logprobs" in check:
+        total += R * base.members * m * 4
+    return total
+
+
 def read_base(block, opts, storage_options, start: int, stop: int, verify_all: bool = True) -> dict:
     """Engine hook: BASE's selection counts, estimation counts and first P estimation labels of slots start:stop.
 
@@ -138,8 +151,8 @@ def read_base(block, opts, storage_options, start: int, stop: int, verify_all: b
     del storage_options  # STORE's; BASE is opened as check_options opened it, with the default options
     with open_store(opts.base) as base:
         n0, n = base.n0, base.n
-        step = max(1, BASE_BLOCK_BYTES // ((n0 + n) * 10))
         check = _base_parts(base, verify_all)
+        step = max(1, BASE_BLOCK_BYTES // _bytes_per_input(base, check))
         parts = {"counts0": [], "counts": [], "s_labels": []}
         for a in range(start, stop, step):
             b = min(a + step, stop)

@@ -502,3 +502,30 @@ def test_pruned_variant_has_thirty_percent_zero_weights():
     zeros = sum(int((t == 0).sum()) for t in w)
     total = sum(t.numel() for t in w)
     assert zeros == round(0.3 * total)
+
+
+def test_table_does_not_depend_on_blocks_verify_mode_or_compact_layout(make_store, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from smoothcert.certifier import methods_incremental
+    from smoothcert.store.compact import compact_store
+
+    base, out = _pair(make_store, tmp_path, "blocks")
+    ref = tmp_path / "ref.csv"
+    assert _run(["certify", out, "--method", "incremental", "--base", base, "--out", ref, "-q"])[0] == 0
+    want = pd.read_csv(ref)
+    monkeypatch.setattr(methods_incremental, "BASE_BLOCK_BYTES", 1)  # one base input per read
+    for extra in (["--block-size", 4], ["--verify", "used"]):
+        tab = tmp_path / "t.csv"
+        code, _, stderr, _ = _run(["certify", out, "--method", "incremental", "--base", base, "--out", tab, "-q"] + extra)
+        assert code == 0, stderr
+        pd.testing.assert_frame_equal(pd.read_csv(tab), want)
+    # compact copies of both (every input verified on the way) pair and certify alike
+    compact_store(str(base), str(tmp_path / "cbase"), topk=2)
+    compact_store(str(out), str(tmp_path / "cout"), topk=2)
+    _record_replay(tmp_path / "cout", tmp_path / "cbase")
+    tab = tmp_path / "c.csv"
+    code, _, stderr, _ = _run(["certify", tmp_path / "cout", "--method", "incremental", "--base", tmp_path / "cbase",
+                               "--out", tab, "-q"])
+    assert code == 0, stderr
+    pd.testing.assert_frame_equal(pd.read_csv(tab), want)
