@@ -89,8 +89,6 @@ def check_normalisation(mean, std):
 
 def state_dict_fingerprint(state: dict, name: str) -> str:
     """sha256 over ``name`` and each tensor's key, dtype, shape and bytes, in the state_dict's order."""
-    import torch
-
     h = hashlib.sha256(b"smoothcert-state-dict-v1\0" + name.encode() + b"\0")
     for k, v in state.items():
         h.update(k.encode() + b"\0")

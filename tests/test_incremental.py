@@ -174,7 +174,7 @@ def _violation_rates(alpha, joint, reps=1500, seed=11):
         n0, n, P = 50, 1000, 400
         c0, c, fb, fr, p_true = _simulate(rng, reps, q, r, n0, n, P)
         d = count_disagreements(fb, fr)
-        pred, rad, pA, zeta = certify(c0, c, n, d, P, 1.0, a)
+        pred, _rad, pA, zeta = certify(c0, c, n, d, P, 1.0, a)
         cA = np.argmax(c0, axis=1)  # ties to the lowest index, as top_k
         true_cA = np.where(cA == 0, p_true, np.where(cA == 1, (1 - q) / 2 + r, (1 - q) / 2))
         # a violation: a class certified with a bound above the changed model's true probability of that class,
@@ -268,11 +268,11 @@ def _run(args):
 def test_cli_incremental_equals_reference_and_records_confidence(make_store, tmp_path):
     import pandas as pd
 
-    y, b, r = _labels()
+    _y, b, r = _labels()
     base, out = _pair(make_store, tmp_path, "ok")
     for joint in (False, True):
         tab = tmp_path / f"inc{int(joint)}.csv"
-        code, stdout, stderr, exc = _run(["certify", out, "--method", "incremental", "--base", base, "--out", tab, "-q"]
+        code, _stdout, stderr, exc = _run(["certify", out, "--method", "incremental", "--base", base, "--out", tab, "-q"]
                                          + (["--joint-alpha"] if joint else []))
         assert code == 0 and exc is None, stderr
         t = pd.read_csv(tab)
@@ -300,7 +300,7 @@ def test_cli_incremental_equals_reference_and_records_confidence(make_store, tmp
 def test_cli_n_use_pairs_only_the_first_rows(make_store, tmp_path):
     import pandas as pd
 
-    y, b, r = _labels()
+    _y, b, r = _labels()
     base, out = _pair(make_store, tmp_path, "nuse")
     tab = tmp_path / "inc.csv"
     code, _, stderr, _ = _run(["certify", out, "--method", "incremental", "--base", base, "--n-use", 40, "--out", tab, "-q"])
@@ -380,7 +380,7 @@ def test_other_n0_other_classes_other_input_count_and_other_slots_are_refused(ma
 
 
 def test_P_larger_than_base_n_is_refused(make_store, tmp_path):
-    y, b, r = _labels()
+    _y, b, _r = _labels()
     base, out = _pair(make_store, tmp_path, "short", base_labels=b[:, :N0 + 100])
     tab = tmp_path / "t.csv"
     _refused(["certify", out, "--method", "incremental", "--base", base, "--out", tab], tab,
@@ -391,7 +391,7 @@ def test_P_larger_than_base_n_is_refused(make_store, tmp_path):
 
 
 def test_changed_or_other_base_is_refused_by_fingerprint(make_store, tmp_path):
-    y, b, r = _labels()
+    y, b, _r = _labels()
     base, out = _pair(make_store, tmp_path, "fp")
     other = make_store(_probs(b, 9), y, N0, name="fp-other")  # the same labels and settings, other stored rows
     _seal(other, **PAIRED_ATTRS)
@@ -406,7 +406,7 @@ def test_changed_or_other_base_is_refused_by_fingerprint(make_store, tmp_path):
 def test_store_without_replay_record_missing_base_and_incomplete_base_are_refused(make_store, tmp_path):
     from smoothcert.store import create_store, open_store
 
-    y, b, r = _labels()
+    y, b, _r = _labels()
     base, out = _pair(make_store, tmp_path, "norec", record=False)
     tab = tmp_path / "t.csv"
     _refused(["certify", out, "--method", "incremental", "--base", base, "--out", tab], tab,
