@@ -330,7 +330,8 @@ def _float_or_none(ctx, param, value):
 @main.command("certify", context_settings={"ignore_unknown_options": False})
 @click.argument("store")
 @click.option("--method", "method", required=True,
-              help="cohen | cohen-predict | two-step | uncertainty | cdf | soft | aces | aces-predict | adaptive.")
+              help="cohen | cohen-predict | two-step | uncertainty | cdf | soft | aces | aces-predict | adaptive | "
+                   "incremental.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="Certificate table: .csv, .jsonl or .parquet (plus OUT.meta.json).")
 @click.option("--alpha", type=float, default=0.001, show_default=True, help="Failure probability of each test/bound.")
@@ -371,6 +372,9 @@ def _float_or_none(ctx, param, value):
 @click.option("--consensus", type=int, default=None, help="ensembles: K-consensus over the --members order.")
 @click.option("--order-from", type=str, default=None,
               help="ensembles: order members by accuracy on this VALIDATION store (never the certified store).")
+@click.option("--base", default=None, metavar="BASE",
+              help="incremental: the base store (original model) whose noisy copies STORE replays; refused unless "
+                   "it is the store STORE recorded (replay_of) with the same sigma, n0, seed, noise, indices and data.")
 @click.option("--scheduler", default=None, help="Address of a running dask.distributed scheduler.")
 @click.option("--workers", type=int, default=None, help="Start a LocalCluster of N worker processes [default: threads].")
 @click.option("--block-size", type=int, default=None, help="Inputs per task [default: ~64 MB of rows].")
@@ -378,7 +382,7 @@ def _float_or_none(ctx, param, value):
               help="Check every stored part of each input against its checksum, or only the parts the method reads.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_use, interval, uncertainty, theta, theta_from, guarantee,
-                measure, bound, threshold, K, radius, stages, beta, members, consensus, order_from, scheduler,
+                measure, bound, threshold, K, radius, stages, beta, members, consensus, order_from, base, scheduler,
                 workers, block_size, verify, quiet):
     """Compute certificates for every input of STORE and write them to --out.
 
@@ -404,7 +408,7 @@ def certify_cmd(store, method, out, alpha, binom_test, joint_alpha, n0_use, n_us
         threshold=parse_float_list(threshold, "threshold"), K=K, radius=radius,
         stages=parse_int_list(stages, "stages"), beta=beta,
         members=parse_int_list(members, "members") if members is not None else None,
-        consensus=consensus, order_from=order_from,
+        consensus=consensus, order_from=order_from, base=base,
     )
     from .certifier.table import _suffix
 

@@ -70,6 +70,9 @@ def certify_block(location, storage_options, start, stop, method_name, opts, fie
                   n0=st.n0, n0_use=n0_use, n_use=n_use, sigma=st.sigma, m=st.num_classes,
                   argmax=data.get("argmax"), rows=data.get("rows"), member_logprobs=data.get("member_logprobs"),
                   compact={k: data[k] for k in ("topk_p", "topk_c", "entropy")} if "topk_p" in data else None)
+    read_extra = getattr(method.compute, "read_extra", None)  # incremental: the base store's rows of these inputs
+    if read_extra is not None:
+        block.extra = read_extra(block, opts, storage_options, start, stop, verify_all=bool(check))
     ens_stats = None
     if _uses_ensemble(opts):
         from .ensemble import apply_ensemble

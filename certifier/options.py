@@ -38,6 +38,8 @@ class CertifyOptions:
     members: list | None = None
     consensus: int | None = None
     order_from: str | None = None
+    # incremental
+    base: str | None = None
 
     def validate(self) -> "CertifyOptions":
         if not (isinstance(self.alpha, (int, float)) and 0 < self.alpha < 0.5):

@@ -30,8 +30,9 @@ def extra_sections(df: pd.DataFrame, radii) -> list[str]:
     out = []
     for name, fn in EXTRA_REPORTS.items():
         sub = rows_for(df, name, fn)
-        if len(sub):
-            out.append(fn(sub, radii))
+        text = fn(sub, radii) if len(sub) else None
+        if text:  # a section may have nothing to say about the rows it got (e.g. incremental: no incremental rows)
+            out.append(text)
     return out
 
 
