@@ -2,7 +2,8 @@
 
 The three library entry points a notebook needs:
 
-- ``smoothcert.sample(model, data, out, sigma=..., ...)``: evaluate a PyTorch
+- ``smoothcert.sample(store, SampleConfig(models=..., data=..., sigma=...))``
+  (or ``sample(store, models=..., data=..., sigma=...)``): evaluate a PyTorch
   classifier on n0 + n Gaussian-noisy copies of each input and write every
   copy's softmax row into a Zarr sample store (``smoothcert.sampler``).
 - ``smoothcert.open_store(path_or_url)``: open a store read-only, check its

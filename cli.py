@@ -129,14 +129,15 @@ def sample_cmd(models, weights, mean, std, data, sigma, n0, n, batch_size, seed,
     (sampled into the folder STORE.sampling, packed into the zip once every
     input is complete).
     """
+    from .sampler.config import SampleConfig
     from .sampler.run import sample       # not the certifier: its scipy and pandas take ~1.3 s to import
 
-    sample(store_path, models=models, weights=weights, mean=mean, std=std, data=data, sigma=sigma, n0=n0, n=n,
-           batch_size=batch_size, seed=seed, device=device, indices=indices, dtype=dtype, shard=shard,
-           core_model=core_model, core_weights=core_weights, amp=amp, channels_last=channels_last,
-           progress=progress, log=lambda s: click.echo(s, err=True), adaptive_radius=adaptive_radius,
-           adaptive_stages=adaptive_stages, adaptive_alpha=adaptive_alpha,
-           adaptive_beta=adaptive_beta)
+    config = SampleConfig(models=models, weights=weights, mean=mean, std=std, data=data, sigma=sigma, n0=n0, n=n,
+                          batch_size=batch_size, seed=seed, device=device, indices=indices, dtype=dtype, shard=shard,
+                          core_model=core_model, core_weights=core_weights, amp=amp, channels_last=channels_last,
+                          progress=progress, log=lambda s: click.echo(s, err=True), adaptive_radius=adaptive_radius,
+                          adaptive_stages=adaptive_stages, adaptive_alpha=adaptive_alpha, adaptive_beta=adaptive_beta)
+    sample(store_path, config)
 
 
 @main.command("demo")
@@ -153,7 +154,7 @@ def demo_cmd(out_dir, quick, train, device):
     certifies it with every method the certifier has, prints the tables and
     writes a plot.
     """
-    from .sampler.demo import run_demo
+    from .demo import run_demo
 
     run_demo(out_dir, quick=quick, train=train, device=device, echo=click.echo)
 
@@ -290,7 +291,7 @@ def store_merge(stores, data, assume_same_data):
     """
     from tqdm.auto import tqdm
 
-    from .store.merge import merge_stores
+    from .sampler.merge import merge_stores  # the store's merge, with --data checked by the sampler's fingerprint
 
     if len(stores) < 3:
         raise ValueError("store merge: give at least two stores to merge, then OUT")
@@ -422,9 +423,9 @@ def certify_cmd(store, method, out, scheduler, workers, block_size, verify, quie
                           progress=not quiet, verify=verify)
     import shlex
 
-    from .certifier.engine import _redact
+    from .store.locations import redact
 
-    meta["command"] = _redact(shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)]))  # no user:password@ of URLs
+    meta["command"] = redact(shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)]))  # no user:password@ of URLs
     meta["software_version"] = _version()
     meta.update(applied)
     write_table(table, out, meta)
@@ -484,8 +485,14 @@ def calibrate_cmd(store, uncertainty, loss, rows, json_out, quiet):
 @main.command("report")
 @click.argument("results", nargs=-1, required=True)
 @click.option("--radii", default="0,0.25,0.5,0.75,1.0", show_default=True, help="Radii for certified accuracy.")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write a certified-accuracy plot (PNG).")
-def report_cmd(results, radii, plot):
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Write a certified-accuracy plot (PNG); for an --n-use table also STEM.n_use.png, accuracy against n.")
+@click.option("--samples-needed", "samples_needed", default=None, metavar="R1,R2,...",
+              help="For an --n-use table: per input and target radius, the smallest listed prefix that certifies it "
+                   "(correct, radius >= R), summarised per setting (mean samples needed, share never certified).")
+@click.option("--samples-table", "samples_table", type=click.Path(dir_okay=False), default=None,
+              help="With --samples-needed: write the per-input samples needed (.csv, .jsonl or .parquet).")
+def report_cmd(results, radii, plot, samples_needed, samples_table):
     """Certified accuracy at radii, ACR and abstain rate per setting of RESULTS tables."""
     import pandas as pd
 
@@ -501,6 +508,11 @@ def report_cmd(results, radii, plot):
     for text in extra_sections(df, rs):
         click.echo("")
         click.echo(text)
+    from .certifier.report_prefixes import report_lines
+    from .certifier.table import read_meta
+
+    for line in report_lines(df, samples_needed, plot, samples_table, {str(r): read_meta(r) for r in results}, rs):
+        click.echo(line)
     if plot:
         plot_certified_accuracy(df, plot)
         click.echo(f"plot -> {plot}")

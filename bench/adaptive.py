@@ -43,7 +43,7 @@ def main():
 
     from smoothcert.certifier import CertifyOptions, certify
     from smoothcert.sampler import train as T
-    from smoothcert.sampler.demo import MODEL_FACTORY, SIGMA, write_test_split
+    from smoothcert.demo import MODEL_FACTORY, SIGMA, write_test_split
     from smoothcert.sampler.run import sample
     from smoothcert.store import open_store
 

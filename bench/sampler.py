@@ -48,7 +48,8 @@ import torch  # noqa: E402
 
 def cases(quick: bool, tmp: Path):
     """(name, model spec, weights, data path, inputs, n0, n, batch size) of each benchmarked network."""
-    from smoothcert.sampler import demo, testing, train
+    from smoothcert import demo
+    from smoothcert.sampler import testing, train
 
     digits = tmp / "digits.npz"
     demo.write_test_split(digits)

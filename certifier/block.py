@@ -32,6 +32,9 @@ class Block:
     # compact stores only (rows is None then): topk_p (B, R, K) float32, topk_c (B, R, K), entropy (B, R)
     # float64; read them through certifier.compact, which says what each method gets from them
     compact: dict | None = None
+    # arrays a method reads from a second store for these inputs (``incremental``: the base store's selection and
+    # estimation counts and its first P estimation labels), filled by the method's ``read_extra`` hook
+    extra: dict | None = None
 
     def __len__(self) -> int:
         return len(self.idx)

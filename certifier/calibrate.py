@@ -73,7 +73,7 @@ def accuracy_curves(location, funcs, rows: int = ROWS, storage_options=None, blo
     st = open_store(location, storage_options=storage_options)
     try:
         N, m, n0 = st.n_inputs, st.num_classes, st.n0
-        compact = st.attrs.get("layout") == "compact"  # top-k rows plus per-row entropy: the same u values
+        compact = not st.layout.has_full_rows  # top-k rows plus per-row entropy: the same u values
         per_input = st.shape.total_rows * (64 if compact else m * 4)
         bs = int(block_size) if block_size else int(max(1, min(256, (64 * 2**20) // max(per_input, 1))))
         grids = {f: theta_grid(f, m) for f in funcs}
@@ -119,11 +119,11 @@ def calibrate(location, funcs=U.FUNCTIONS, losses=DEFAULT_LOSSES, rows: int = RO
         for loss in losses:
             k, theta, kept = choose_theta(grid, acc, a0, loss)
             results.append({"uncertainty": f, "loss": loss, "k": k, "theta": theta, "A0": a0, "accuracy": kept})
-    from .engine import _redact
+    from ..store.locations import redact
 
     return {
         "kind": "smoothcert-calibration",
-        "store": _redact(str(location)),
+        "store": redact(location),
         "store_fingerprint": cur["store_fingerprint"],
         **cur["info"],
         "rows_used": f"first min({rows}, n) rows of S per input",

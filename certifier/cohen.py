@@ -8,20 +8,23 @@ import numpy as np
 from scipy.stats import norm
 
 from ..stats.bounds import cp_lower
+from ..stats.confseq import cs_lower
 from ..stats.hypotheses import binom_p
 from ..stats.counts import top_k
 
 
-def certify(counts0: np.ndarray, counts: np.ndarray, n, sigma: float, alpha: float):
+def certify(counts0: np.ndarray, counts: np.ndarray, n, sigma: float, alpha: float, interval: str = "cp"):
     """CERTIFY: with prob. >= 1 - alpha, g(x + d) = predict for all ||d|| < radius (abstain: -1, 0).
 
     cA is chosen on the selection counts ``counts0`` only; pA is the
     Clopper-Pearson lower bound of counts[cA] in n rows. pA == 0.5 gives
     radius 0, not an abstention. Returns (predict, radius, p_lower).
+    ``interval="cs"``: pA is the confidence-sequence bound instead
+    (docs/methods.md section 11), and the guarantee holds for every n at once.
     """
     cA = top_k(counts0, 1)[0][:, 0]
     kA = np.take_along_axis(counts, cA[:, None], axis=1)[:, 0]
-    pA = np.atleast_1d(cp_lower(kA, n, alpha))
+    pA = np.atleast_1d((cs_lower if interval == "cs" else cp_lower)(kA, n, alpha))
     ok = pA >= 0.5
     radius = np.where(ok, sigma * norm.ppf(np.where(ok, pA, 0.5)), 0.0)
     predict = np.where(ok, cA, -1)

@@ -17,7 +17,9 @@ import pandas as pd
 from ..store import format as F
 from ..store import open_store
 from ..store.errors import StoreError
+from ..store.locations import redact
 
+from . import prefixes
 from .block import Block
 from .cluster import check_cluster, local_cluster
 from .options import CertifyOptions
@@ -68,12 +70,15 @@ def certify_block(location, storage_options, start, stop, method_name, opts, fie
                   n0=st.n0, n0_use=n0_use, n_use=n_use, sigma=st.sigma, m=st.num_classes,
                   argmax=data.get("argmax"), rows=data.get("rows"), member_logprobs=data.get("member_logprobs"),
                   compact={k: data[k] for k in ("topk_p", "topk_c", "entropy")} if "topk_p" in data else None)
+    read_extra = method.read_extra  # incremental: the base store's rows of these inputs
+    if read_extra is not None:
+        block.extra = read_extra(block, opts, storage_options, start, stop, verify_all=bool(check))
     ens_stats = None
     if _uses_ensemble(opts):
         from .ensemble import apply_ensemble
 
         ens_stats = apply_ensemble(block, opts)
-    df = method.compute(block, opts)
+    df = prefixes.compute(method, block, opts)  # method.compute, once per listed --n-use prefix
     if ens_stats is not None:
         from .ensemble import setting_values
 
@@ -204,15 +209,13 @@ def prepare(store, method, opts: CertifyOptions):
     and for unique dataset indices once all are read (``check_unique``).
     """
     n0_use = store.n0 if opts.n0_use is None else int(opts.n0_use)
-    n_use = store.n if opts.n_use is None else int(opts.n_use)
     if n0_use > store.n0:
         raise ValueError(f"--n0-use {n0_use} exceeds the store's n0 = {store.n0}")
-    if n_use > store.n:
-        raise ValueError(f"--n-use {n_use} exceeds the store's n = {store.n}")
+    n_use = prefixes.check(method, opts, store.n)  # the largest listed prefix; --interval/--n-use refusals
     if method.needs_core_predict and not store.has_core_predict:
         raise ValueError(f"--method {method.name} needs core_predict (the core model's clean prediction), which store {store.location} does not hold; sample with --core-model")
     fields = list(method.fields)
-    if store.attrs.get("layout") == "compact":
+    if not store.layout.has_full_rows:
         from .compact import compact_fields
 
         fields = compact_fields(method, store, fields)
@@ -248,16 +251,17 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
             from .ensemble import resolve
 
             opts, ens_info = resolve(opts, st, storage_options)
-        compact = st.attrs.get("layout") == "compact"
-        parts = ["compact" if compact else "rows", "argmax"] + (["member_logprobs"] if st.members else [])
+        compact = not st.layout.has_full_rows
+        parts = st.layout.stored_fields(st.shape)
         check = [p for p in parts if p not in fields] if verify == "full" else []
         max_block = _block_size(st, fields, check)
         meta = {
             "method": method.name,
-            "store": _redact(str(location)),
+            "store": redact(location),
             "store_fingerprint": None,  # from every block's records, below
             "store_format_version": st.attrs.get("format_version"),
-            "sigma": st.sigma, "n0": st.n0, "n": st.n, "n0_use": n0_use, "n_use": n_use,
+            "sigma": st.sigma, "n0": st.n0, "n": st.n, "n0_use": n0_use,
+            "n_use": n_use if prefixes.prefix_list(opts) is None else prefixes.prefix_list(opts),
             "num_classes": st.num_classes, "n_inputs": st.n_inputs,
             "options": opts.to_dict(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -269,6 +273,8 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
 
             meta["compact"] = statement(method, st)
         level, text = method.confidence(opts)
+        extra, text = prefixes.meta(opts, level, text)  # interval, prefixes, "for every prefix simultaneously"
+        meta.update(extra)
         meta["confidence"] = level
         meta["confidence_statement"] = text
         N = st.n_inputs
@@ -297,9 +303,3 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
         meta.update(method.extra_summary(table, opts))
     return table, meta
 
-
-def _redact(location: str) -> str:
-    """Drop user:password@ from a URL so that credentials never reach a results file."""
-    import re
-
-    return re.sub(r"(://)[^/@\s]+@", r"\1", location)

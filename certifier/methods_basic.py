@@ -5,6 +5,7 @@ import numpy as np
 
 from . import cohen, two_step
 from .kernels import class_counts
+from .prefixes import s0_opts
 from .registry import OVERALL_ONCE, OVERALL_TWICE, Method, confidence_once, confidence_twice, frame, level, register
 
 
@@ -16,7 +17,7 @@ def _counts(block):
 
 def _cohen(block, opts):
     c0, c = _counts(block)
-    pred, rad, pA = cohen.certify(c0, c, block.n_i, block.sigma, opts.alpha)
+    pred, rad, pA = cohen.certify(c0, c, block.n_i, block.sigma, opts.alpha, opts.interval)
     return frame(np.arange(len(block)), predict=pred, radius=rad, p_lower=pA)
 
 
@@ -28,9 +29,9 @@ def _cohen_predict(block, opts):
 
 def _two_step(block, opts):
     c0, c = _counts(block)
-    a = level(opts, spends_twice=True)
-    cA, cB = two_step.predict(c0, a, opts.binom_test)
-    pred, rad, pA, pB = two_step.certify(c, cA, cB, block.n_i, block.sigma, a)
+    a = level(opts, spends_twice=True)  # on S; alpha/L of a --n-use list under cp (certifier/prefixes.py)
+    cA, cB = two_step.predict(c0, level(s0_opts(opts), spends_twice=True), opts.binom_test)
+    pred, rad, pA, pB = two_step.certify(c, cA, cB, block.n_i, block.sigma, a, opts.interval)
     pA, pB = np.where(cA >= 0, pA, np.nan), np.where(cA >= 0, pB, np.nan)  # no bounds when PREDICT abstained
     return frame(np.arange(len(block)), predict=pred, radius=rad, runner_up=cB, p_lower=pA, p_upper=pB)
 

@@ -27,6 +27,7 @@ from .calibrate import apply_theta_from
 from .registry import (OVERALL_TWICE, Floats, Method, Names, Option, confidence_twice, exact_on_compact, level,
                        register)
 from .uncertainty import extended_counts_per_function_of
+from .prefixes import s0_opts
 
 
 def thetas_per_function(opts) -> dict:
@@ -87,7 +88,7 @@ def _uncertainty(block, opts):
                        axis=1)  # (B, S, m + 1): pairs in (function, theta) order
     a = level(opts, spends_twice=True)
     res = U.certify_pairs(c0.reshape(B * S, m + 1), c.reshape(B * S, m + 1), np.repeat(n_i, S), block.sigma, a,
-                          opts.binom_test, guarantees)
+                          opts.binom_test, guarantees, alpha_s0=level(s0_opts(opts), spends_twice=True))
 
     def stack(key):  # (B*S,) per guarantee -> (B*S*G,) in (input, pair, guarantee) order
         return np.stack([res[g][key] for g in guarantees], axis=1).reshape(-1)

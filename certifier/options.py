@@ -14,6 +14,7 @@ import math
 
 from ..parsing import parse_float_list, parse_int_list, parse_names  # noqa: F401  (re-exported for the CLI)
 from ..stats.hypotheses import ALTERNATIVES
+from .prefixes import INTERVALS, check_n_use, parse_n_use
 from .registry import Ints, Option, method_options
 
 
@@ -25,6 +26,11 @@ def _alpha(v):
 def _binom_test(v):
     if v not in ALTERNATIVES:
         raise ValueError(f"--binom-test must be one of {', '.join(ALTERNATIVES)}, got {v!r}")
+
+
+def _interval(v):
+    if v not in INTERVALS:
+        raise ValueError(f"--interval must be one of {', '.join(INTERVALS)}, got {v!r}")
 
 
 def at_least_one(flag: str):
@@ -39,7 +45,6 @@ def at_least_one(flag: str):
 
 
 _n0_use = at_least_one("--n0-use")
-_n_use = at_least_one("--n-use")
 _consensus = at_least_one("--consensus")
 
 # The options every method reads (before the methods' own, in this order).
@@ -50,7 +55,13 @@ COMMON = (
     Option("joint_alpha", False, "Run every test and bound of a method that spends alpha twice at alpha/2: overall "
            "1 - alpha.", type=bool),
     Option("n0_use", None, "Use only the first N0 rows of the selection block.", type=int, validate=_n0_use, bad="0"),
-    Option("n_use", None, "Use only the first N rows of the estimation block.", type=int, validate=_n_use, bad="0"),
+    Option("n_use", None, "Use only the first N rows of the estimation block. A list (1000,10000,100000) gives one "
+           "certificate per prefix (column n_use) with the confidence holding over the whole list: under --interval cp "
+           "every test and bound on S runs at alpha/L (L prefixes). Not for --method adaptive.",
+           parse=lambda text, name: parse_n_use(text), validate=check_n_use, metavar="N[,N,...]", bad="0"),
+    Option("interval", "cp", "Bounds on S: cp (Clopper-Pearson, one fixed n) or cs (confidence sequence, valid for "
+           "every prefix at once; cohen and two-step only): see docs/anytime.md.", type=INTERVALS, validate=_interval),
+    Option("alpha_s0", None, "internal: tests on S0 at this level when a prefix list split alpha on S.", cli=False),
 )
 # Ensembles (docs/methods.md section 6): any method, on a store with per-member rows (after the methods' options).
 ENSEMBLE = (

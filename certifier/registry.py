@@ -36,7 +36,7 @@ from ..parsing import parse_float_list, parse_int_list, parse_names
 
 # Column order of the certificate table (docs/methods.md, the certificate table). A method may declare setting
 # columns beyond these in ``Method.settings``; they follow these, in registration order.
-SETTING_COLUMNS = ("uncertainty", "theta", "guarantee", "measure", "bound", "threshold", "members", "consensus")
+SETTING_COLUMNS = ("uncertainty", "theta", "guarantee", "measure", "bound", "threshold", "members", "consensus", "n_use")
 EXTRA_COLUMNS = ("runner_up", "p_lower", "p_upper", "lower0", "selection", "rows_used")
 
 
@@ -183,6 +183,12 @@ class Method:
     variable_rows: bool = False  # accepts inputs that stored fewer than n0 + n rows
     needs_core_predict: bool = False
     extra_summary: Callable | None = None  # (DataFrame of all rows, CertifyOptions) -> dict for the meta sidecar
+    # arrays it reads from a second store for a block's inputs, after the block is read (incremental: the base's):
+    # (Block, CertifyOptions, storage_options, start, stop, verify_all) -> dict, set as ``block.extra``
+    read_extra: Callable | None = None
+    # the option naming a second store it reads beside STORE, a store that STORE replays (incremental: "base");
+    # the contract test builds such a pair for it
+    companion: str | None = None
     notes: tuple = field(default_factory=tuple)
 
     def on_compact(self) -> Compact:

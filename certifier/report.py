@@ -27,8 +27,9 @@ def extra_sections(df: pd.DataFrame, radii) -> list[str]:
     for m in methods():
         if m.report is not None:
             sub = rows_for(df, m)
-            if len(sub):
-                out.append(m.report(sub, radii))
+            text = m.report(sub, radii) if len(sub) else None
+            if text:  # a section may have nothing to say about the rows it got (e.g. incremental without its rows)
+                out.append(text)
     return out
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from scipy.stats import norm
 
 from ..stats.bounds import cp_lower, cp_upper
+from ..stats.confseq import cs_lower, cs_upper
 from ..stats.hypotheses import binom_p
 from ..stats.counts import top_k
 
@@ -31,20 +32,22 @@ def predict(counts0: np.ndarray, alpha: float, alternative: str = "two-sided"):
     return cA.astype(np.int64), cB.astype(np.int64)
 
 
-def bounds(kA, kB, has_b, n, alpha: float):
+def bounds(kA, kB, has_b, n, alpha: float, interval: str = "cp"):
     """(pA, pB) on the estimation block, each side at alpha/2 (or alpha when one bound implies the other).
 
     With a runner-up whose count leaves no other mass (kA + kB == n, the
     integer form of Däubener et al.'s "pA + pB > 1" case) and without a runner-up,
-    pA = CP_lower(kA, n, alpha) and pB = 1 - pA.
+    pA = CP_lower(kA, n, alpha) and pB = 1 - pA. ``interval="cs"``: the
+    confidence-sequence bounds at the same levels (docs/methods.md section 11).
     """
     kA = np.asarray(kA)
     kB = np.asarray(kB)
     n = np.broadcast_to(np.asarray(n), kA.shape)
     split = has_b & (kA + kB != n)
-    pA_full = np.atleast_1d(cp_lower(kA, n, alpha))
-    pA_half = np.atleast_1d(cp_lower(kA, n, alpha / 2))
-    pB_half = np.atleast_1d(cp_upper(kB, n, alpha / 2))
+    lower, upper = (cs_lower, cs_upper) if interval == "cs" else (cp_lower, cp_upper)
+    pA_full = np.atleast_1d(lower(kA, n, alpha))
+    pA_half = np.atleast_1d(lower(kA, n, alpha / 2))
+    pB_half = np.atleast_1d(upper(kB, n, alpha / 2))
     pA = np.where(split, pA_half, pA_full)
     pB = np.where(split, pB_half, 1.0 - pA_full)
     return pA, pB
@@ -57,7 +60,7 @@ def radius_from_bounds(pA, pB, sigma: float):
     return np.where(np.isnan(r), -np.inf, r)
 
 
-def certify(counts: np.ndarray, cA, cB, n, sigma: float, alpha: float):
+def certify(counts: np.ndarray, cA, cB, n, sigma: float, alpha: float, interval: str = "cp"):
     """CERTIFY: with prob. >= 1 - alpha (given PREDICT's classes), g(x + d) = cA for ||d|| < radius.
 
     Returns (predict, radius, pA, pB); abstains (-1, 0) when PREDICT abstained
@@ -69,7 +72,7 @@ def certify(counts: np.ndarray, cA, cB, n, sigma: float, alpha: float):
     has_b = cB >= 0
     kA = np.where(has_a, np.take_along_axis(counts, np.maximum(cA, 0)[:, None], axis=1)[:, 0], 0)
     kB = np.where(has_b, np.take_along_axis(counts, np.maximum(cB, 0)[:, None], axis=1)[:, 0], 0)
-    pA, pB = bounds(kA, kB, has_b, n, alpha)
+    pA, pB = bounds(kA, kB, has_b, n, alpha, interval)
     r = radius_from_bounds(pA, pB, sigma)
     ok = has_a & (r > 0)
     return np.where(ok, cA, -1).astype(np.int64), np.where(ok, r, 0.0), pA, pB

@@ -277,11 +277,13 @@ def runner_up_ncl(c0: np.ndarray, top: np.ndarray, alpha: float, alternative: st
 
 
 def certify_pairs(c0: np.ndarray, c: np.ndarray, n, sigma: float, alpha: float, alternative: str = "two-sided",
-                  guarantees=GUARANTEES) -> dict:
+                  guarantees=GUARANTEES, alpha_s0: float | None = None) -> dict:
     """Certificates of P (input, function, theta) pairs from extended counts (P, m + 1) of S0 and S.
 
     ``n`` (P,) rows of S per pair; ``alpha`` the level of PREDICT's tests on
-    S0 and of the bounds on S (each guarantee holds w.p. >= 1 - 2 alpha).
+    S0 and of the bounds on S (each guarantee holds w.p. >= 1 - 2 alpha);
+    ``alpha_s0``, when given, the level of the tests on S0 instead (a
+    ``--n-use`` list splits alpha on S only, docs/methods.md section 11).
     Returns ``{guarantee: {predict, radius, runner_up, p_lower, p_upper, top_class}}``:
     ``predict`` -1 and ``radius`` 0 on abstain; ``runner_up`` m for V, -1 for
     NONE (also reported on abstain); ``p_lower``/``p_upper`` the bounds on S
@@ -293,7 +295,8 @@ def certify_pairs(c0: np.ndarray, c: np.ndarray, n, sigma: float, alpha: float, 
     P, M = c.shape
     m = M - 1
     n = np.broadcast_to(np.asarray(n, dtype=np.int64), (P,)).copy()
-    cA, cB, top = predict_cc(c0, alpha, alternative)
+    a0 = alpha if alpha_s0 is None else alpha_s0
+    cA, cB, top = predict_cc(c0, a0, alternative)
     real_top = (cA >= 0) & (cA < m)
     sel = np.flatnonzero(real_top)  # bounds only where PREDICT chose a real class
     cs, ns, cAs = c[sel], n[sel], cA[sel]
@@ -319,7 +322,7 @@ def certify_pairs(c0: np.ndarray, c: np.ndarray, n, sigma: float, alpha: float, 
         out["cc"] = result(pA, pB, _radius(pA, pB, sigma), cB)
 
     if "ncl" in guarantees or "ncl-strict" in guarantees:
-        cB2 = runner_up_ncl(c0, top, alpha, alternative)
+        cB2 = runner_up_ncl(c0, top, a0, alternative)
         cB2s = cB2[sel]
         has_b2 = cB2s >= 0
         kB2 = _take(cs, cB2s)

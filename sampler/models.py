@@ -89,18 +89,43 @@ def check_normalisation(mean, std):
 
 def state_dict_fingerprint(state: dict, name: str) -> str:
     """sha256 over ``name`` and each tensor's key, dtype, shape and bytes, in the state_dict's order."""
-    import torch
-
     h = hashlib.sha256(b"smoothcert-state-dict-v1\0" + name.encode() + b"\0")
     for k, v in state.items():
         h.update(k.encode() + b"\0")
-        if isinstance(v, torch.Tensor):
-            t = v.detach().cpu().contiguous()
-            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        else:
-            h.update(repr(v).encode())
+        _hash_entry(h, v)
     return h.hexdigest()
+
+
+def _hash_entry(h, v) -> None:
+    """Feed one state_dict value to ``h``: a tensor by dtype, shape and bytes; anything else by ``repr``.
+
+    A quantized tensor is hashed by its integer values, scales and zero points,
+    and a tuple or list holding tensors (the packed weight and bias of a
+    dynamically quantized Linear) entry by entry: their ``repr`` abbreviates
+    large tensors with "...", so it would not tell two weight sets apart.
+    """
+    import torch
+
+    if isinstance(v, torch.Tensor):
+        t = v.detach().cpu()
+        if t.is_quantized:
+            h.update(f"quantized {t.dtype} {t.qscheme()}".encode())
+            if t.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+                h.update(repr((float(t.q_scale()), int(t.q_zero_point()))).encode())
+            else:
+                h.update(f"axis {t.q_per_channel_axis()}".encode())
+                _hash_entry(h, t.q_per_channel_scales())
+                _hash_entry(h, t.q_per_channel_zero_points())
+            t = t.int_repr()
+        t = t.contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(v, (tuple, list)) and any(isinstance(x, torch.Tensor) for x in v):
+        h.update(f"{type(v).__name__}[{len(v)}]".encode())
+        for x in v:
+            _hash_entry(h, x)
+    else:
+        h.update(repr(v).encode())
 
 
 def file_sha256(path: str) -> str:

@@ -1,16 +1,18 @@
-"""The sampling loop: every selected input evaluated once on its n0 + n noisy copies, into the store.
+"""Orchestration of a sampling run: the store (open or create, check, resume), the shard, the writer, the run record.
 
-Per input, the rows are computed in batches of ``batch_size`` noisy copies on
-the device (noise, forward pass, softmax and the argmax of the full-precision
-softmax all stay there), gathered in a per-input device buffer, copied out
-once, and handed to a background writer thread through a bounded queue; the
+``sample(store, config)`` runs a ``SampleConfig`` (``sampler.config``): it
+resolves the device and the shard, loads the data and the models
+(``sampler.loops.Models``), opens or creates the store with the run's
+metadata (refusing one made with other settings), and hands this shard's
+incomplete inputs one by one to the batch loop (``sampler.loops``), which
+fills a per-input row buffer on the device. The buffer is copied out once
+and handed to a background writer thread through a bounded queue; the
 writer calls ``SampleStore.write_input`` while the device computes the next
-input. An input's batches depend only on (n0 + n, batch_size), never on the
-other inputs, so a subset or a shard computes exactly the same tensors.
+input. Every call is recorded in the store's ``runs`` (settings, status,
+throughput).
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import os
@@ -29,16 +31,13 @@ import numpy as np
 
 from ..store import StoreError, create_store, open_store
 from ..store import backend as _backend
-from ..store import format as _F
 
 from . import noise as _noise
+from .config import SampleConfig, row_batches  # noqa: F401  (row_batches: re-exported for bench/sampler.py)
 from .data import fingerprint as data_fingerprint
 from .data import indices_spec, load_data, parse_indices
 from .host import keep_freed_memory
-from .models import check_normalisation, load_model, pair_weights
 from .shard import local_device_index, resolve_shard
-
-AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 
 
 @dataclass
@@ -77,20 +76,6 @@ def resolve_device(spec: str | None):
         if dev.index is None:
             dev = torch.device("cuda", local_device_index() or 0)
     return dev
-
-
-def amp_context(dev, amp: str | None):
-    """The autocast context of ``--amp`` on device ``dev`` (a no-op context without it)."""
-    if not amp:
-        return contextlib.nullcontext()
-    import torch
-
-    return torch.autocast(device_type=dev.type, dtype=getattr(torch, AMP_DTYPES[amp]))
-
-
-def row_batches(total_rows: int, batch_size: int):
-    """The (start, stop) row ranges of one input's batches: a function of its row count and the batch size only."""
-    return [(a, min(a + batch_size, total_rows)) for a in range(0, total_rows, batch_size)]
 
 
 def _now() -> str:
@@ -207,55 +192,7 @@ def open_or_create(location: str, *, storage_options=None, **create_kw):
     return open_store(loc, mode="a", storage_options=storage_options), created
 
 
-# ------------------------------------------------------------------ buffers and writer
-class _Buffers:
-    """One input's rows on the device, and (on an accelerator) their pinned host copy."""
-
-    def __init__(self, R, m, k, row_dtype, device, with_core):
-        import torch
-
-        self.device = device
-        tdt = getattr(torch, row_dtype)
-        self.rows = torch.empty((R, m), dtype=tdt, device=device)
-        self.arg = torch.empty((R,), dtype=torch.int32, device=device)
-        self.mem = torch.empty((R, k, m), dtype=torch.float32, device=device) if k > 1 else None
-        self.core = torch.full((1,), -1, dtype=torch.int64, device=device) if with_core else None
-        self.on_host = device.type == "cpu"
-        if self.on_host:
-            self.h_rows, self.h_arg, self.h_mem, self.h_core = self.rows, self.arg, self.mem, self.core
-        else:
-            pin = device.type == "cuda"
-            self.h_rows = torch.empty(self.rows.shape, dtype=tdt, pin_memory=pin)
-            self.h_arg = torch.empty(self.arg.shape, dtype=torch.int32, pin_memory=pin)
-            self.h_mem = torch.empty(self.mem.shape, dtype=torch.float32, pin_memory=pin) if self.mem is not None else None
-            self.h_core = torch.empty((1,), dtype=torch.int64, pin_memory=pin) if with_core else None
-        self.event = None
-
-    def stage(self):
-        """Start copying the device rows to the host (asynchronous on CUDA)."""
-        import torch
-
-        if self.on_host:
-            return
-        nb = self.device.type == "cuda"
-        for d, h in ((self.rows, self.h_rows), (self.arg, self.h_arg), (self.mem, self.h_mem), (self.core, self.h_core)):
-            if d is not None:
-                h.copy_(d, non_blocking=nb)
-        if nb:
-            self.event = torch.cuda.Event()
-            self.event.record()
-
-    def wait(self):
-        """Block until the host copy is complete (releases the GIL)."""
-        if self.event is not None:
-            self.event.synchronize()
-            self.event = None
-        elif not self.on_host and self.device.type not in ("cuda",):
-            import torch
-
-            getattr(torch, self.device.type).synchronize()
-
-
+# ------------------------------------------------------------------ writer
 class _Writer(threading.Thread):
     """Writes finished inputs with ``SampleStore.write_input`` and recycles their buffers."""
 
@@ -329,142 +266,109 @@ def _get(q, writer):
             continue
 
 
+def _log_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 # ------------------------------------------------------------------ the sampler
-def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None, std=None,
-           n0: int = 100, n: int = 100_000, batch_size: int = 1000, seed: int = 0, device: str = "auto",
-           indices: str | None = None, dtype: str = _F.DEFAULT_SAMPLER_DTYPE, shard: str | None = None,
-           core_model: str | None = None, core_weights: str | None = None, amp: str | None = None,
-           channels_last: bool | None = None, progress: bool = True, queue_size: int = 2,
-           storage_options: dict | None = None, log=None, adaptive_radius: float | None = None,
-           adaptive_stages=(1_000, 10_000, 125_000), adaptive_alpha: float = 0.001,
-           adaptive_beta: float = 0.0001) -> SampleResult:
+def sample(store: str, config: SampleConfig | None = None, **settings) -> SampleResult:
     """Sample every selected input (of this shard) not yet complete in ``store`` and write it there.
 
-    Creates the store on first use; on re-use checks that it was made with the
-    same settings (else StoreError saying what differs), skips complete inputs
-    and redoes incomplete ones, so re-running a command resumes it.
+    Call it with a ``SampleConfig`` (``sample(store, config)``), with its
+    fields as keywords (``sample(store, models=..., data=..., sigma=...)``,
+    as ``smoothcert sample`` takes them), or both: keywords then replace
+    those fields of ``config`` (validated again). ``store`` is a folder, an
+    fsspec URL, or a ``.zip`` file (sampled into the folder
+    ``STORE.sampling``, packed into the zip once every input is complete).
 
-    With ``adaptive_radius`` an input stops being sampled as soon as
-    CERTIFYADP (docs/methods.md section 6: stages clipped to n, alpha, beta)
-    decides, and only the rows drawn are stored (``n_rows``); batches are then
-    also cut at the stage boundaries so that no row past a stage is drawn.
-    ``certify --method adaptive`` with the same radius, stages, alpha and beta
-    replays exactly these decisions. ``adaptive_stages``: a sequence of ints or
-    their text (``"1000,10000,125000"``).
+    Guarantees:
+
+    * Resume: creates the store on first use; on re-use checks that it was
+      made with the same settings (else StoreError naming every setting that
+      differs), skips complete inputs and redoes incomplete ones (an input
+      cut short by a kill reads as incomplete), so re-running a call resumes
+      it; shards may write into one store at the same time.
+    * Determinism: the noise of row ``r`` of dataset index ``i`` is a pure
+      function of (seed, i, r) and the input's shape (``sampler.noise``), and each input is
+      computed in batches that depend only on the config (``SampleConfig.batches``),
+      never on the other inputs: a subset, a shard, a resumed or an
+      interrupted-and-resumed run writes the same bytes as one uninterrupted
+      run with the same model on the same device (and torch thread count).
+    * Adaptive (``adaptive_radius``): an input stops being sampled as soon
+      as CERTIFYADP (docs/methods.md section 6: stages clipped to n, alpha,
+      beta) decides, and only the rows drawn are stored (``n_rows``); batches
+      are then also cut at the stage boundaries so that no row past a stage
+      is drawn. ``certify --method adaptive`` with the same radius, stages,
+      alpha and beta replays exactly these decisions.
+
+    Errors are one line: ValueError for a setting, the data or a model
+    (naming it), StoreError for the store.
     """
+    if config is None:
+        cfg = SampleConfig(**settings)
+    elif isinstance(config, SampleConfig):
+        cfg = config.replace(**settings) if settings else config
+    else:
+        raise TypeError(f"sample: config must be a SampleConfig, got {type(config).__name__}")
+    return _sample(store, cfg)
+
+
+def _sample(store, cfg: SampleConfig) -> SampleResult:
+    """``sample`` of a validated config: resolve, load, open or create the store, run the loop over the todo inputs."""
     import torch
 
-    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    models = [models] if isinstance(models, str) else list(models)
-    if not models:
-        raise ValueError("give at least one --model")
-    sigma = float(sigma)
-    if not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"--sigma must be a positive number, got {sigma}")
-    for name, v, lo in (("--n0", n0, 1), ("--n", n, 1), ("--batch-size", batch_size, 1)):
-        if int(v) != v or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v}")
-    n0, n, batch_size, seed = int(n0), int(n), int(batch_size), int(seed)
-    if dtype not in _F.ROW_DTYPES:
-        raise ValueError(f"--dtype must be one of {', '.join(_F.ROW_DTYPES)}, got {dtype}")
-    if amp is not None and amp not in AMP_DTYPES:
-        raise ValueError(f"--amp must be bf16 or fp16, got {amp}")
-    _noise.input_key(seed, 0)                                   # validates the seed's range
-    dev = resolve_device(device)
-    sh = resolve_shard(shard)
-    R = n0 + n
-    adaptive = None
-    if adaptive_radius is not None:
-        from ..stats.adaptive import online_plan
-        from ..parsing import parse_int_list
+    from .loops import load_models
 
-        adaptive = online_plan(adaptive_radius, parse_int_list(adaptive_stages, "adaptive-stages"), adaptive_alpha,
-                               adaptive_beta, n)
+    log = cfg.log or _log_to_stderr
+    dev = resolve_device(cfg.device)
+    sh = resolve_shard(cfg.shard)
+    adaptive = cfg.adaptive_plan
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = False      # deterministic algorithms: the same command gives the same rows
         torch.backends.cudnn.deterministic = True
 
     # ---- data, models, fingerprints
-    ds = load_data(data)
-    sel = parse_indices(indices, len(ds))
-    norm_mean, norm_std = check_normalisation(mean, std)
+    ds = load_data(cfg.data)
+    sel = parse_indices(cfg.indices, len(ds))
     x0, _ = ds.get(sel[0])
-    # channels-last (NHWC) by default for image inputs on every device: oneDNN's CPU convolutions run
-    # 1.3-2x faster in it (bench/sampler.py), cuDNN's too; a model whose forward cannot take it
-    # (e.g. a .view() over C, H, W) falls back to the contiguous format unless --channels-last was asked
-    cl = (True if channels_last is None else bool(channels_last)) and x0.ndim == 3
-    members = [load_model(m, w, norm_mean, norm_std, dev, channels_last=cl)
-               for m, w in zip(models, pair_weights(models, weights))]
-    core = load_model(core_model, core_weights, norm_mean, norm_std, dev, channels_last=cl) if core_model else None
-    if core_weights and not core_model:
-        raise ValueError("--core-weights needs --core-model")
-    mem_fmt = torch.channels_last if cl else torch.contiguous_format
-
-    def forward(mod, x):                                     # reads mem_fmt when called (after the probe below)
-        with torch.inference_mode(), amp_context(dev, amp):
-            return mod(x.contiguous(memory_format=mem_fmt))
-
-    probe = torch.from_numpy(np.stack([x0, x0])).to(dev)     # a batch of two: a .view() that only fits one row fails here
-    if cl and channels_last is None:
-        try:
-            for lm in members + ([core] if core else []):
-                forward(lm.module, probe)
-        except Exception as e:
-            log(f"smoothcert sample: model {lm.spec} failed in channels-last format ({type(e).__name__}); "
-                f"retrying in the contiguous format")
-            cl, mem_fmt = False, torch.contiguous_format
-            for lm in members + ([core] if core else []):
-                lm.module.to(memory_format=mem_fmt)
-
-    num_classes = None
-    for lm in members + ([core] if core else []):
-        try:
-            out = forward(lm.module, probe)
-        except Exception as e:
-            raise ValueError(f"model {lm.spec}: the forward pass on input {sel[0]} of shape {tuple(x0.shape)} failed: "
-                             f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
-        if out.dim() != 2 or out.shape[0] != 2 or out.shape[1] < 2:
-            raise ValueError(f"model {lm.spec}: expected logits of shape (batch, classes), got {tuple(out.shape)} "
-                             f"for a batch of 2")
-        if num_classes is None:
-            num_classes = int(out.shape[1])
-        elif int(out.shape[1]) != num_classes:
-            raise ValueError(f"model {lm.spec} has {int(out.shape[1])} classes, model {members[0].spec} has {num_classes}")
-    m, k = num_classes, len(members)
+    models = load_models(cfg, dev, x0, sel[0], log)
+    members, core = models.members, models.core
+    m, k = models.num_classes, len(members)
 
     def check_label(i):
         xi, yi = ds.get(i)
         if yi >= m:
-            raise ValueError(f"data {data}: input {i} has label {yi}, but the model has {m} classes (0..{m - 1})")
+            raise ValueError(f"data {cfg.data}: input {i} has label {yi}, but the model has {m} classes (0..{m - 1})")
         if xi.shape != x0.shape:
-            raise ValueError(f"data {data}: input {i} has shape {tuple(xi.shape)}, input {sel[0]} has {tuple(x0.shape)}")
+            raise ValueError(f"data {cfg.data}: input {i} has shape {tuple(xi.shape)}, input {sel[0]} has {tuple(x0.shape)}")
         return xi, yi
 
     dfp = data_fingerprint(SimpleNamespace(get=check_label), sel)   # also checks every label and shape
     mfps = [lm.fingerprint for lm in members]
     meta = {
         "source": "sample",
-        "seed": seed,
-        "model": models[0] if k == 1 else list(models),
+        "seed": cfg.seed,
+        "model": cfg.models[0] if k == 1 else list(cfg.models),
         "weights": [lm.weights for lm in members] if k > 1 else members[0].weights,
         "model_fingerprint": mfps[0] if k == 1 else hashlib.sha256("\n".join(mfps).encode()).hexdigest(),
         "member_fingerprints": mfps if k > 1 else None,
-        "core_model": core_model,
+        "core_model": cfg.core_model,
         "core_model_fingerprint": core.fingerprint if core else None,
-        "data": str(data),
+        "data": cfg.data,
         "data_fingerprint": dfp,
         "indices": indices_spec(sel),
         "input_shape": list(x0.shape),
         "noise_scheme": _noise.SCHEME,
         "noise_space": "[0, 1] pixels, x + sigma * eps, unclipped; normalisation applied after the noise",
-        "normalisation": {"mean": norm_mean, "std": norm_std} if norm_mean is not None else None,
-        "amp": amp,
+        "normalisation": {"mean": list(cfg.mean), "std": list(cfg.std)} if cfg.mean is not None else None,
+        "amp": cfg.amp,
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
         "rows": "softmax of the model" if k == 1 else "softmax of the mean of the members' log-softmax",
     }
     if adaptive is not None:
         meta["adaptive"] = adaptive
+    n0, n, sigma, dtype = cfg.n0, cfg.n, cfg.sigma, cfg.dtype
     create_kw = dict(n_inputs=len(sel), n0=n0, n=n, num_classes=m, sigma=sigma, dtype=dtype,
                      members=k if k > 1 else 0, core_predict=core is not None, metadata=meta)
     want = dict(meta, sigma=sigma, n0=n0, n=n, dtype=dtype, n_inputs=len(sel), num_classes=m,
@@ -484,12 +388,11 @@ def sample(store: str, *, models, data: str, sigma: float, weights=(), mean=None
                                 skipped=len(done), samples=0, seconds=0.0, samples_per_s=0.0,
                                 complete=len(done), device=str(dev))
         target = zip_staging(target)
-    st, created = open_or_create(target, storage_options=storage_options, **create_kw)
+    st, created = open_or_create(target, storage_options=cfg.storage_options, **create_kw)
     try:
         if not created:
             check_compatible(st, want)
-        res = _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, seed, batch_size,
-                   mem_fmt, amp, cl, progress, queue_size, log, check_label, adaptive=adaptive, n0=n0)
+        res = _run(st, cfg, sh, sel, check_label, models, log)
         complete = bool(st.complete_mask().all())
     finally:
         st.close()
@@ -507,7 +410,7 @@ def zip_staging(zip_location: str) -> str:
 
 def _pack_zip(folder: str, zip_location: str, log) -> None:
     """Pack the complete folder store into ``zip_location`` (tolerating another shard packing it first) and remove the folder."""
-    from ..store.importer import export_zip
+    from ..store.share import export_zip
 
     try:
         export_zip(folder, zip_location)
@@ -518,12 +421,20 @@ def _pack_zip(folder: str, zip_location: str, log) -> None:
     log(f"smoothcert sample: every input complete; packed {folder} into {zip_location}")
 
 
-def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, seed, batch_size,
-         mem_fmt, amp, cl, progress, queue_size, log, get_input, adaptive=None, n0=None) -> SampleResult:
-    """The sampling loop over this shard's incomplete slots; returns what it did and records it as a run."""
+
+def _run(st, cfg: SampleConfig, sh, sel, get_input, models, log) -> SampleResult:
+    """This shard's incomplete slots of ``st`` through the batch loop and the writer; records the call as a run.
+
+    ``get_input(idx)`` gives (pixels, label) of dataset index ``idx``;
+    ``models`` is ``loops.load_models``'s. Returns what the call did.
+    """
     import torch
     from tqdm import tqdm
 
+    from .loops import Buffers, make_loop
+
+    dev, R, n0 = models.device, cfg.rows_per_input, cfg.n0
+    m, k, core, adaptive = models.num_classes, len(models.members), models.core, cfg.adaptive_plan
     N = len(sel)
     complete = st.complete_mask()        # a record cut short by a kill reads as incomplete
     mine = list(sh.slots(N))
@@ -531,7 +442,7 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
     skipped = len(mine) - len(todo)
     run_id = f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%S')}-{platform.node() or 'host'}-{os.getpid()}"
     record = {"started": _now(), "status": "running", "shard": str(sh), "shard_source": sh.source,
-              "device": str(dev), "batch_size": batch_size, "amp": amp, "channels_last": cl,
+              "device": str(dev), "batch_size": cfg.batch_size, "amp": cfg.amp, "channels_last": models.channels_last,
               "torch_threads": torch.get_num_threads(), "host": platform.node(), "pid": os.getpid(),
               "inputs_todo": len(todo), "inputs_skipped": skipped, "noise_scheme": _noise.SCHEME,
               "noise_impl": "numba" if dev.type == "cpu" else "torch"}
@@ -542,7 +453,8 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
 
     tty = sys.stderr.isatty()
     pbar = tqdm(total=len(todo) * R, unit="sample", unit_scale=True, desc=f"sampling (shard {sh})" if sh.n > 1 else "sampling",
-                disable=not progress or not todo, mininterval=0.5 if tty else 30.0, file=sys.stderr, dynamic_ncols=True)
+                disable=not cfg.progress or not todo, mininterval=0.5 if tty else 30.0, file=sys.stderr,
+                dynamic_ncols=True)
     done = [0]
 
     def on_written(r=R):
@@ -550,83 +462,21 @@ def _run(st, sh, sel, ds, members, core, forward, dev, R, m, k, dtype, sigma, se
         pbar.update(r)
         pbar.set_postfix_str(f"inputs {done[0]}/{len(todo)}", refresh=False)
 
-    # CPU, one model: the noisy batches in one reused buffer and softmax + argmax in one numba pass into
-    # float32 rows, instead of several small torch ops per batch; the writer's write_input rounds the rows to
-    # the store's dtype (store.float16: ~4 ms per input of 100,100 x 10, off the compute thread). Each Python
-    # step between two forward passes is slow (the pass evicts the interpreter from the caches): the loop
-    # below takes as few as it can.
-    cpu_fast = dev.type == "cpu" and k == 1
-    if cpu_fast:
-        from . import kernels as _kernels
-
-        _kernels.warm_up()
-        softmax_argmax_at = _kernels.softmax_argmax_at
-        module, nbatches = members[0].module, None
-    free, work = queue.Queue(), queue.Queue(maxsize=max(1, queue_size))
-    for _ in range(max(1, queue_size) + 1):
-        free.put(_Buffers(R, m, k, "float32" if cpu_fast else dtype, dev, core is not None))
+    loop = make_loop(cfg, models)
+    queue_size = max(1, cfg.queue_size)
+    free, work = queue.Queue(), queue.Queue(maxsize=queue_size)
+    for _ in range(queue_size + 1):
+        free.put(Buffers(R, m, k, loop.row_dtype, dev, core is not None))
     writer = _Writer(st, work, free, R, on_written)
     writer.start()
-    batches = row_batches(R, batch_size)
-    stop_at = {}
-    if adaptive is not None:  # cut batches at the stage boundaries: stage j ends after row n0 + n_j
-        from ..stats.adaptive import online_decision
-        from ..stats.counts import top_k
-
-        bounds = [n0 + s for s in adaptive["stages"]]
-        cuts = sorted(set([0, R] + bounds))
-        batches = [(a0 + a, a0 + b) for a0, b0 in zip(cuts, cuts[1:]) for a, b in row_batches(b0 - a0, batch_size)]
-        stop_at = {b: j for j, b in enumerate(bounds)}
     t0 = time.perf_counter()
     status = "failed"
     try:
         for slot in todo:
             idx = sel[slot]
             x, y = get_input(idx)
-            xt = torch.from_numpy(x)
-            if dev.type == "cuda":
-                xt = xt.pin_memory().to(dev, non_blocking=True)
-            else:
-                xt = xt.to(dev)
             buf = _get(free, writer)
-            r_drawn = R
-            k_seen, cA = [], None
-            with torch.inference_mode():
-                if core is not None:
-                    buf.core.copy_(forward(core.module, xt[None]).float().argmax(1))
-                if cpu_fast:
-                    if nbatches is None:
-                        nbatches = _noise.NoisyBatches(x.shape, batch_size)
-                        cl_copy = mem_fmt is torch.channels_last and x.shape[0] > 1  # one channel: NCHW is NHWC
-                    nbatches.set_input(xt, sigma, seed, idx)
-                    rows_np, arg_np = buf.rows.numpy(), buf.arg.numpy()
-                # the fast path's autocast spans the batches (no per-batch context); forward() enters its own
-                with amp_context(dev, amp) if cpu_fast else contextlib.nullcontext():
-                    for a, b in batches:
-                        if cpu_fast:
-                            noisy = nbatches.rows(a, b)
-                            logits = module(noisy.contiguous(memory_format=mem_fmt) if cl_copy else noisy)
-                            softmax_argmax_at(logits.float().contiguous().numpy(), rows_np, arg_np, a)
-                        else:
-                            noisy = _noise.noisy_copies(xt, sigma, seed, idx, a, b)
-                            if k == 1:
-                                probs = torch.softmax(forward(members[0].module, noisy).float(), dim=1)
-                            else:
-                                lps = torch.stack([torch.log_softmax(forward(mm.module, noisy).float(), dim=1)
-                                                   for mm in members], 1)
-                                buf.mem[a:b].copy_(lps)
-                                probs = torch.softmax(lps.mean(1), dim=1)
-                            buf.arg[a:b].copy_(probs.argmax(1))
-                            buf.rows[a:b].copy_(probs)
-                        if stop_at and b in stop_at:  # adaptive: decide on S0's top class and the first n_j rows of S
-                            if cA is None:
-                                c0 = torch.bincount(buf.arg[:n0].long(), minlength=m).cpu().numpy()
-                                cA = int(top_k(c0[None], 1)[0][0, 0])
-                            k_seen.append(int((buf.arg[n0:b] == cA).sum()))
-                            if online_decision(k_seen, adaptive["stages"], sigma, adaptive["alpha"], adaptive["beta"],
-                                               adaptive["radius"]) is not None:
-                                r_drawn = b
-                                break
+            r_drawn = loop.fill(buf, x, idx)
             buf.stage()
             _put(work, (slot, idx, y, buf, r_drawn), writer)
         status = "finished"

@@ -2,16 +2,21 @@
 
 A store is a zarr v3 group (see ``FORMAT.md``). ``create_store`` lays out the
 arrays for a fixed number of inputs; ``SampleStore.write_input`` writes one
-input (rows, hard labels, scalars, checksum, and the ``complete`` marker
-last); ``SampleStore.read_block`` reads a contiguous block of inputs and
+input (its arrays, hard labels, scalars, checksums, and the ``complete``
+marker last); ``SampleStore.read_block`` reads a contiguous block of inputs and
 refuses, by dataset index, any input that is incomplete or whose bytes do not
 match the checksum written with them.
+
+What a store holds per input is its layout (``layouts.py``: full rows, or the
+compact top-k); this module has one create, one write protocol, one read and
+one verify for every layout, each asking ``store.layout``. Nothing here
+imports from above the store's bottom modules (format, layouts, backend,
+checksum, errors).
 """
 from __future__ import annotations
 
 import datetime as _dt
 import platform
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,7 +24,8 @@ from . import format as F
 from .backend import open_zarr_store
 from .checksum import crc_of, scalars_vector
 from .errors import StoreError
-from .float16 import to_float16
+from .format import StoreShape
+from .layouts import PART_CRC, SCALARS_DAMAGED, ArraySpec, FullRows, Layout, layout_of
 
 
 def software_versions() -> dict:
@@ -47,19 +53,6 @@ def _whoami():
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class StoreShape:
-    n_inputs: int
-    n0: int
-    n: int
-    num_classes: int
-    members: int = 0
-
-    @property
-    def total_rows(self) -> int:
-        return self.n0 + self.n
 
 
 def _check_shape(shape: StoreShape, where: str) -> None:
@@ -101,22 +94,26 @@ def create_store(
     core_predict: bool = False,
     metadata: dict | None = None,
     storage_options: dict | None = None,
-) -> "SampleStore":
+    layout: Layout | None = None,
+) -> SampleStore:
     """Create an empty store for ``n_inputs`` inputs of ``n0 + n`` rows of ``num_classes``.
 
-    ``metadata`` (seed, fingerprints, device, source, ...) is recorded in the
-    group attributes next to the shape, sigma, dtype, format version, software
+    ``layout`` says what is kept per input (``layouts.FullRows()``, the
+    default, or e.g. ``layouts.CompactRows(topk=5)``). ``metadata`` (seed,
+    fingerprints, device, source, ...) is recorded in the group attributes
+    next to the shape, sigma, dtype, layout, format version, software
     versions and creation time. Refuses to overwrite an existing store.
     """
     import zarr
 
+    layout = FullRows() if layout is None else layout
     shape = StoreShape(int(n_inputs), int(n0), int(n), int(num_classes), int(members))
     _check_shape(shape, str(location))
-    R, m, k = shape.total_rows, shape.num_classes, shape.members
-    _check_input_bytes(R * (m * 4 + 8 + k * m * 4), f"{R} rows x {m} classes" + (f" x {k} members" if k else ""),
-                       str(location))
+    layout.check(shape, str(location))
     if dtype not in F.ROW_DTYPES:
         raise StoreError(f"{location}: dtype must be one of {F.ROW_DTYPES}, got {dtype!r}")
+    specs = layout.arrays(shape, dtype) + [_record_spec(shape)]
+    _check_input_bytes(_decoded_bytes(specs[:-1]), layout.describe_input(shape), str(location))
     if not (np.isfinite(sigma) and sigma > 0):
         raise StoreError(f"{location}: sigma must be a positive number, got {sigma!r}")
     zstore = open_zarr_store(location, mode="w", storage_options=storage_options)
@@ -135,6 +132,7 @@ def create_store(
         "dtype": dtype,
         "members": shape.members,
         "core_predict": bool(core_predict),
+        **layout.attrs(),
         "created": _now(),
         "versions": software_versions(),
         "host": platform.node(),
@@ -142,28 +140,28 @@ def create_store(
     }
     for k, v in (metadata or {}).items():
         attrs.setdefault(k, v)
-    N, R, m = shape.n_inputs, shape.total_rows, shape.num_classes
-    itemsize = np.dtype(dtype).itemsize
-    rc = F.row_chunk(R, m * itemsize)
+    N = shape.n_inputs
     comp = F.compressors()
-
-    def arr(name, shp, dt, chunks, fill, dims):
-        root.create_array(name, shape=shp, dtype=dt, chunks=chunks, fill_value=fill,
-                          compressors=comp, dimension_names=dims)
-
-    arr(F.ROWS, (N, R, m), dtype, (1, rc, m), np.nan, ("input", "row", "class"))
-    arr(F.ARGMAX, (N, R), "uint16", (1, F.row_chunk(R, 2)), F.ARGMAX_FILL, ("input", "row"))
-    if shape.members:
-        k = shape.members
-        arr(F.MEMBERS, (N, R, k, m), "float32", (1, F.row_chunk(R, 4 * k * m), k, m), np.nan,
-            ("input", "row", "member", "class"))
-    arr(F.INPUTS, (N, len(F.INPUT_FIELDS)), "int64", (1, len(F.INPUT_FIELDS)), -1, ("input", "field"))
+    for a in specs:
+        root.create_array(a.name, shape=(N,) + a.per_input, dtype=a.dtype, chunks=(1,) + a.chunks, fill_value=a.fill,
+                          compressors=comp, dimension_names=a.dims)
     root[F.INPUTS].attrs["fields"] = list(F.INPUT_FIELDS)
     root.attrs[F.ATTRS_KEY] = F.sealed(attrs)
     return SampleStore(root, str(location), zstore, writable=True)
 
 
-def open_store(location, mode: str = "r", storage_options: dict | None = None) -> "SampleStore":
+def _record_spec(shape: StoreShape) -> ArraySpec:
+    """The per-input record every layout shares: (8,) int64, fill -1, written first (pending) and last (commit)."""
+    n = len(F.INPUT_FIELDS)
+    return ArraySpec(F.INPUTS, (n,), "int64", (n,), -1, ("input", "field"), "record", 8)
+
+
+def _decoded_bytes(specs) -> int:
+    """Bytes one input of these arrays takes once decoded by a reader."""
+    return sum(int(np.prod(a.per_input, dtype=object)) * a.decoded_itemsize for a in specs)
+
+
+def open_store(location, mode: str = "r", storage_options: dict | None = None) -> SampleStore:
     """Open an existing store for reading (``mode='r'``) or for writing inputs (``'a'``)."""
     import zarr
 
@@ -174,14 +172,11 @@ def open_store(location, mode: str = "r", storage_options: dict | None = None) -
         root = zarr.open_group(zstore, mode="r" if mode == "r" else "r+")
     except Exception as e:
         raise StoreError(f"store {location} is not a zarr group ({type(e).__name__}: {e})") from e
-    cls = SampleStore
-    if isinstance(root.attrs.get(F.ATTRS_KEY), dict) and root.attrs[F.ATTRS_KEY].get("layout") == "compact":
-        from .compact import CompactStore as cls  # top-k rows plus per-row statistics (compact.py)
-    return cls(root, str(location), zstore, writable=(mode == "a"))
+    return SampleStore(root, str(location), zstore, writable=(mode == "a"))
 
 
 class SampleStore:
-    """One opened sample store: shape and metadata, per-input writes, block reads."""
+    """One opened sample store: shape, metadata and layout, per-input writes, block reads."""
 
     def __init__(self, root, location: str, zstore, writable: bool):
         self.root = root
@@ -193,21 +188,19 @@ class SampleStore:
         self.shape = StoreShape(a["n_inputs"], a["n0"], a["n"], a["num_classes"], a.get("members", 0))
         self._arrays = {}
         self._direct = {}
+        self._specs = {x.name: x for x in self.layout.arrays(self.shape, self.dtype) + [_record_spec(self.shape)]}
+        self._fields = self.layout.fields(self.shape)
         self._check_layout_size()
 
     def _check_layout_size(self) -> None:
         """Refuse metadata whose one input would decode to more than F.MAX_INPUT_BYTES, before any read."""
-        total, parts = 0, []
-        for name, itemsize in ((F.ROWS, 4), (F.ARGMAX, 8), (F.MEMBERS, 4)):
-            shp = self._expected_shape(name)
-            if shp is None or (name == F.MEMBERS and not self.members):
-                continue
-            total += int(np.prod(shp[1:], dtype=object)) * itemsize
-            parts.append(f"{name} {'x'.join(map(str, shp[1:]))}")
-        _check_input_bytes(total, ", ".join(parts), f"store {self.location}")
+        specs = self.layout.arrays(self.shape, self.dtype)
+        parts = ", ".join(f"{a.name} {'x'.join(map(str, a.per_input))}" for a in specs)
+        _check_input_bytes(_decoded_bytes(specs), parts, f"store {self.location}")
 
     # ----------------------------------------------------------------- metadata
     def _validated_attrs(self) -> dict:
+        """The group attributes, checked (format, version, checksum, shape, sigma, dtype, layout); sets ``layout``."""
         try:
             a = dict(self.root.attrs.get(F.ATTRS_KEY) or {})
         except Exception as e:
@@ -236,6 +229,7 @@ class SampleStore:
             raise StoreError(f"store {self.location}: metadata sigma must be a positive number, got {s!r}")
         if a.get("dtype") not in F.ROW_DTYPES:
             raise StoreError(f"store {self.location}: metadata dtype must be one of {F.ROW_DTYPES}, got {a.get('dtype')!r}")
+        self.layout = layout_of(a, f"store {self.location}")
         return a
 
     @property
@@ -267,6 +261,11 @@ class SampleStore:
         return self.attrs["dtype"]
 
     @property
+    def topk(self) -> int | None:
+        """K of a top-K layout (``layout.topk``), None for full rows."""
+        return self.layout.topk
+
+    @property
     def has_core_predict(self) -> bool:
         return bool(self.attrs.get("core_predict"))
 
@@ -293,9 +292,9 @@ class SampleStore:
         return self._direct[name]
 
     def _expected_shape(self, name):
-        N, R, m, k = self.n_inputs, self.shape.total_rows, self.num_classes, self.members
-        return {F.ROWS: (N, R, m), F.ARGMAX: (N, R), F.MEMBERS: (N, R, k, m),
-                F.INPUTS: (N, len(F.INPUT_FIELDS))}.get(name)
+        """The shape the metadata and layout imply for array ``name`` (None for arrays they do not declare)."""
+        spec = self._specs.get(name)
+        return None if spec is None else (self.n_inputs,) + tuple(spec.per_input)
 
     def set_attrs(self, **updates) -> None:
         """Update the group metadata (single writer only: the importer or a finished run)."""
@@ -310,12 +309,9 @@ class SampleStore:
         Each run is a separate ``runs/<run_id>`` group, so concurrent shard
         processes never rewrite each other's metadata.
         """
-        import zarr
-
         runs = self.root.require_group("runs")
         g = runs.require_group(run_id)
         g.attrs.update(record)
-        del zarr  # imported only to make the dependency explicit
 
     def runs(self) -> dict:
         try:
@@ -325,63 +321,46 @@ class SampleStore:
         return {name: dict(g.attrs) for name, g in runs.groups()}
 
     # ------------------------------------------------------------------ writing
-    def write_input(self, i: int, *, rows, label: int, idx: int, argmax=None,
-                    member_logprobs=None, core_predict: int | None = None, n_rows: int | None = None) -> None:
+    def write_input(self, i: int, *, label: int, idx: int, argmax=None, core_predict: int | None = None,
+                    n_rows: int | None = None, **data) -> None:
         """Write input slot ``i`` completely, then mark it complete.
 
-        ``rows``: (r, m) softmax rows, r = n0 + n (or fewer for an adaptive
-        input, given as ``n_rows``); ``argmax``: (r,) hard labels of the
-        full-precision rows (computed from ``rows`` when omitted). Rows are
-        cast to the store's dtype; the checksum covers the stored bytes. A
-        crash before the marker leaves the input incomplete, never wrong.
+        ``data`` is what the layout takes (``layouts.py``): full ``rows``
+        (r, m) softmax rows, r = n0 + n (or fewer for an adaptive input, given
+        as ``n_rows``), ``member_logprobs`` for ensembles; or a compact
+        store's ``topk_p``, ``topk_c``, ``entropy``. ``argmax``: (r,) hard
+        labels of the full-precision rows (computed from ``rows`` when
+        omitted). Values are cast to the store's dtype; the checksums cover
+        the stored bytes. The record is written with ``complete = 0`` first,
+        then every array of the layout in its order, then the record with the
+        checksums and ``complete = 1``: a crash before that last write leaves
+        the input incomplete, never wrong.
         """
         if not self.writable:
             raise StoreError(f"store {self.location} is open read-only")
-        N, R, m = self.n_inputs, self.shape.total_rows, self.num_classes
+        N, R = self.n_inputs, self.shape.total_rows
         if not (0 <= i < N):
             raise StoreError(f"store {self.location}: input slot {i} outside 0..{N - 1}")
-        rows = np.asarray(rows)
-        r = rows.shape[0] if rows.ndim == 2 else -1
-        if rows.ndim != 2 or rows.shape[1] != m or not (self.n0 < r <= R):
-            raise StoreError(f"store {self.location}: input {idx}: rows must have shape ({R}, {m}), got {rows.shape}")
-        if n_rows is None:
-            n_rows = r
-        if n_rows != r:
-            raise StoreError(f"store {self.location}: input {idx}: n_rows={n_rows} but {r} rows given")
-        if argmax is None:
-            argmax = np.argmax(rows, axis=1)
+        r, argmax, stored = self.layout.encode(self, idx, data, argmax, n_rows)
         argmax = np.asarray(argmax)
         if argmax.shape != (r,):
             raise StoreError(f"store {self.location}: input {idx}: argmax must have shape ({r},), got {argmax.shape}")
-        stored_rows = np.full((R, m), np.nan, dtype=self.dtype)
-        if stored_rows.dtype == np.float16 and rows.dtype == np.float32:
-            to_float16(rows, out=stored_rows[:r])    # numpy's astype, bit for bit, without its slow subnormal path
-        else:
-            stored_rows[:r] = rows
-        stored_arg = np.full((R,), F.ARGMAX_FILL, dtype=np.uint16)
-        stored_arg[:r] = argmax
         cp = -1 if core_predict is None else int(core_predict)
         if self.has_core_predict and core_predict is None:
             raise StoreError(f"store {self.location}: input {idx}: the store expects core_predict")
-        stored_mem = None
-        if self.members:
-            if member_logprobs is None:
-                raise StoreError(f"store {self.location}: input {idx}: the store expects member_logprobs")
-            member_logprobs = np.asarray(member_logprobs)
-            if member_logprobs.shape != (r, self.members, m):
-                raise StoreError(f"store {self.location}: input {idx}: member_logprobs must have shape ({r}, {self.members}, {m}), got {member_logprobs.shape}")
-            stored_mem = np.full((R, self.members, m), np.nan, dtype=np.float32)
-            stored_mem[:r] = member_logprobs
-        scal = scalars_vector(int(label), int(idx), int(n_rows), cp)
-        record = np.array([int(idx), int(label), int(n_rows), cp, crc_of(stored_rows), crc_of(stored_arg, scal),
-                           crc_of(stored_mem), 1], dtype=np.int64)
+        stored_arg = np.full((R,), F.ARGMAX_FILL, dtype=np.uint16)
+        stored_arg[:r] = argmax
+        stored[F.ARGMAX] = stored_arg
+        order = [a for a in self._specs.values() if a.name != F.INPUTS]
+        scal = scalars_vector(int(label), int(idx), int(r), cp)
+        crc = {part: crc_of(*[stored[a.name] for a in order if a.part == part]) for part in ("rows", "members")}
+        record = np.array([int(idx), int(label), int(r), cp, crc["rows"], crc_of(stored_arg, scal),
+                           crc["members"], 1], dtype=np.int64)
         pending = record.copy()
         pending[F.COL["complete"]] = 0
         self.array(F.INPUTS)[i] = pending   # a rewrite invalidates the old record first
-        self.array(F.ROWS)[i] = stored_rows
-        self.array(F.ARGMAX)[i] = stored_arg
-        if stored_mem is not None:
-            self.array(F.MEMBERS)[i] = stored_mem
+        for a in order:
+            self.array(a.name)[i] = stored[a.name]
         self.array(F.INPUTS)[i] = record    # the commit: one chunk, written last
 
     # ------------------------------------------------------------------ reading
@@ -416,58 +395,71 @@ class SampleStore:
         """(N,) dataset index per slot (-1 where never written)."""
         return self.read_records()["idx"]
 
+    def _field(self, name: str):
+        """The layout's ``Field`` for ``name``, or the layout's refusal (StoreError, or ValueError for a name no layout knows)."""
+        f = self._fields.get(name)
+        if f is None:
+            raise self.layout.refuse(name, self)
+        return f
+
     def read_block(self, start: int, stop: int, fields=(F.ARGMAX,), verify: bool = True,
                    only_complete: bool = False, check=(), records: dict | None = None) -> dict:
         """Read input slots ``start:stop``.
 
-        Always returns ``label``, ``idx``, ``n_rows``, ``slot`` (and
-        ``core_predict`` when stored); plus the requested ``fields`` among
-        ``argmax`` (int64), ``rows`` (float32) and ``member_logprobs``.
+        Always returns ``label``, ``idx``, ``n_rows``, ``slot`` and
+        ``core_predict`` (-1 when not stored); plus the requested ``fields``
+        the layout serves: ``argmax`` (int64) for every layout; ``rows``
+        (float32) and ``member_logprobs`` of full rows; ``compact`` (its
+        ``topk_p`` as float32, ``topk_c``, ``entropy``) of compact rows. A
+        field the layout does not serve is refused (StoreError, one line).
         With ``verify`` every input's checksum is recomputed over the bytes
         read and a missing or damaged input raises StoreError naming its
         dataset index. ``only_complete`` drops incomplete slots instead of
         refusing them (for resume logic, never for certificates). ``check``
-        names parts that are read and verified but not returned; ``records``
+        names fields that are read and verified but not returned; ``records``
         passes the slots' records when the caller has read them already.
         """
         start, stop = int(start), int(stop)
-        out = {"slot": np.arange(start, stop)}
+        wanted = tuple(fields) + tuple(c for c in check if c not in fields)
+        spec = {f: self._field(f) for f in wanted}
         rec, keep = self._block_records(start, stop, records, only_complete)
         idx, label, n_rows, cp = rec["idx"], rec["label"], rec["n_rows"], rec["core_predict"]
-        crc = np.stack([rec["crc_rows"], rec["crc_argmax"], rec["crc_members"]], axis=1) if verify else None
         raw = {}
-        for f in tuple(fields) + tuple(c for c in check if c not in fields):
-            if f not in (F.ROWS, F.ARGMAX, F.MEMBERS):
-                raise ValueError(f"unknown field {f!r}")
-            if f == F.MEMBERS and not self.members:
-                raise StoreError(f"store {self.location} holds no ensemble members")
-            raw[f] = self._read(f, start, stop, idx)
+        for f in wanted:
+            for name in spec[f].arrays:
+                if name not in raw:
+                    raw[name] = self._read(name, start, stop, idx)
         if verify:
-            part = {F.ROWS: 0, F.ARGMAX: 1, F.MEMBERS: 2}
+            scalars_checked = any(spec[f].part == "argmax" for f in wanted)
             for j in np.flatnonzero(keep):
-                for f, a in raw.items():
-                    extra = (scalars_vector(label[j], idx[j], n_rows[j], cp[j]),) if f == F.ARGMAX else ()
-                    if crc_of(a[j], *extra) != int(crc[j, part[f]]):
+                scal = scalars_vector(label[j], idx[j], n_rows[j], cp[j])
+                for f in wanted:
+                    fs = spec[f]
+                    extra = (scal,) if fs.part == "argmax" else ()
+                    if crc_of(*(raw[name][j] for name in fs.arrays), *extra) != int(rec[PART_CRC[fs.part]][j]):
                         raise StoreError(f"store {self.location}: input {int(idx[j])} (slot {start + j}) is damaged: "
-                                         f"'{f}' does not match its checksum")
-                if F.ARGMAX not in raw:
+                                         f"{fs.damaged}")
+                if not scalars_checked:
                     # the scalars are covered by the argmax checksum: read it when not already read
                     a = self._read(F.ARGMAX, start + j, start + j + 1, idx[j:j + 1])[0]
-                    if crc_of(a, scalars_vector(label[j], idx[j], n_rows[j], cp[j])) != int(crc[j, 1]):
+                    if crc_of(a, scal) != int(rec[PART_CRC["argmax"]][j]):
                         raise StoreError(f"store {self.location}: input {int(idx[j])} (slot {start + j}) is damaged: "
-                                         f"label/index/argmax do not match their checksum")
+                                         f"{SCALARS_DAMAGED}")
         sel = np.flatnonzero(keep)
-        out = {"slot": out["slot"][sel], "label": label[sel], "idx": idx[sel], "n_rows": n_rows[sel], "core_predict": cp[sel]}
-        for f, a in raw.items():
-            if f not in fields:
-                continue
-            a = a[sel]
-            if f == F.ARGMAX:
-                a = a.astype(np.int64)
-            elif f == F.ROWS:
-                a = a.astype(np.float32, copy=False)
-            out[f] = a
+        out = {"slot": np.arange(start, stop)[sel], "label": label[sel], "idx": idx[sel], "n_rows": n_rows[sel],
+               "core_predict": cp[sel]}
+        for f in fields:
+            out.update(spec[f].convert({name: raw[name][sel] for name in spec[f].arrays}))
         return out
+
+    def read_input(self, slot: int) -> dict:
+        """Input ``slot``, every part verified, as the ``write_input`` keyword arguments that write it again."""
+        b = self.read_block(slot, slot + 1, fields=self.layout.stored_fields(self.shape), verify=True)
+        r = int(b["n_rows"][0])
+        kw = self.layout.input_parts(b, r)
+        kw.update(argmax=b[F.ARGMAX][0, :r], label=int(b["label"][0]), idx=int(b["idx"][0]),
+                  core_predict=int(b["core_predict"][0]) if self.has_core_predict else None)
+        return kw
 
     def _block_records(self, start: int, stop: int, records, only_complete: bool):
         """(records, keep) of slots start:stop: ``core_predict`` -1 when not stored; an incomplete slot raises
@@ -530,7 +522,7 @@ class SampleStore:
     def verify(self, progress=None) -> list[tuple[int, int, str]]:
         """Check every slot: complete marker, checksums, values. Returns (slot, idx, problem) per bad input."""
         problems = []
-        fields = [F.ROWS, F.ARGMAX] + ([F.MEMBERS] if self.members else [])
+        fields = self.layout.stored_fields(self.shape)
         seen = {}
         for s in range(self.n_inputs):
             try:
@@ -546,12 +538,7 @@ class SampleStore:
                     problems.append((s, i, f"input {i} duplicates the dataset index of slot {seen[i]}"))
                 seen.setdefault(i, s)
                 r = int(b["n_rows"][0])
-                rows = b[F.ROWS][0, :r]
-                if not np.isfinite(rows).all():
-                    problems.append((s, i, f"input {i} has non-finite rows"))
-                arg = b[F.ARGMAX][0, :r]
-                if (arg >= self.num_classes).any():
-                    problems.append((s, i, f"input {i} has hard labels outside 0..{self.num_classes - 1}"))
+                problems.extend((s, i, p) for p in self.layout.value_problems(b, r, self.num_classes, i))
             if progress is not None:
                 progress(1)
         return problems

@@ -7,6 +7,7 @@ change that an older reader would misread.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,6 +51,20 @@ MAX_CHUNK_BYTES = 32 * 2**20
 MAX_INPUTS = 10**7
 MAX_ROWS_PER_INPUT = 10**9
 MAX_INPUT_BYTES = 2**33
+
+
+@dataclass(frozen=True)
+class StoreShape:
+    """The dimensions of a store: inputs, selection and estimation rows per input, classes, ensemble members."""
+    n_inputs: int
+    n0: int
+    n: int
+    num_classes: int
+    members: int = 0
+
+    @property
+    def total_rows(self) -> int:
+        return self.n0 + self.n
 
 
 def metadata_crc(attrs: dict) -> int:

@@ -2,14 +2,13 @@
 
 Everything in the source is validated before a single byte is written; the
 store is built in a temporary sibling and moved into place only when every
-input is written, so a failure never leaves a store that looks complete.
+input is written (``publish.publish_store``), so a failure never leaves a
+store that looks complete. Any layout can be imported into: full rows, or
+with ``topk`` the compact top-k (equal to compacting the full import).
 """
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -17,8 +16,10 @@ import numpy as np
 
 from . import format as F
 from .api import create_store
-from .backend import is_url, is_zip, local_path
 from .errors import StoreError
+from .layouts import CompactRows, FullRows
+from .publish import publish_store
+from .topk import MAX_TOPK
 
 SUM_TOLERANCE = 1e-3
 MAX_SOURCE_BYTES = 64 * 2**30
@@ -181,13 +182,16 @@ def _source_fingerprint(src: dict) -> str:
     return h.hexdigest()
 
 
-def import_npz(src_path, location, *, sigma: float, n0: int, dtype: str | None = None,
-               storage_options: dict | None = None, progress=None) -> None:
+def import_npz(src_path, location, *, sigma: float, n0: int, dtype: str | None = None, topk: int | None = None,
+               storage_options: dict | None = None, progress=None) -> dict:
     """Create the store at ``location`` from ``src_path`` (.npz); lossless unless dtype narrows it.
 
     Hard labels are the argmax of the source rows at their full precision,
     ties towards the lowest index, so float16 and float32 stores from the
-    same rows give identical hard-label certificates.
+    same rows give identical hard-label certificates. ``topk`` (``store
+    import --compact-topk K``) writes a compact store instead: rows cast to
+    ``dtype`` first, then compacted, so it equals compacting the full import.
+    Returns ``{inputs}`` (and ``topk`` for a compact import).
     """
     if not (isinstance(sigma, (int, float)) and np.isfinite(sigma) and sigma > 0):
         raise StoreError(f"--sigma must be a positive number, got {sigma!r}")
@@ -195,88 +199,37 @@ def import_npz(src_path, location, *, sigma: float, n0: int, dtype: str | None =
     src = validate_source(raw, n0, name=f"source {src_path}")
     probs = src["probs"]
     N, R, m = probs.shape
+    layout = FullRows() if topk is None else CompactRows(topk)
+    members = src.get("member_logprobs")
+    if members is not None and not layout.has_members:
+        raise StoreError(f"source {src_path}: a {layout.name} store keeps no member rows; "
+                         f"drop member_logprobs/member_probs")
     if dtype is None:
-        dtype = "float16" if probs.dtype == np.float16 else "float32"
-        if probs.dtype not in (np.float16, np.float32):
-            dtype = "float32"  # float64 sources: float32 is the widest stored dtype
+        dtype = "float16" if probs.dtype == np.float16 else "float32"  # float64 sources: float32, the widest stored
     if dtype not in F.ROW_DTYPES:
         raise StoreError(f"--dtype must be one of {F.ROW_DTYPES}, got {dtype!r}")
-    members = src.get("member_logprobs")
+    if topk is not None and not (isinstance(topk, (int, np.integer)) and 2 <= topk <= min(m, MAX_TOPK)):
+        raise StoreError(f"--compact-topk must be in 2..{min(m, MAX_TOPK)} for {m} classes, got {topk!r}")
     k = 0 if members is None else members.shape[2]
-    meta = {"source": "import", "source_file": Path(src_path).name, "data_fingerprint": _source_fingerprint(raw),
+    meta = {"source": "import", "source_file": Path(str(src_path)).name, "data_fingerprint": _source_fingerprint(raw),
             "model_fingerprint": None, "seed": None, "device": None}
+    has_cp = "core_predict" in src
+
+    def build(target, so):
+        st = create_store(target, n_inputs=N, n0=n0, n=R - n0, num_classes=m, sigma=float(sigma), dtype=dtype,
+                          members=k, core_predict=has_cp, metadata=meta, storage_options=so, layout=layout)
+        try:
+            for i in range(N):
+                st.write_input(i, rows=probs[i], argmax=np.argmax(probs[i], axis=1), label=int(src["labels"][i]),
+                               idx=int(src["idx"][i]), member_logprobs=None if members is None else members[i],
+                               core_predict=int(src["core_predict"][i]) if has_cp else None)
+                if progress is not None:
+                    progress(1)
+        finally:
+            st.close()
 
     final = str(location)
-    if is_url(final):
-        target, cleanup = final, None
-    else:
-        dest = local_path(final)
-        if dest.exists():
-            raise StoreError(f"store {final} already exists; choose a new path (import never overwrites)")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_partials(dest)
-        tmpdir = tempfile.mkdtemp(prefix=f".{dest.name}.partial-{os.getpid()}-", dir=dest.parent)
-        target = os.path.join(tmpdir, "store")
-        cleanup = tmpdir
-    try:
-        st = create_store(target, n_inputs=N, n0=n0, n=R - n0, num_classes=m, sigma=float(sigma), dtype=dtype,
-                          members=k, core_predict="core_predict" in src, metadata=meta, storage_options=storage_options)
-        for i in range(N):
-            st.write_input(i, rows=probs[i], argmax=np.argmax(probs[i], axis=1), label=int(src["labels"][i]),
-                           idx=int(src["idx"][i]), member_logprobs=None if members is None else members[i],
-                           core_predict=int(src["core_predict"][i]) if "core_predict" in src else None)
-            if progress is not None:
-                progress(1)
-        st.close()
-        if cleanup is not None:
-            dest = local_path(final)
-            if is_zip(final):
-                export_zip(target, dest)
-            else:
-                try:
-                    os.replace(target, dest)
-                except OSError as e:
-                    if dest.exists():  # another process put a store there while this one imported
-                        raise StoreError(f"store {final} was created by another process during this import; "
-                                         f"not overwriting it") from e
-                    raise
-    finally:
-        if cleanup is not None:
-            shutil.rmtree(cleanup, ignore_errors=True)
-
-
-def _remove_stale_partials(dest: Path) -> None:
-    """Remove the partial folders (and packed zips) that killed imports into ``dest`` left behind.
-
-    Their names carry the importing process's pid (``.NAME.partial-PID-...``);
-    those of processes still running on this host are kept.
-    """
-    prefix = f".{dest.name}.partial-"
-    for stale in dest.parent.glob(prefix + "*"):
-        pid = stale.name[len(prefix):].split("-")[0].split(".")[0]
-        if not pid.isdigit() or _pid_alive(int(pid)):
-            continue
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            try:
-                stale.unlink()
-            except OSError:
-                pass
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def export_zip(src_dir, out_zip) -> None:
-    """Pack a store into a new .zip; kept for callers of this module, the work is ``share.export_zip``'s."""
-    from .share import export_zip as _export
-
-    _export(src_dir, out_zip)
+    publish_store(final, build, storage_options=storage_options,
+                  exists=f"store {final} already exists; choose a new path (import never overwrites)",
+                  appeared=f"store {final} was created by another process during this import; not overwriting it")
+    return {"inputs": N} if topk is None else {"inputs": N, "topk": int(topk)}

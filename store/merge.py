@@ -11,7 +11,11 @@ index ranges always have different fingerprints. Parts therefore pass the
 data check when their fingerprints are equal, or when ``data=DATA`` is given
 and every part's fingerprint is recomputed from DATA at that part's recorded
 indices (recursively through the parts of a merged store); otherwise the
-merge is refused ("data fingerprint differs").
+merge is refused ("data fingerprint differs"). Recomputing is the sampler's
+business (it defines the fingerprint and reads data sets): the caller passes
+it as ``data_fingerprint``, a function of an ``--indices`` spec
+(``sampler.merge.merge_stores`` does, for ``smoothcert store merge --data``);
+this module imports nothing above the store.
 
 Only complete parts are merged: a part with an incomplete input is refused
 (finish its sampling first), so a merged store never mixes in a half-written
@@ -25,15 +29,16 @@ attribute) in ``merged_from`` and keeps each part's runs as
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from . import format as F
-from .backend import is_url, is_zip, local_path, open_zarr_store
+from .api import create_store, open_store
+from .backend import open_zarr_store
 from .errors import StoreError
+from .layouts import DEFAULT_LAYOUT
+from .locations import redact
+from .publish import publish_store, target_exists
 
 # (attribute, how the refusal names it), checked in this order after the format version.
 IDENTITY = (
@@ -94,7 +99,7 @@ def _same(key, a, b) -> bool:
     if key in ("core_predict",):
         return bool(a) == bool(b)
     if key == "layout":
-        return (a or "full") == (b or "full")
+        return (a or DEFAULT_LAYOUT) == (b or DEFAULT_LAYOUT)
     return a == b
 
 
@@ -107,8 +112,13 @@ def _selections(attrs: dict):
         yield attrs.get("indices"), attrs.get("data_fingerprint"), attrs.get("source")
 
 
-def check_data(parts, data=None, assume_same_data: bool = False) -> str:
-    """Refuse parts whose data fingerprints do not show one data set; return how the data check passed."""
+def check_data(parts, data=None, assume_same_data: bool = False, data_fingerprint=None) -> str:
+    """Refuse parts whose data fingerprints do not show one data set; return how the data check passed.
+
+    ``data``: the data set's name as the user gave it (``--data``);
+    ``data_fingerprint(spec)``: the data fingerprint of DATA at the
+    ``--indices`` spec ``spec``, recomputed (required with ``data``).
+    """
     fps = [p.attrs.get("data_fingerprint") for p in parts]
     if all(f == fps[0] for f in fps):
         return "equal data fingerprints"
@@ -123,19 +133,17 @@ def check_data(parts, data=None, assume_same_data: bool = False) -> str:
                     "--assume-same-data to merge anyway (recorded in the merged store)")
         raise StoreError(f"cannot merge {a.location} and {b.location}: data fingerprint differs "
                          f"({_short(a.attrs.get('data_fingerprint'))} vs {_short(b.attrs.get('data_fingerprint'))}); {hint}")
-    from ..sampler.data import fingerprint, load_data, parse_indices
-
-    ds = load_data(str(data))
+    if data_fingerprint is None:
+        raise TypeError("check_data: data= needs data_fingerprint=, the data fingerprint of DATA at an --indices spec")
     for p in parts:
         for spec, fp, source in _selections(p.attrs):
             if source != "sample" or not spec or not fp:
                 raise StoreError(f"cannot merge {p.location}: it records no sampled --indices and data fingerprint "
                                  f"(source {source!r}), so it cannot be checked against --data {data}")
-            sel = parse_indices(spec, len(ds))
-            if fingerprint(ds, sel) != fp:
+            if data_fingerprint(spec) != fp:
                 raise StoreError(f"cannot merge {p.location}: data fingerprint differs from --data {data} "
                                  f"at its indices {spec}")
-    return f"every part's data fingerprint recomputed from --data {_redact(data)}"
+    return f"every part's data fingerprint recomputed from --data {redact(data)}"
 
 
 def _source(attrs) -> str | None:
@@ -155,7 +163,7 @@ def check_versions(raw_attrs) -> None:
                              f"({first.get('format_version')!r} vs {a.get('format_version')!r})")
 
 
-def check_parts(parts, data=None, assume_same_data: bool = False) -> str:
+def check_parts(parts, data=None, assume_same_data: bool = False, data_fingerprint=None) -> str:
     """Refuse, with one message per kind of difference, opened parts that cannot be merged; return the data check."""
     ref = parts[0]
     for p in parts[1:]:
@@ -164,14 +172,7 @@ def check_parts(parts, data=None, assume_same_data: bool = False) -> str:
             if not _same(key, va, vb):
                 raise StoreError(f"cannot merge {ref.location} and {p.location}: {label} differs "
                                  f"({_short(va)!r} vs {_short(vb)!r})")
-    return check_data(parts, data, assume_same_data)
-
-
-def _redact(location: str) -> str:
-    """``location`` without any user:password@ of a URL."""
-    import re
-
-    return re.sub(r"(://)[^/@]+@", r"\1", str(location))
+    return check_data(parts, data, assume_same_data, data_fingerprint)
 
 
 def _merged_attrs(parts, fps) -> dict:
@@ -194,68 +195,44 @@ def _merged_attrs(parts, fps) -> dict:
         meta["data_fingerprint"] = h.hexdigest()
         meta["data_fingerprint_scheme"] = "sha256 of the parts' data fingerprints (see merged_from)"
     meta["source"] = "merge"
-    meta["merged_from"] = [{"location": _redact(p.location), "fingerprint": fp, "n_inputs": p.n_inputs,
+    meta["merged_from"] = [{"location": redact(p.location), "fingerprint": fp, "n_inputs": p.n_inputs,
                             "attrs": dict(p.attrs)} for p, fp in zip(parts, fps)]
     return meta
 
 
-def _copy_input(src, slot: int, dst, i: int) -> None:
-    """Read input ``slot`` of ``src`` with its checksums verified and write it as slot ``i`` of ``dst``."""
-    if src.attrs.get("layout") == "compact":
-        b = src.read_block(slot, slot + 1, fields=("argmax", "compact"), verify=True)
-        r = int(b["n_rows"][0])
-        dst.write_input(i, topk_p=b["topk_p"][0, :r], topk_c=b["topk_c"][0, :r], entropy=b["entropy"][0, :r],
-                        argmax=b["argmax"][0, :r], label=int(b["label"][0]), idx=int(b["idx"][0]),
-                        core_predict=int(b["core_predict"][0]) if src.has_core_predict else None)
-        return
-    fields = (F.ROWS, F.ARGMAX) + ((F.MEMBERS,) if src.members else ())
-    b = src.read_block(slot, slot + 1, fields=fields, verify=True)
-    r = int(b["n_rows"][0])
-    dst.write_input(i, rows=b[F.ROWS][0, :r], argmax=b[F.ARGMAX][0, :r], label=int(b["label"][0]),
-                    idx=int(b["idx"][0]), n_rows=r,
-                    member_logprobs=b[F.MEMBERS][0, :r] if src.members else None,
-                    core_predict=int(b["core_predict"][0]) if src.has_core_predict else None)
-
-
-def _target_exists(location: str, storage_options) -> bool:
-    """Whether something (a store or any file) is already at ``location``."""
-    if is_url(location):
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(location, **(storage_options or {}))
-        return fs.exists(path.rstrip("/") + "/zarr.json") or fs.exists(path)
-    return local_path(location).exists()
-
-
-def merge_stores(sources, out, *, data=None, assume_same_data: bool = False, storage_options: dict | None = None,
-                 progress=None) -> dict:
+def merge_stores(sources, out, *, data=None, data_fingerprint=None, assume_same_data: bool = False,
+                 storage_options: dict | None = None, progress=None) -> dict:
     """Write a new store ``out`` holding every input of ``sources``, or refuse (StoreError) with nothing written.
 
-    ``sources``: two or more stores (folders, .zip files, URLs); ``out``: a
-    new folder, ``.zip`` or URL (an existing one is refused). ``data``: the
-    data set (as ``smoothcert sample --data`` takes it) to check parts with
-    different data fingerprints against; ``assume_same_data`` skips that
-    check (for imported parts, whose fingerprints cover their own source
-    files), which the merged store records. Returns ``{inputs, fingerprint, parts}``.
+    ``sources``: two or more stores (folders, .zip files, URLs), of any one
+    layout; ``out``: a new folder, ``.zip`` or URL (an existing one is
+    refused). ``data``: the data set (as ``smoothcert sample --data`` takes
+    it) to check parts with different data fingerprints against, with
+    ``data_fingerprint(spec)`` recomputing DATA's fingerprint at an
+    ``--indices`` spec (the sampler's; ``sampler.merge.merge_stores`` passes
+    it); ``assume_same_data`` skips that check (for imported parts, whose
+    fingerprints cover their own source files), which the merged store
+    records. Returns ``{inputs, fingerprint, parts}``.
     """
-    from .api import create_store, open_store
-
     sources = [str(s) for s in sources]
     out = str(out)
+    if data is not None and data_fingerprint is None:
+        raise TypeError("merge_stores: data= needs data_fingerprint=, the data fingerprint of DATA at an --indices spec")
     if len(sources) < 2:
         raise StoreError("store merge needs at least two stores to merge, then OUT")
     if len(set(sources)) != len(sources):
         dup = next(s for s in sources if sources.count(s) > 1)
         raise StoreError(f"store {dup} is given twice")
-    if _target_exists(out, storage_options):
-        raise StoreError(f"merge target {out} already exists; choose a new path (merge never overwrites)")
+    exists = f"merge target {out} already exists; choose a new path (merge never overwrites)"
+    if target_exists(out, storage_options):  # before reading any part
+        raise StoreError(exists)
     raw = [(s, _raw_attrs(s, storage_options)) for s in sources]
     check_versions(raw)  # before opening: open_store refuses a version it cannot read, with a less precise message
     parts = []
     try:
         for s in sources:
             parts.append(open_store(s, storage_options=storage_options))
-        data_check = check_parts(parts, data, assume_same_data)
+        data_check = check_parts(parts, data, assume_same_data, data_fingerprint)
         records = [p.read_records(strict=True) for p in parts]
         owner = {}
         for p, rec in zip(parts, records):
@@ -274,46 +251,26 @@ def merge_stores(sources, out, *, data=None, assume_same_data: bool = False, sto
         meta = _merged_attrs(parts, fps)
         meta["merge_data_check"] = data_check
         ref = parts[0]
-        if is_url(out):
-            target, tmpdir = out, None
-        else:
-            dest = local_path(out)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmpdir = tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent)
-            target = os.path.join(tmpdir, "store")
-        try:
-            kw = dict(n_inputs=len(plan), n0=ref.n0, n=ref.n, num_classes=ref.num_classes, sigma=ref.sigma,
-                      dtype=ref.dtype, members=ref.members, core_predict=ref.has_core_predict, metadata=meta,
-                      storage_options=None if tmpdir else storage_options)
-            if ref.attrs.get("layout") == "compact":
-                from .compact import create_compact_store
 
-                dst = create_compact_store(target, topk=int(ref.attrs["topk"]), **kw)
-            else:
-                dst = create_store(target, **kw)
+        def build(target, so):
+            # the parts agree on layout (check_parts), so the first part's layout is every part's
+            dst = create_store(target, n_inputs=len(plan), n0=ref.n0, n=ref.n, num_classes=ref.num_classes,
+                               sigma=ref.sigma, dtype=ref.dtype, members=ref.members,
+                               core_predict=ref.has_core_predict, metadata=meta, storage_options=so, layout=ref.layout)
             try:
                 for i, (_, k, s) in enumerate(plan):
-                    _copy_input(parts[k], s, dst, i)
+                    dst.write_input(i, **parts[k].read_input(s))  # checksums verified, then written again
                     if progress is not None:
                         progress(1)
                 for k, p in enumerate(parts):
                     for name, rec in p.runs().items():
-                        dst.add_run(f"part{k}.{name}", dict(rec, part=k, part_location=_redact(p.location)))
-                fp = dst.fingerprint()
+                        dst.add_run(f"part{k}.{name}", dict(rec, part=k, part_location=redact(p.location)))
+                return dst.fingerprint()
             finally:
                 dst.close()
-            if tmpdir is not None:
-                if _target_exists(out, None):
-                    raise StoreError(f"merge target {out} appeared while merging; not overwriting it")
-                if is_zip(out):
-                    from .share import export_zip
 
-                    export_zip(target, out)
-                else:
-                    os.replace(target, local_path(out))
-        finally:
-            if tmpdir is not None:
-                shutil.rmtree(tmpdir, ignore_errors=True)
+        fp = publish_store(out, build, storage_options=storage_options, exists=exists,
+                           appeared=f"merge target {out} appeared while merging; not overwriting it")
     finally:
         for p in parts:
             p.close()

@@ -105,7 +105,7 @@ def test_torchrun_processes_write_one_store(setup):
 
 def test_halves_sampled_separately_merge_into_the_single_run_store(setup):
     from smoothcert.sampler.run import sample
-    from smoothcert.store.merge import merge_stores
+    from smoothcert.sampler.merge import merge_stores
 
     d = setup
     import torch

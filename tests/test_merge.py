@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from smoothcert import cli
 from smoothcert.store import StoreError, create_store, open_store
-from smoothcert.store.merge import merge_stores
+from smoothcert.sampler.merge import merge_stores  # the store merge with --data checked by the sampler
 
 M, N0, N_EST = 5, 20, 200
 

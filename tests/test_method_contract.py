@@ -61,7 +61,25 @@ def build(make_store, method: registry.Method, inputs, name, seed=0):
         core = extra["core_predict"] = (labels + np.arange(len(labels)) % 2) % M
     if "member_logprobs" in method.fields:  # two members that both give the stored rows
         extra["member_logprobs"] = np.repeat(np.log(probs)[:, :, None, :], 2, axis=2)
-    return make_store(probs, labels, N0, name=f"{method.name}-{name}", **extra), labels, core
+    store = make_store(probs, labels, N0, name=f"{method.name}-{name}", **extra)
+    if method.companion:  # a second store STORE replays: the same rows (an unchanged model), recorded as its base
+        from smoothcert.store import open_store
+
+        base = make_store(probs, labels, N0, name=f"{method.name}-{name}-base", **extra)
+        with open_store(base) as b:
+            fp = b.fingerprint()
+        with open_store(store, mode="a") as st:
+            st.set_attrs(replay_of={"location": str(base), "fingerprint": fp})
+        COMPANIONS[str(store)] = {method.companion: str(base)}
+    return store, labels, core
+
+
+COMPANIONS: dict[str, dict] = {}  # store path -> the companion-store option its method needs (see build)
+
+
+def example_for(method: registry.Method, store) -> dict:
+    """The method's example options, plus the companion store built beside ``store`` when the method reads one."""
+    return {**method.example, **COMPANIONS.get(str(store), {})}
 
 
 def flags(values: dict) -> list[str]:
@@ -86,7 +104,7 @@ def certify_cli(store, method, out, **extra):
     """``smoothcert certify`` with the method's example options (and ``extra``): (table as written, sidecar)."""
     from smoothcert.certifier.table import read_table
 
-    r = run_cli(["certify", store, "--method", method.name, "--out", out, "-q", *flags({**method.example, **extra})])
+    r = run_cli(["certify", store, "--method", method.name, "--out", out, "-q", *flags({**example_for(method, store), **extra})])
     assert r.exit_code == 0, r.output
     return read_table(out), json.loads(Path(f"{out}.meta.json").read_text())
 
@@ -94,7 +112,7 @@ def certify_cli(store, method, out, **extra):
 def certify_api(store, method, **extra):
     from smoothcert.certifier import certify
 
-    return certify(store, method.name, CertifyOptions(**{**method.example, **extra}), progress=False)
+    return certify(store, method.name, CertifyOptions(**{**example_for(method, store), **extra}), progress=False)
 
 
 # ------------------------------------------------------------------ checks
@@ -149,7 +167,7 @@ def check_compact(full, compact, method: registry.Method, tmp_path) -> None:
     from smoothcert.certifier import certify
 
     policy = method.on_compact()
-    opts = CertifyOptions(**method.example)
+    opts = CertifyOptions(**example_for(method, full))
     want, _ = certify(full, method.name, opts, progress=False)
     if policy.supported:
         got, meta = certify(compact, method.name, opts, progress=False)
@@ -167,7 +185,7 @@ def check_compact(full, compact, method: registry.Method, tmp_path) -> None:
         certify(compact, method.name, opts, progress=False)
     assert str(e.value).startswith(f"--method {method.name} {policy.why}; store ")
     out = tmp_path / "refused.csv"
-    r = run_cli(["certify", compact, "--method", method.name, "--out", out, "-q", *flags(method.example)])
+    r = run_cli(["certify", compact, "--method", method.name, "--out", out, "-q", *flags(example_for(method, full))])
     assert r.exit_code != 0 and r.stderr.splitlines() == [f"smoothcert: error: {e.value}"]
     assert not out.exists()
 
@@ -180,7 +198,7 @@ def bad_options(method: registry.Method) -> list:
 
 def check_bad_option(store, method: registry.Method, option, value, tmp_path) -> None:
     out = tmp_path / "bad.csv"
-    args = flags({k: v for k, v in method.example.items() if k != option.name})
+    args = flags({k: v for k, v in example_for(method, store).items() if k != option.name})
     r = run_cli(["certify", store, "--method", method.name, "--out", out, "-q", *args, f"{option.flag_name}={value}"])
     assert r.exit_code != 0
     lines = r.stderr.splitlines()

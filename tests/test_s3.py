@@ -124,7 +124,7 @@ def test_export_from_s3_to_zip_and_merge_into_s3(s3, tmp_path):
 
 
 def test_credentials_in_a_url_never_reach_the_sidecar():
-    from smoothcert.certifier.engine import _redact
+    from smoothcert.store.locations import redact as _redact
 
     cmd = "smoothcert certify s3://KEYID:SECRET@bucket/x.zarr --method cohen --out s3://u:p@b/o.csv"
     assert _redact(cmd) == "smoothcert certify s3://bucket/x.zarr --method cohen --out s3://b/o.csv"

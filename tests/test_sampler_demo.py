@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from smoothcert.sampler import demo, train
+from smoothcert import demo
+from smoothcert.sampler import train
 
 
 def test_training_is_reproducible_with_a_fixed_seed():

@@ -25,7 +25,7 @@ import pytest
 from faultkit import ROOT, assert_one_line_error, assert_refused, invoke, make_arrays, make_store, message_lines
 
 SOURCE_DIRS = ("store", "stats", "certifier", "sampler", "bench")
-SOURCE_FILES = ("__init__.py", "__main__.py", "cli.py", "parsing.py")
+SOURCE_FILES = ("__init__.py", "__main__.py", "cli.py", "demo.py", "parsing.py")
 
 
 def source_files():

@@ -16,8 +16,8 @@ import sys
 from dask_jobqueue import SLURMCluster
 from distributed import Client
 
-from certifier import CertifyOptions, certify
-from certifier.table import write_table
+from smoothcert.certifier import CertifyOptions, certify
+from smoothcert.certifier.table import write_table
 
 JOBS = int(os.environ.get("JOBS", "4"))
 PROCESSES = int(os.environ.get("PROCESSES", "8"))   # worker processes per job, one thread each

@@ -1,0 +1,32 @@
+"""``smoothcert store merge --data DATA``: the store's merge, with parts checked against the data set they came from.
+
+A sampled part's ``data_fingerprint`` is the sampler's (``sampler.data.fingerprint``
+of its selection), so only the sampler can recompute it from DATA; the store
+layer's ``store.merge.merge_stores`` takes that recomputation as a function
+of an ``--indices`` spec, and this module supplies it. DATA is read once, the
+first time a part needs checking.
+"""
+from __future__ import annotations
+
+from ..store.merge import merge_stores as _merge_stores
+
+
+def data_fingerprinter(data):
+    """The function ``spec -> data fingerprint of DATA at --indices spec`` that ``store.merge`` checks parts with."""
+    from .data import fingerprint, load_data, parse_indices
+
+    loaded = []
+
+    def fp(spec) -> str:
+        if not loaded:
+            loaded.append(load_data(str(data)))
+        ds = loaded[0]
+        return fingerprint(ds, parse_indices(spec, len(ds)))
+
+    return fp
+
+
+def merge_stores(sources, out, *, data=None, **kwargs) -> dict:
+    """``store.merge.merge_stores`` with ``data`` (as ``smoothcert sample --data`` takes it) checked by the sampler."""
+    return _merge_stores(sources, out, data=data, data_fingerprint=None if data is None else data_fingerprinter(data),
+                         **kwargs)
