@@ -44,8 +44,9 @@ def _call_name(node):
     while isinstance(f, ast.Attribute):
         parts.append(f.attr)
         f = f.value
-    if isinstance(f, ast.Name):
-        parts.append(f.id)
+    # the root of the chain: a name, or "<expr>" for a call on any other expression (``f(x).eval()`` is a
+    # method of f's result, never the builtin ``eval``)
+    parts.append(f.id if isinstance(f, ast.Name) else "<expr>")
     return ".".join(reversed(parts))
 
 
@@ -127,7 +128,7 @@ def test_the_scan_catches_what_it_looks_for(tmp_path):
     p.write_text("import pickle, numpy as np, torch\npickle.loads(b'')\nnp.load('x', allow_pickle=True)\n"
                  "torch.load('w')\ntorch.load('w', weights_only=False)\neval(input())\nimport zipfile\n"
                  "zipfile.ZipFile('a').extractall('b')\nnp.load('x', allow_pickle=False)\n"
-                 "torch.load('w', weights_only=True)\nexec(compile('x = 1', 'f', 'exec'))\n__import__('os')\n")
+                 "torch.load('w', weights_only=True)\nexec(compile('x = 1', 'f', 'exec'))\n__import__('os')\ntorch.nn.Linear(1, 1).eval()\n")  # the last: a method, not the builtin
     try:
         bad = dangerous_calls(p)
     finally:
