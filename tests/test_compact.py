@@ -100,29 +100,36 @@ def test_methods_that_need_full_rows_refuse_a_compact_store_in_one_line(stores, 
         certify(compact, "two-step", CertifyOptions(members=[0]), progress=False)
 
 
-def test_a_1000_class_compact_store_is_over_20x_smaller_and_self_describing(stores):
+def test_a_1000_class_compact_store_is_over_20x_smaller_apart_from_its_selection_rows_and_self_describing(stores):
     full, compact, imported = stores
 
     def size(p):
         return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
-    ratio = size(full) / size(compact)
+    ratio = size(full) / (size(compact) - size(compact / "rows0"))
     assert ratio >= 20, ratio
+    # the whole selection rows cost what they cost in the full store (N0 of N0 + N_EST rows), within compression
+    assert size(compact / "rows0") <= 1.2 * size(full / "rows") * N0 / (N0 + N_EST)
     with open_store(full) as f, open_store(compact) as c, open_store(imported) as i:
-        assert c.attrs["layout"] == "compact" and c.attrs["topk"] == K and c.verify() == []
+        assert c.attrs["layout"] == "compact-s0" and c.attrs["topk"] == K and c.verify() == []
+        assert c.keeps_full_s0 and i.keeps_full_s0 and c.attrs["format_version"] == 3
         assert c.attrs["compacted_from"]["fingerprint"] == f.fingerprint()
         assert [c.attrs[k] for k in ("sigma", "n0", "n", "num_classes", "dtype")] == \
                [f.attrs[k] for k in ("sigma", "n0", "n", "num_classes", "dtype")]
         # the same rows give the same stored bytes whichever way the compact store was made
-        assert c.read_records()["crc_rows"].tolist() == i.read_records()["crc_rows"].tolist()
+        for col in ("crc_rows", "crc_argmax", "crc_members"):
+            assert c.read_records()[col].tolist() == i.read_records()[col].tolist()
         with pytest.raises(StoreError, match=r"compact \(top-5 per row\): it holds no full softmax rows"):
             c.read_block(0, 1, fields=("rows",))
-        b = c.read_block(0, N, fields=("compact",))
+        b = c.read_block(0, N, fields=("compact", "rows0"))
         rows = f.read_block(0, N, fields=("rows",))["rows"]
     # top-k values are the stored float16 values, their classes point at them, in descending order
     assert np.array_equal(np.take_along_axis(rows, b["topk_c"].astype(np.int64), -1), b["topk_p"])
     assert (np.diff(b["topk_p"], axis=-1) <= 0).all()
     assert np.array_equal(b["topk_p"], -np.sort(-rows, axis=-1)[..., :K])
+    # the selection rows are the full store's first N0 rows, float32 of the stored float16, in store order
+    assert b["rows0"].dtype == np.float32 and b["rows0"].shape == (N, N0, M)
+    assert np.array_equal(b["rows0"], rows[:, :N0])
 
 
 def test_damage_in_a_compact_store_is_named(stores, tmp_path):
