@@ -362,8 +362,10 @@ class DeviceTopK:
     class), and its entropy: each value's ``-p ln p`` from a table of the
     65,536 float16 values computed on the host with the host kernel's
     arithmetic (``kernels.f16_tables``), summed in class order in float64
-    by ``cumsum`` along the outer axis of the transposed terms (one element
-    after the other, as the host kernel adds them). Only the K values
+    by ``cumsum`` along the outer axis of the transposed terms (torch's
+    outer-dimension scan adds one element after the other per column, as the
+    host kernel adds them; a single row is padded to two columns, since torch
+    scans a lone column in parallel). Only the K values
     (float16), K classes (int16), the argmax (int32), the entropy (float64)
     and the n0 selection rows cross to the host. The first batch of a run is
     checked against the host kernel (``store.topk.compact_rows``) and a
@@ -378,7 +380,11 @@ class DeviceTopK:
             from .kernels import f16_tables
 
             _, terms = f16_tables()
-            self.neg_terms = torch.from_numpy(-terms).to(device)
+            try:
+                self.neg_terms = torch.from_numpy(-terms).to(device)
+            except (TypeError, RuntimeError) as e:
+                raise ValueError(f"--topk on {device}: the device cannot hold the float64 entropy terms "
+                                 f"({type(e).__name__}); sample with --device cpu or cuda") from None
             self.rev_c = 65535 - torch.arange(m, dtype=torch.int64, device=device)
 
     def __call__(self, probs, buf, a: int, b: int, idx: int) -> None:
@@ -401,7 +407,10 @@ class DeviceTopK:
         top = torch.topk((bits << 16) | self.rev_c, self.K, dim=1).values
         buf.top_c[a:b].copy_(65535 - (top & 0xFFFF))
         buf.top_p[a:b].copy_((top >> 16).to(torch.int16).view(torch.float16))
-        buf.ent[a:b].copy_(self.neg_terms[bits].t().contiguous().cumsum(0)[-1])
+        terms = self.neg_terms[bits].t().contiguous()                      # (m, B): classes along the outer axis
+        if terms.shape[1] == 1:       # one row: torch would scan it in parallel (cub), not one term after the other
+            terms = torch.cat([terms, torch.zeros_like(terms)], 1)
+        buf.ent[a:b].copy_(terms.cumsum(0)[-1, :b - a])
         if not self.checked:
             self._check(q, buf, a, b, idx)
 

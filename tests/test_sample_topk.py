@@ -282,7 +282,8 @@ def test_the_device_topk_gives_the_host_kernels_bytes_and_nan_for_a_bad_row():
     topk = DeviceTopK(K, n0, m, "float16", dev)
     topk(probs[:4], buf, 0, 4, idx=0)              # the first batch is checked against the host kernel
     assert topk.checked
-    topk(probs[4:], buf, 4, B, idx=0)
+    topk(probs[4:5], buf, 4, 5, idx=0)               # a batch of one row
+    topk(probs[5:], buf, 5, B, idx=0)
     q = probs.to(torch.float16).numpy()
     ok = np.isfinite(q).all(axis=1)
     p, c, e = compact_rows(np.where(ok[:, None], q, 0), K)
