@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
-
 from ..store import StoreError, create_store, open_store
 from ..store import backend as _backend
 
@@ -106,16 +104,14 @@ def check_compatible(store, want: dict) -> None:
     diffs = []
     for key, label in labels.items():
         old, new = a.get(key), want.get(key)
-        if key == "sigma" and old is not None and new is not None:
-            same = float(old) == float(new)
-        elif key == "layout":
-            same = (old or "full") == (new or "full")
-        else:
-            same = old == new
-        if key == "layout":
+        if key == "layout":                       # a full store has no layout attribute
             old, new = old or "full", new or "full"
         elif key == "topk":
             old, new = ("none" if v is None else v for v in (old, new))
+        if key == "sigma" and old is not None and new is not None:
+            same = float(old) == float(new)
+        else:
+            same = old == new
         if not same:
             diffs.append(f"{label} {_short(old)}, this run asks for {_short(new)}")
     if diffs:
@@ -295,6 +291,13 @@ def sample(store: str, config: SampleConfig | None = None, **settings) -> Sample
       is drawn. ``certify --method adaptive`` with the same radius, stages,
       alpha and beta replays exactly these decisions.
 
+    * Compact (``topk`` K): the store has layout ``compact-s0`` and its
+      bytes equal ``store compact --topk K`` of the full store the same call
+      without ``topk`` writes (every array chunk, every attribute but the
+      provenance); full rows of the estimation block are never stored, and
+      on an accelerator never copied to the host (``store/FORMAT.md``,
+      "Sampling a compact store directly").
+
     Errors are one line: ValueError for a setting, the data or a model
     (naming it), StoreError for the store.
     """
@@ -440,7 +443,7 @@ def _run(st, cfg: SampleConfig, sh, sel, get_input, models, log) -> SampleResult
     from .loops import make_loop
 
     dev, R, n0 = models.device, cfg.rows_per_input, cfg.n0
-    m, k, core, adaptive = models.num_classes, len(models.members), models.core, cfg.adaptive_plan
+    k, adaptive = len(models.members), cfg.adaptive_plan
     N = len(sel)
     complete = st.complete_mask()        # a record cut short by a kill reads as incomplete
     mine = list(sh.slots(N))
