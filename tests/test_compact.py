@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from smoothcert import cli
 from smoothcert.certifier import CertifyOptions, certify
-from smoothcert.store import StoreError, open_store
+from smoothcert.store import CompactRows, StoreError, create_store, open_store
 
 M, N, N0, N_EST, K = 1000, 6, 60, 300, 5
 
@@ -88,9 +88,21 @@ def test_supported_certificates_are_exact_on_a_compact_1000_class_store(stores, 
         assert meta["compact"]["why"].startswith("exact:")
 
 
+def _compact_without_selection_rows(full, path):
+    """The compact store of ``full`` as written before format version 3 (layout ``compact``: no whole S0 rows)."""
+    with open_store(full) as f:
+        st = create_store(path, n_inputs=f.n_inputs, n0=f.n0, n=f.n, num_classes=f.num_classes, sigma=f.sigma,
+                          dtype=f.dtype, core_predict=f.has_core_predict, layout=CompactRows(K))
+        for s in range(f.n_inputs):
+            st.write_input(s, **f.read_input(s))
+        st.close()
+    return path
+
+
 @pytest.mark.parametrize("method", ["cdf", "soft"])
-def test_methods_that_need_full_rows_refuse_a_compact_store_in_one_line(stores, tmp_path, method):
-    _, compact, _ = stores
+def test_methods_that_need_full_rows_refuse_a_compact_store_without_selection_rows_in_one_line(stores, tmp_path,
+                                                                                              method):
+    compact = _compact_without_selection_rows(stores[0], tmp_path / "old.zarr")
     with pytest.raises(ValueError, match=rf"--method {method} needs full softmax rows.*compact \(top-{K}\)"):
         certify(compact, method, progress=False)
     r = CliRunner().invoke(cli.main, ["certify", str(compact), "--method", method, "--out", str(tmp_path / "o.csv")])
