@@ -103,6 +103,10 @@ def main():
                    "device, faster for convolutions on CPU and GPU; a model that cannot take it falls back to "
                    "contiguous, with a note).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar on stderr.")
+@click.option("--topk", type=int, default=None, metavar="K",
+              help="Write a compact store (as 'store compact --topk K' of the full store, byte for byte): per row the "
+                   "top K probabilities, their classes, the argmax and the entropy, and the n0 selection rows whole. "
+                   "Full estimation rows are never stored (on a GPU they never leave it). 2 <= K <= min(classes, 256).")
 @click.option("--adaptive-radius", type=float, default=None, metavar="R",
               help="Adaptive sampling (CERTIFYADP, Horváth et al. 2022, ensembles): stop sampling an input once target radius R is "
                    "certified or ruled out, and store only the rows drawn. Certify with --method adaptive --radius R.")
@@ -113,7 +117,7 @@ def main():
               help="Adaptive sampling: early-abort level beta.")
 @click.argument("store_path", metavar="STORE")
 def sample_cmd(models, weights, mean, std, data, sigma, n0, n, batch_size, seed, device, indices, dtype, shard,
-               core_model, core_weights, amp, channels_last, progress, adaptive_radius, adaptive_stages,
+               core_model, core_weights, amp, channels_last, progress, topk, adaptive_radius, adaptive_stages,
                adaptive_alpha, adaptive_beta, store_path):
     """Evaluate a classifier once on n0 + n Gaussian-noisy copies of each input, into STORE.
 
@@ -124,7 +128,8 @@ def sample_cmd(models, weights, mean, std, data, sigma, n0, n, batch_size, seed,
 
     Re-running the same command resumes: complete inputs are skipped and a
     half-written input is redone. A STORE made with other settings (sigma, n0, n,
-    seed, dtype, model, data) is refused with a message saying what differs.
+    seed, dtype, model, data, --topk) is refused with a message saying what differs.
+    With --topk K the store is compact (store/FORMAT.md, "Compact stores").
     STORE is a folder, an fsspec URL (e.g. s3://bucket/store), or a .zip file
     (sampled into the folder STORE.sampling, packed into the zip once every
     input is complete).
@@ -135,7 +140,8 @@ def sample_cmd(models, weights, mean, std, data, sigma, n0, n, batch_size, seed,
     config = SampleConfig(models=models, weights=weights, mean=mean, std=std, data=data, sigma=sigma, n0=n0, n=n,
                           batch_size=batch_size, seed=seed, device=device, indices=indices, dtype=dtype, shard=shard,
                           core_model=core_model, core_weights=core_weights, amp=amp, channels_last=channels_last,
-                          progress=progress, log=lambda s: click.echo(s, err=True), adaptive_radius=adaptive_radius,
+                          progress=progress, log=lambda s: click.echo(s, err=True), topk=topk,
+                          adaptive_radius=adaptive_radius,
                           adaptive_stages=adaptive_stages, adaptive_alpha=adaptive_alpha, adaptive_beta=adaptive_beta)
     sample(store_path, config)
 
@@ -173,8 +179,8 @@ def store_group():
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default=None,
               help="Stored row dtype [default: the dtype of SRC's probs, i.e. lossless].")
 @click.option("--compact-topk", "compact_topk", type=int, default=None, metavar="K",
-              help="Write a compact store: per row the top K probabilities, their classes and the exact entropy "
-                   "(store/FORMAT.md; exact for cohen, two-step, uncertainty, aces, ...; cdf/soft refuse it).")
+              help="Write a compact store: per row the top K probabilities, their classes and the exact entropy, and "
+                   "the n0 selection rows whole (store/FORMAT.md; exact for cohen, two-step, uncertainty, aces, ...).")
 def store_import(src, store, sigma, n0, dtype, compact_topk):
     """Build STORE from arrays computed elsewhere (SRC.npz).
 
@@ -309,9 +315,10 @@ def store_merge(stores, data, assume_same_data):
 def store_compact(src, out, topk):
     """Write OUT, a compact copy of the full store SRC: per row the top K probabilities and the exact entropy.
 
+    OUT keeps the n0 selection rows of each input whole (layout compact-s0).
     Certificates from OUT equal SRC's for cohen, cohen-predict, two-step,
-    adaptive, uncertainty, aces and aces-predict; cdf and soft refuse OUT
-    (store/FORMAT.md, certifier/compact.py).
+    adaptive, uncertainty, aces and aces-predict; for cdf and soft see
+    store/FORMAT.md and certifier/compact.py.
     """
     from tqdm.auto import tqdm
 

@@ -52,9 +52,12 @@ class SampleConfig:
     ``fp16``), ``channels_last`` (None: on for images, falling back when the
     model cannot take it), ``progress``, ``queue_size`` (finished inputs
     waiting for the writer), ``storage_options`` (fsspec, for URL stores),
-    ``log`` (a callable taking one line; None: stderr), and the online
-    adaptive rule ``adaptive_radius`` (None: off), ``adaptive_stages``,
-    ``adaptive_alpha``, ``adaptive_beta``.
+    ``log`` (a callable taking one line; None: stderr), ``topk`` (K: write a
+    compact store, per row the top K probabilities with their classes, the
+    argmax and the entropy, and the selection rows whole, as ``store
+    compact --topk K`` would; None: full rows), and the online adaptive rule
+    ``adaptive_radius`` (None: off), ``adaptive_stages``, ``adaptive_alpha``,
+    ``adaptive_beta``.
 
     Guarantee: a constructed config is valid in every setting checkable
     without data, models or machine, and normalised (``models``/``weights``
@@ -88,6 +91,7 @@ class SampleConfig:
     queue_size: int = 2
     storage_options: dict | None = field(default=None, hash=False)
     log: Callable[[str], Any] | None = field(default=None, compare=False, hash=False, repr=False)
+    topk: int | None = None
     adaptive_radius: float | None = None
     adaptive_stages: Any = DEFAULT_ADAPTIVE_STAGES
     adaptive_alpha: float = 0.001
@@ -117,6 +121,14 @@ class SampleConfig:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v}")
         for name in ("n0", "n", "batch_size", "seed"):
             put(name, int(getattr(self, name)))
+        if self.topk is not None:
+            from ..store.topk import MAX_TOPK
+
+            k = self.topk
+            if (isinstance(k, bool) or not isinstance(k, (int, float, np.integer)) or not float(k).is_integer()
+                    or not (2 <= k <= MAX_TOPK)):
+                raise ValueError(f"--topk must be an integer in 2..{MAX_TOPK}, got {self.topk}")
+            put("topk", int(self.topk))
         if self.dtype not in _F.ROW_DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(_F.ROW_DTYPES)}, got {self.dtype}")
         if self.amp is not None and self.amp not in AMP_DTYPES:

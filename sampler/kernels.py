@@ -7,6 +7,8 @@ a module-level function, so numba's on-disk cache serves every later process.
 """
 from __future__ import annotations
 
+import math
+
 import numba as nb
 import numpy as np
 
@@ -43,3 +45,148 @@ def softmax_argmax_at(logits, rows, arg, offset):
 def warm_up() -> None:
     """Compile (or load from numba's cache) the kernel."""
     softmax_argmax_at(np.zeros((1, 2), np.float32), np.empty((1, 2), np.float32), np.empty(1, np.int32), 0)
+
+
+# ---------------------------------------------------------------- compact rows (sample --topk)
+@nb.njit(cache=True, nogil=True, inline="always")
+def _f16_bits(f):
+    """float16 bits of the float32 with bits ``f``: round to nearest, ties to even (``store.float16``, numpy's astype)."""
+    sign = (f >> np.uint32(16)) & np.uint32(0x8000)
+    e = (f >> np.uint32(23)) & np.uint32(0xFF)
+    m = f & np.uint32(0x7FFFFF)
+    if e == 255:
+        o = np.uint32(0x7C00) | (np.uint32(0x200) if m != 0 else np.uint32(0))
+    elif e >= 113:
+        q = m >> np.uint32(13)
+        rem = m & np.uint32(0x1FFF)
+        q += np.uint32((rem > 0x1000) | ((rem == 0x1000) & ((q & np.uint32(1)) == 1)))
+        o = ((e - np.uint32(112)) << np.uint32(10)) + q
+        if o > 0x7C00:
+            o = np.uint32(0x7C00)
+    elif e >= 102:
+        s = np.uint32(126) - e
+        full = m | np.uint32(0x800000)
+        q = full >> s
+        rem = full & ((np.uint32(1) << s) - np.uint32(1))
+        half = np.uint32(1) << (s - np.uint32(1))
+        q += np.uint32((rem > half) | ((rem == half) & ((q & np.uint32(1)) == 1)))
+        o = q
+    else:
+        o = np.uint32(0)
+    return o | sign
+
+
+@nb.njit(cache=True, nogil=True)
+def softmax_topk_at(logits, top_p, top_c, ent, arg, rows0, f16_values, f16_terms, offset):
+    """Compact rows of a batch: for every row ``i`` of ``logits`` (row ``o = offset + i`` of the input), what
+    ``store compact`` keeps of the softmax row rounded to the store's dtype.
+
+    ``arg[o]``: the first argmax of the float32 softmax (the arithmetic of
+    ``softmax_argmax_at``, so the same hard label); ``rows0[o]`` (for
+    ``o < n0 = rows0.shape[0]``): the float32 softmax row, whole; the row
+    rounded to float16 when ``f16_values`` holds the 65,536 float16 values
+    (``f16_tables``; empty arrays: float32 rows, not rounded); of that row,
+    ``top_p[o]``/``top_c[o]`` the K largest values, descending, and their
+    classes (ties: the lower class first) and ``ent[o]`` its entropy summed in
+    class order in float64, ``p <= 0`` contributing 0 (float16 rows: the term
+    of each value from ``f16_terms``, computed with this arithmetic) --
+    ``store.topk.compact_rows`` of the rounded row, bit for bit. A row whose
+    softmax is not finite gets ``ent[o] = NaN``; returns the first such row,
+    or -1.
+    """
+    B, m = logits.shape
+    k = top_p.shape[1]
+    n0 = rows0.shape[0]
+    f16 = f16_values.shape[0] > 0
+    sc = np.empty(m, np.float32)
+    bits = sc.view(np.uint32)
+    bad = -1
+    for i in range(B):
+        o = offset + i
+        mx = logits[i, 0]
+        for c in range(1, m):
+            if logits[i, c] > mx:
+                mx = logits[i, c]
+        s = np.float32(0.0)
+        for c in range(m):
+            e = np.float32(np.exp(logits[i, c] - mx))
+            sc[c] = e
+            s += e
+        best, am = np.float32(-1.0), 0
+        for c in range(m):
+            p = sc[c] / s
+            sc[c] = p
+            if p > best:
+                best, am = p, c
+        arg[o] = am
+        if o < n0:
+            for c in range(m):
+                rows0[o, c] = sc[c]
+        if not (s > 0 and s < np.inf):
+            if bad < 0:
+                bad = i
+            ent[o] = np.nan
+            continue
+        h = 0.0
+        cnt = 0
+        for c in range(m):
+            if f16:
+                hb = _f16_bits(bits[c])
+                v = f16_values[hb]
+                h -= f16_terms[hb]
+            else:
+                v = sc[c]
+                p64 = np.float64(v)
+                if p64 > 0.0:
+                    h -= p64 * math.log(p64)
+            # insertion into the descending top-k; a tie keeps the lower class first
+            if cnt < k or v > top_p[o, k - 1]:
+                j = cnt if cnt < k else k - 1
+                while j > 0 and top_p[o, j - 1] < v:
+                    if j < k:
+                        top_p[o, j] = top_p[o, j - 1]
+                        top_c[o, j] = top_c[o, j - 1]
+                    j -= 1
+                top_p[o, j] = v
+                top_c[o, j] = c
+                if cnt < k:
+                    cnt += 1
+        ent[o] = h
+    return bad
+
+
+@nb.njit(cache=True, nogil=True)
+def _entropy_terms(values, out):
+    # p ln p of each value as the store's entropy kernels compute it (float64 of the float32 value); 0 for p <= 0
+    for b in range(values.shape[0]):
+        p = np.float64(values[b])
+        if p > 0.0:
+            out[b] = p * math.log(p)
+        elif p <= 0.0:
+            out[b] = 0.0
+        else:
+            out[b] = np.nan
+
+
+_F16_TABLES = None
+
+
+def f16_tables():
+    """(values, terms): the 65,536 float16 values as float32 (indexed by their bits) and each value's
+    ``p ln p`` in float64 (0 for p <= 0, NaN for NaN), computed as ``store.topk.compact_rows`` computes it."""
+    global _F16_TABLES
+    if _F16_TABLES is None:
+        values = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+        terms = np.empty(65536, np.float64)
+        _entropy_terms(values, terms)
+        _F16_TABLES = (values, terms)
+    return _F16_TABLES
+
+
+def warm_up_topk() -> None:
+    """Compile (or load from numba's cache) the compact-rows kernel, for float16 and float32 rows."""
+    values, terms = f16_tables()
+    lg = np.zeros((1, 3), np.float32)
+    for v, t in ((values, terms), (values[:0], terms[:0])):
+        softmax_topk_at(lg, np.empty((1, 2), np.float32), np.empty((1, 2), np.uint16), np.empty(1, np.float64),
+                        np.empty(1, np.int32), np.empty((1, 3), np.float32), v, t, 0)

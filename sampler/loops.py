@@ -15,6 +15,14 @@ pass; ``make_loop`` picks the loop for a configuration:
   on the device; an ensemble stores each member's log-softmax and rows
   softmax(mean of the members' log-softmax).
 
+With ``--topk K`` (``SampleConfig.topk``) both write compact rows instead
+(``CompactBuffers``: per row the top K of the softmax rounded to the store's
+dtype, their classes, the entropy, the argmax; the n0 selection rows whole),
+exactly what ``store compact --topk K`` keeps of the full rows: the CPU loop
+with one numba kernel per batch (``kernels.softmax_topk_at``), the device
+loop on the device (``DeviceTopK``), so that full estimation rows are never
+stored nor copied to the host.
+
 Both cut an input short under the online adaptive rule (``OnlineRule``):
 after each stage end of ``SampleConfig.stage_ends`` the rule decides on
 S0's top class and the rows of S drawn so far, and the loop stops drawing.
@@ -123,33 +131,25 @@ def load_models(cfg: SampleConfig, dev, x0, first_index: int, log) -> Models:
     return models
 
 
-class Buffers:
-    """One input's rows on the device, and (on an accelerator) their pinned host copy."""
+class _Staged:
+    """Device tensors and their host copies (the same tensors on CPU; pinned on CUDA), copied after each input."""
 
-    def __init__(self, R, m, k, row_dtype, device, with_core):
-        self.device = device
-        tdt = getattr(torch, row_dtype)
-        self.rows = torch.empty((R, m), dtype=tdt, device=device)
-        self.arg = torch.empty((R,), dtype=torch.int32, device=device)
-        self.mem = torch.empty((R, k, m), dtype=torch.float32, device=device) if k > 1 else None
-        self.core = torch.full((1,), -1, dtype=torch.int64, device=device) if with_core else None
-        self.on_host = device.type == "cpu"
-        if self.on_host:
-            self.h_rows, self.h_arg, self.h_mem, self.h_core = self.rows, self.arg, self.mem, self.core
-        else:
-            pin = device.type == "cuda"
-            self.h_rows = torch.empty(self.rows.shape, dtype=tdt, pin_memory=pin)
-            self.h_arg = torch.empty(self.arg.shape, dtype=torch.int32, pin_memory=pin)
-            self.h_mem = torch.empty(self.mem.shape, dtype=torch.float32, pin_memory=pin) if self.mem is not None else None
-            self.h_core = torch.empty((1,), dtype=torch.int64, pin_memory=pin) if with_core else None
-        self.event = None
+    def _alloc(self, shape, dtype, device):
+        """A device tensor and its host copy."""
+        d = torch.empty(shape, dtype=dtype, device=device)
+        if device.type == "cpu":
+            return d, d
+        return d, torch.empty(shape, dtype=dtype, pin_memory=device.type == "cuda")
+
+    def _pairs(self):
+        raise NotImplementedError
 
     def stage(self):
-        """Start copying the device rows to the host (asynchronous on CUDA)."""
+        """Start copying the device parts to the host (asynchronous on CUDA)."""
         if self.on_host:
             return
         nb = self.device.type == "cuda"
-        for d, h in ((self.rows, self.h_rows), (self.arg, self.h_arg), (self.mem, self.h_mem), (self.core, self.h_core)):
+        for d, h in self._pairs():
             if d is not None:
                 h.copy_(d, non_blocking=nb)
         if nb:
@@ -163,6 +163,76 @@ class Buffers:
             self.event = None
         elif not self.on_host and self.device.type not in ("cuda",):
             getattr(torch, self.device.type).synchronize()
+
+    @staticmethod
+    def _not_finite(idx, bad):
+        return ValueError(f"the model's output on input {idx} (row {bad}) is not finite; nothing written for it")
+
+
+class Buffers(_Staged):
+    """One input's rows on the device, and (on an accelerator) their pinned host copy."""
+
+    def __init__(self, R, m, k, row_dtype, device, with_core):
+        self.device = device
+        tdt = getattr(torch, row_dtype)
+        self.on_host = device.type == "cpu"
+        self.rows, self.h_rows = self._alloc((R, m), tdt, device)
+        self.arg, self.h_arg = self._alloc((R,), torch.int32, device)
+        self.mem, self.h_mem = self._alloc((R, k, m), torch.float32, device) if k > 1 else (None, None)
+        self.core, self.h_core = self._alloc((1,), torch.int64, device) if with_core else (None, None)
+        if with_core:
+            self.core.fill_(-1)
+        self.event = None
+
+    def _pairs(self):
+        return ((self.rows, self.h_rows), (self.arg, self.h_arg), (self.mem, self.h_mem), (self.core, self.h_core))
+
+    def payload(self, r: int, idx: int) -> dict:
+        """The ``write_input`` arguments of the input's ``r`` rows (host copy); ValueError naming a non-finite row."""
+        rows = self.h_rows.numpy()[:r]
+        if not np.isfinite(rows).all():
+            raise self._not_finite(idx, int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0]))
+        return dict(rows=rows, argmax=self.h_arg.numpy()[:r],
+                    member_logprobs=self.h_mem.numpy()[:r] if self.h_mem is not None else None,
+                    core_predict=int(self.h_core[0]) if self.h_core is not None else None)
+
+
+class CompactBuffers(_Staged):
+    """One input's compact rows (``sample --topk``): what crosses from the device to the host.
+
+    Per row: ``top_p`` (K values; float32 on the CPU loop, the store's dtype
+    on an accelerator), ``top_c`` (K classes, int16 holding the uint16 ids),
+    ``ent`` (float64), ``arg`` (int32); ``rows0``: the n0 selection rows
+    whole (float32 on the CPU loop, the store's dtype on an accelerator).
+    """
+
+    def __init__(self, R, n0, m, K, row_dtype, device, with_core):
+        self.device = device
+        tdt = getattr(torch, row_dtype)
+        self.on_host = device.type == "cpu"
+        self.top_p, self.h_top_p = self._alloc((R, K), tdt, device)
+        self.top_c, self.h_top_c = self._alloc((R, K), torch.int16, device)
+        self.ent, self.h_ent = self._alloc((R,), torch.float64, device)
+        self.arg, self.h_arg = self._alloc((R,), torch.int32, device)
+        self.rows0, self.h_rows0 = self._alloc((n0, m), tdt, device)
+        self.core, self.h_core = self._alloc((1,), torch.int64, device) if with_core else (None, None)
+        if with_core:
+            self.core.fill_(-1)
+        self.event = None
+
+    def _pairs(self):
+        return ((self.top_p, self.h_top_p), (self.top_c, self.h_top_c), (self.ent, self.h_ent),
+                (self.arg, self.h_arg), (self.rows0, self.h_rows0), (self.core, self.h_core))
+
+    def payload(self, r: int, idx: int) -> dict:
+        """The compact ``write_input`` arguments of the input's ``r`` rows; ValueError naming a non-finite row
+        (the loops give a row whose softmax is not finite a NaN entropy)."""
+        ent = self.h_ent.numpy()[:r]
+        if not np.isfinite(ent).all():
+            raise self._not_finite(idx, int(np.flatnonzero(~np.isfinite(ent))[0]))
+        return dict(topk_p=self.h_top_p.numpy()[:r], topk_c=self.h_top_c.numpy()[:r].view(np.uint16), entropy=ent,
+                    rows0=self.h_rows0.numpy(), argmax=self.h_arg.numpy()[:r],
+                    core_predict=int(self.h_core[0]) if self.h_core is not None else None)
 
 
 class OnlineRule:
@@ -194,7 +264,7 @@ class OnlineRule:
 
 
 class _Loop:
-    """What both loops share: the config's batches and stage ends, the models, the core model's class."""
+    """What both loops share: the config's batches and stage ends, the models, the core model's class, the buffers."""
 
     row_dtype: str
 
@@ -204,6 +274,7 @@ class _Loop:
         self.batches = cfg.batches()
         self.stop_at = cfg.stage_ends()
         self.m, self.k = models.num_classes, len(models.members)
+        self.topk = cfg.topk
 
     def _rule(self):
         return OnlineRule(self.cfg, self.m) if self.stop_at else None
@@ -213,11 +284,22 @@ class _Loop:
         if core is not None:
             buf.core.copy_(self.models.forward(core.module, xt[None]).float().argmax(1))
 
+    def make_buffers(self):
+        """One input's buffers: full rows (``Buffers``), or compact rows with ``--topk`` (``CompactBuffers``)."""
+        dev, with_core = self.models.device, self.models.core is not None
+        if self.topk:
+            return CompactBuffers(self.R, self.cfg.n0, self.m, self.topk, self.row_dtype, dev, with_core)
+        return Buffers(self.R, self.m, self.k, self.row_dtype, dev, with_core)
+
 
 class CpuLoop(_Loop):
-    """One model on CPU: numba noise into one reused buffer, the forward pass, numba softmax + argmax; float32 rows.
+    """One model on CPU: numba noise into one reused buffer, the forward pass, one numba kernel per batch.
 
-    The writer rounds the rows to the store's dtype (``SampleStore.write_input``), off the compute thread.
+    The kernel is ``softmax_argmax_at`` (float32 rows and their argmax; the
+    writer rounds the rows to the store's dtype, ``SampleStore.write_input``,
+    off the compute thread) or, with ``--topk``, ``softmax_topk_at`` (the
+    compact rows of the softmax rounded to the store's dtype, and the
+    selection rows whole): either way one call per batch.
     """
 
     row_dtype = "float32"
@@ -226,10 +308,23 @@ class CpuLoop(_Loop):
         super().__init__(cfg, models)
         from . import kernels as _kernels
 
-        _kernels.warm_up()
-        self._softmax_argmax_at = _kernels.softmax_argmax_at
+        if self.topk:
+            _kernels.warm_up_topk()
+            self._kernel = _kernels.softmax_topk_at
+            values, terms = _kernels.f16_tables()
+            self._tables = (values, terms) if cfg.dtype == "float16" else (values[:0], terms[:0])
+        else:
+            _kernels.warm_up()
+            self._kernel = _kernels.softmax_argmax_at
         self._module = models.members[0].module
         self._nbatches = self._cl_copy = None
+
+    def _outputs(self, buf) -> tuple:
+        """The kernel's arguments between the logits and the row offset: numpy views of ``buf``."""
+        if self.topk:
+            return (buf.top_p.numpy(), buf.top_c.numpy().view(np.uint16), buf.ent.numpy(), buf.arg.numpy(),
+                    buf.rows0.numpy()) + self._tables
+        return buf.rows.numpy(), buf.arg.numpy()
 
     def fill(self, buf, x, idx: int) -> int:
         """Rows of input ``idx`` (clean pixels ``x``, a numpy array) into ``buf``; returns how many were drawn."""
@@ -243,33 +338,116 @@ class CpuLoop(_Loop):
                 self._nbatches = _noise.NoisyBatches(x.shape, cfg.batch_size)
                 self._cl_copy = models.mem_fmt is torch.channels_last and x.shape[0] > 1  # one channel: NCHW is NHWC
             nbatches, cl_copy, mem_fmt = self._nbatches, self._cl_copy, models.mem_fmt
-            module, softmax_argmax_at, stop_at = self._module, self._softmax_argmax_at, self.stop_at
+            module, kernel, stop_at = self._module, self._kernel, self.stop_at
             nbatches.set_input(xt, cfg.sigma, cfg.seed, idx)
-            rows_np, arg_np = buf.rows.numpy(), buf.arg.numpy()
+            outs = self._outputs(buf)
             # the autocast spans the batches (no per-batch context)
             with amp_context(models.device, cfg.amp):
                 for a, b in self.batches:
                     noisy = nbatches.rows(a, b)
                     logits = module(noisy.contiguous(memory_format=mem_fmt) if cl_copy else noisy)
-                    softmax_argmax_at(logits.float().contiguous().numpy(), rows_np, arg_np, a)
+                    kernel(logits.float().contiguous().numpy(), *outs, a)
                     if stop_at and b in stop_at and rule.decides(buf.arg, b):
                         r_drawn = b
                         break
         return r_drawn
 
 
+class DeviceTopK:
+    """``sample --topk`` on a torch device: one batch's softmax rows -> its compact rows, on the device.
+
+    Per row: the argmax of the float32 softmax, the row rounded to float16
+    (torch's rounding: nearest, ties to even, as numpy's), its top K by an
+    integer key (the value's bits, then 65535 - class: ties to the lower
+    class), and its entropy: each value's ``-p ln p`` from a table of the
+    65,536 float16 values computed on the host with the host kernel's
+    arithmetic (``kernels.f16_tables``), summed in class order in float64
+    by ``cumsum`` along the outer axis of the transposed terms (torch's
+    outer-dimension scan adds one element after the other per column, as the
+    host kernel adds them; a single row is padded to two columns, since torch
+    scans a lone column in parallel). Only the K values
+    (float16), K classes (int16), the argmax (int32), the entropy (float64)
+    and the n0 selection rows cross to the host. The first batch of a run is
+    checked against the host kernel (``store.topk.compact_rows``) and a
+    difference is refused. float32 rows are compacted on the host (CPU
+    devices only; ``sample`` refuses them on accelerators).
+    """
+
+    def __init__(self, K: int, n0: int, m: int, dtype: str, device):
+        self.K, self.n0, self.dtype, self.device = int(K), int(n0), dtype, device
+        self.checked = False
+        if dtype == "float16":
+            from .kernels import f16_tables
+
+            _, terms = f16_tables()
+            try:
+                self.neg_terms = torch.from_numpy(-terms).to(device)
+            except (TypeError, RuntimeError) as e:
+                raise ValueError(f"--topk on {device}: the device cannot hold the float64 entropy terms "
+                                 f"({type(e).__name__}); sample with --device cpu or cuda") from None
+            self.rev_c = 65535 - torch.arange(m, dtype=torch.int64, device=device)
+
+    def __call__(self, probs, buf, a: int, b: int, idx: int) -> None:
+        buf.arg[a:b].copy_(probs.argmax(1))
+        if a < self.n0:
+            e = min(b, self.n0)
+            buf.rows0[a:e].copy_(probs[:e - a])
+        if self.dtype != "float16":
+            from ..store.topk import compact_rows
+
+            p, c, h = compact_rows(probs.cpu().numpy(), self.K)
+            bad = ~np.isfinite(probs.cpu().numpy()).all(axis=1)
+            h[bad] = np.nan
+            buf.top_p[a:b].copy_(torch.from_numpy(p))
+            buf.top_c[a:b].copy_(torch.from_numpy(c.view(np.int16)))
+            buf.ent[a:b].copy_(torch.from_numpy(h))
+            return
+        q = probs.to(torch.float16)
+        bits = q.view(torch.int16).to(torch.int64) & 0xFFFF
+        top = torch.topk((bits << 16) | self.rev_c, self.K, dim=1).values
+        buf.top_c[a:b].copy_(65535 - (top & 0xFFFF))
+        buf.top_p[a:b].copy_((top >> 16).to(torch.int16).view(torch.float16))
+        terms = self.neg_terms[bits].t().contiguous()                      # (m, B): classes along the outer axis
+        if terms.shape[1] == 1:       # one row: torch would scan it in parallel (cub), not one term after the other
+            terms = torch.cat([terms, torch.zeros_like(terms)], 1)
+        buf.ent[a:b].copy_(terms.cumsum(0)[-1, :b - a])
+        if not self.checked:
+            self._check(q, buf, a, b, idx)
+
+    def _check(self, q, buf, a, b, idx) -> None:
+        """Refuse a device whose compact rows of this batch differ from the host kernel's (ValueError, one line)."""
+        from ..store.topk import compact_rows
+
+        qh = q.cpu().numpy()
+        ok = np.isfinite(qh).all(axis=1)
+        p, c, h = compact_rows(np.where(ok[:, None], qh, 0), self.K)
+        got_p = buf.top_p[a:b].cpu().numpy()[ok]
+        got_c = buf.top_c[a:b].cpu().numpy().view(np.uint16)[ok]
+        got_h = buf.ent[a:b].cpu().numpy()[ok]
+        if not (got_p.tobytes() == p[ok].tobytes() and np.array_equal(got_c, c[ok])
+                and got_h.tobytes() == h[ok].tobytes()):
+            raise ValueError(f"--topk on {self.device}: the device's top-{self.K} values, classes or entropies of "
+                             f"input {idx} differ from the host kernel's (torch {torch.__version__}); sample full "
+                             f"rows and run 'smoothcert store compact' instead")
+        self.checked = True
+
+
 class DeviceLoop(_Loop):
-    """An accelerator, or an ensemble: noise, forward passes, softmax and argmax on the device, rows in the store's dtype."""
+    """An accelerator, or an ensemble: noise, forward passes, softmax and argmax on the device, rows in the store's dtype.
+
+    With ``--topk`` the compact rows are computed on the device too (``DeviceTopK``).
+    """
 
     def __init__(self, cfg: SampleConfig, models: Models):
         super().__init__(cfg, models)
         self.row_dtype = cfg.dtype
+        self._topk = DeviceTopK(cfg.topk, cfg.n0, self.m, cfg.dtype, models.device) if cfg.topk else None
 
     def fill(self, buf, x, idx: int) -> int:
         """Rows of input ``idx`` (clean pixels ``x``, a numpy array) into ``buf``; returns how many were drawn."""
         cfg, models = self.cfg, self.models
         dev, forward, members, k = models.device, models.forward, models.members, self.k
-        sigma, seed, stop_at = cfg.sigma, cfg.seed, self.stop_at
+        sigma, seed, stop_at, compact = cfg.sigma, cfg.seed, self.stop_at, self._topk
         xt = torch.from_numpy(x)
         if dev.type == "cuda":
             xt = xt.pin_memory().to(dev, non_blocking=True)
@@ -286,10 +464,14 @@ class DeviceLoop(_Loop):
                 else:
                     lps = torch.stack([torch.log_softmax(forward(mm.module, noisy).float(), dim=1)
                                        for mm in members], 1)
-                    buf.mem[a:b].copy_(lps)
+                    if compact is None:
+                        buf.mem[a:b].copy_(lps)
                     probs = torch.softmax(lps.mean(1), dim=1)
-                buf.arg[a:b].copy_(probs.argmax(1))
-                buf.rows[a:b].copy_(probs)
+                if compact is None:
+                    buf.arg[a:b].copy_(probs.argmax(1))
+                    buf.rows[a:b].copy_(probs)
+                else:
+                    compact(probs, buf, a, b, idx)
                 if stop_at and b in stop_at and rule.decides(buf.arg, b):
                     r_drawn = b
                     break

@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
-
 from ..store import StoreError, create_store, open_store
 from ..store import backend as _backend
 
@@ -101,10 +99,15 @@ def check_compatible(store, want: dict) -> None:
         "member_fingerprints": "member model fingerprints", "core_model_fingerprint": "core model fingerprint",
         "data_fingerprint": "data fingerprint", "indices": "indices", "noise_scheme": "noise scheme",
         "normalisation": "normalisation", "amp": "amp", "adaptive": "adaptive sampling rule",
+        "layout": "layout", "topk": "top-k (--topk)",
     }
     diffs = []
     for key, label in labels.items():
         old, new = a.get(key), want.get(key)
+        if key == "layout":                       # a full store has no layout attribute
+            old, new = old or "full", new or "full"
+        elif key == "topk":
+            old, new = ("none" if v is None else v for v in (old, new))
         if key == "sigma" and old is not None and new is not None:
             same = float(old) == float(new)
         else:
@@ -194,7 +197,7 @@ def open_or_create(location: str, *, storage_options=None, **create_kw):
 
 # ------------------------------------------------------------------ writer
 class _Writer(threading.Thread):
-    """Writes finished inputs with ``SampleStore.write_input`` and recycles their buffers."""
+    """Writes finished inputs with ``SampleStore.write_input`` (the buffers' ``payload``) and recycles the buffers."""
 
     def __init__(self, store, work, free, R, on_written):
         super().__init__(name="smoothcert-writer", daemon=True)
@@ -212,20 +215,7 @@ class _Writer(threading.Thread):
             slot, idx, label, buf, r = item if len(item) == 5 else (*item, self.R)
             try:
                 buf.wait()
-                rows = buf.h_rows.numpy()[:r]
-                if not np.isfinite(rows).all():
-                    bad = int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])
-                    raise ValueError(f"the model's output on input {idx} (row {bad}) is not finite; nothing written for it")
-                self.store.write_input(
-                    slot,
-                    rows=rows,
-                    argmax=buf.h_arg.numpy()[:r],
-                    label=label,
-                    idx=idx,
-                    member_logprobs=buf.h_mem.numpy()[:r] if buf.h_mem is not None else None,
-                    core_predict=int(buf.h_core[0]) if buf.h_core is not None else None,
-                    n_rows=r,
-                )
+                self.store.write_input(slot, label=label, idx=idx, n_rows=r, **buf.payload(r, idx))
             except BaseException as e:  # noqa: BLE001 - handed to the main thread
                 self.error = e
                 self.free.put(buf)
@@ -301,6 +291,13 @@ def sample(store: str, config: SampleConfig | None = None, **settings) -> Sample
       is drawn. ``certify --method adaptive`` with the same radius, stages,
       alpha and beta replays exactly these decisions.
 
+    * Compact (``topk`` K): the store has layout ``compact-s0`` and its
+      bytes equal ``store compact --topk K`` of the full store the same call
+      without ``topk`` writes (every array chunk, every attribute but the
+      provenance); full rows of the estimation block are never stored, and
+      on an accelerator never copied to the host (``store/FORMAT.md``,
+      "Sampling a compact store directly").
+
     Errors are one line: ValueError for a setting, the data or a model
     (naming it), StoreError for the store.
     """
@@ -334,6 +331,17 @@ def _sample(store, cfg: SampleConfig) -> SampleResult:
     models = load_models(cfg, dev, x0, sel[0], log)
     members, core = models.members, models.core
     m, k = models.num_classes, len(members)
+    layout = None
+    if cfg.topk is not None:
+        from ..store.layouts import CompactFullS0
+        from ..store.topk import MAX_TOPK
+
+        if cfg.topk > min(m, MAX_TOPK):
+            raise ValueError(f"--topk must be in 2..{min(m, MAX_TOPK)} for a model with {m} classes, got {cfg.topk}")
+        if dev.type != "cpu" and cfg.dtype != "float16":
+            raise ValueError(f"--topk on {dev} needs --dtype float16 (the device computes exact entropies of float16 "
+                             f"rows only); sample with --dtype float16, or full rows and 'store compact'")
+        layout = CompactFullS0(cfg.topk)
 
     def check_label(i):
         xi, yi = ds.get(i)
@@ -369,10 +377,11 @@ def _sample(store, cfg: SampleConfig) -> SampleResult:
     if adaptive is not None:
         meta["adaptive"] = adaptive
     n0, n, sigma, dtype = cfg.n0, cfg.n, cfg.sigma, cfg.dtype
+    stored_members = k if k > 1 and layout is None else 0          # a compact store keeps no member rows
     create_kw = dict(n_inputs=len(sel), n0=n0, n=n, num_classes=m, sigma=sigma, dtype=dtype,
-                     members=k if k > 1 else 0, core_predict=core is not None, metadata=meta)
+                     members=stored_members, core_predict=core is not None, metadata=meta, layout=layout)
     want = dict(meta, sigma=sigma, n0=n0, n=n, dtype=dtype, n_inputs=len(sel), num_classes=m,
-                members=k if k > 1 else 0, core_predict=core is not None)
+                members=stored_members, core_predict=core is not None, **(layout.attrs() if layout else {}))
     zip_target = _backend.is_zip(str(store)) and not _backend.is_url(str(store))
     target = str(store)
     if zip_target:
@@ -431,10 +440,10 @@ def _run(st, cfg: SampleConfig, sh, sel, get_input, models, log) -> SampleResult
     import torch
     from tqdm import tqdm
 
-    from .loops import Buffers, make_loop
+    from .loops import make_loop
 
     dev, R, n0 = models.device, cfg.rows_per_input, cfg.n0
-    m, k, core, adaptive = models.num_classes, len(models.members), models.core, cfg.adaptive_plan
+    k, adaptive = len(models.members), cfg.adaptive_plan
     N = len(sel)
     complete = st.complete_mask()        # a record cut short by a kill reads as incomplete
     mine = list(sh.slots(N))
@@ -446,6 +455,9 @@ def _run(st, cfg: SampleConfig, sh, sel, get_input, models, log) -> SampleResult
               "torch_threads": torch.get_num_threads(), "host": platform.node(), "pid": os.getpid(),
               "inputs_todo": len(todo), "inputs_skipped": skipped, "noise_scheme": _noise.SCHEME,
               "noise_impl": "numba" if dev.type == "cpu" else "torch"}
+    if cfg.topk is not None:   # where the compact rows are computed (what crosses from the device: FORMAT.md)
+        record["topk"] = cfg.topk
+        record["topk_impl"] = "numba on cpu" if dev.type == "cpu" and k == 1 else f"torch on {dev}"
     st.add_run(run_id, record)
     if dev.type == "cpu":
         _noise.warm_up()
@@ -466,7 +478,7 @@ def _run(st, cfg: SampleConfig, sh, sel, get_input, models, log) -> SampleResult
     queue_size = max(1, cfg.queue_size)
     free, work = queue.Queue(), queue.Queue(maxsize=queue_size)
     for _ in range(queue_size + 1):
-        free.put(Buffers(R, m, k, loop.row_dtype, dev, core is not None))
+        free.put(loop.make_buffers())
     writer = _Writer(st, work, free, R, on_written)
     writer.start()
     t0 = time.perf_counter()

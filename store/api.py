@@ -99,7 +99,7 @@ def create_store(
     """Create an empty store for ``n_inputs`` inputs of ``n0 + n`` rows of ``num_classes``.
 
     ``layout`` says what is kept per input (``layouts.FullRows()``, the
-    default, or e.g. ``layouts.CompactRows(topk=5)``). ``metadata`` (seed,
+    default, or e.g. ``layouts.CompactFullS0(topk=5)``). ``metadata`` (seed,
     fingerprints, device, source, ...) is recorded in the group attributes
     next to the shape, sigma, dtype, layout, format version, software
     versions and creation time. Refuses to overwrite an existing store.
@@ -123,7 +123,7 @@ def create_store(
         raise StoreError(f"cannot create store {location}: it already exists or is not writable ({type(e).__name__}: {e})") from e
     attrs = {
         "format": F.FORMAT_NAME,
-        "format_version": F.FORMAT_VERSION,
+        "format_version": layout.format_version,   # the first version that has this layout (FORMAT.md)
         "n_inputs": shape.n_inputs,
         "n0": shape.n0,
         "n": shape.n,
@@ -266,6 +266,15 @@ class SampleStore:
         return self.layout.topk
 
     @property
+    def keeps_full_s0(self) -> bool:
+        """Whether the n0 selection rows of every input are stored whole (``read_block`` field ``rows0``).
+
+        True for full stores and compact-s0 stores (format version 3), False
+        for compact stores written before it (layout ``compact``).
+        """
+        return self.layout.keeps_full_s0
+
+    @property
     def has_core_predict(self) -> bool:
         return bool(self.attrs.get("core_predict"))
 
@@ -353,9 +362,10 @@ class SampleStore:
         stored[F.ARGMAX] = stored_arg
         order = [a for a in self._specs.values() if a.name != F.INPUTS]
         scal = scalars_vector(int(label), int(idx), int(r), cp)
-        crc = {part: crc_of(*[stored[a.name] for a in order if a.part == part]) for part in ("rows", "members")}
-        record = np.array([int(idx), int(label), int(r), cp, crc["rows"], crc_of(stored_arg, scal),
-                           crc["members"], 1], dtype=np.int64)
+        crc = {col: crc_of(*[stored[a.name] for a in order if PART_CRC[a.part] == col])
+               for col in ("crc_rows", "crc_members")}     # 0 for a column no array of the layout uses
+        record = np.array([int(idx), int(label), int(r), cp, crc["crc_rows"], crc_of(stored_arg, scal),
+                           crc["crc_members"], 1], dtype=np.int64)
         pending = record.copy()
         pending[F.COL["complete"]] = 0
         self.array(F.INPUTS)[i] = pending   # a rewrite invalidates the old record first
@@ -410,8 +420,10 @@ class SampleStore:
         ``core_predict`` (-1 when not stored); plus the requested ``fields``
         the layout serves: ``argmax`` (int64) for every layout; ``rows``
         (float32) and ``member_logprobs`` of full rows; ``compact`` (its
-        ``topk_p`` as float32, ``topk_c``, ``entropy``) of compact rows. A
-        field the layout does not serve is refused (StoreError, one line).
+        ``topk_p`` as float32, ``topk_c``, ``entropy``) of compact rows;
+        ``rows0``, the n0 selection rows ((B, n0, m) float32, store order),
+        wherever ``keeps_full_s0``. A field the layout does not serve is
+        refused (StoreError, one line).
         With ``verify`` every input's checksum is recomputed over the bytes
         read and a missing or damaged input raises StoreError naming its
         dataset index. ``only_complete`` drops incomplete slots instead of

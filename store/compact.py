@@ -1,8 +1,9 @@
 """Compact stores for many classes: ``store compact`` and ``store import --compact-topk``.
 
 A full row of 1,000 classes costs 2,000 bytes in float16; most certificates
-need far less of it. A compact store (``layout = "compact"``, ``topk = K``,
-see FORMAT.md) keeps per row:
+need far less of it. A compact store (``layout = "compact-s0"``, ``topk =
+K``, see FORMAT.md) keeps the n0 selection rows of each input whole
+(``rows0``), and per row (selection rows included):
 
 - ``argmax``: the hard label of the full-precision row, as a full store does;
 - ``topk_p`` (K values, the store's dtype): the K largest stored
@@ -20,9 +21,10 @@ outside them, ``0 <= p_c <= topk_p[K-1]`` and ``p_c <= 1 - sum(topk_p)``
 (up to rounding) is all that is known. ``certifier/compact.py`` states what
 each certificate gets from this.
 
-The layout itself (arrays, writes, reads, checks) is ``layouts.CompactRows``,
-the kernel ``topk.compact_rows``; an opened compact store is a
-``SampleStore`` like any other. This module converts: a full store into a
+The layout itself (arrays, writes, reads, checks) is ``layouts.CompactFullS0``
+(``layouts.CompactRows`` for compact stores written before format version 3,
+which keep no whole selection rows), the kernel ``topk.compact_rows``; an
+opened compact store is a ``SampleStore`` like any other. This module converts: a full store into a
 compact one (:func:`compact_store`), and an .npz source straight into one
 (:func:`import_npz_compact`, ``importer.import_npz`` with ``topk``).
 """
@@ -34,21 +36,23 @@ from . import format as F
 from .api import create_store, open_store
 from .errors import StoreError
 from .importer import import_npz
-from .layouts import CompactRows
+from .layouts import ROWS0, CompactFullS0, CompactRows
 from .locations import redact
 from .publish import publish_store
 from .topk import MAX_TOPK, compact_rows  # noqa: F401  (the kernel, for callers of this module)
 
-LAYOUT = CompactRows.name
+LAYOUT = CompactFullS0.name    # what compact_store, import --compact-topk and sample --topk write
 TOPK_P, TOPK_C, ENTROPY = CompactRows.TOPK_P, CompactRows.TOPK_C, CompactRows.ENTROPY
 COMPACT = CompactRows.FIELD    # the read_block field that returns all three
+SELECTION = ROWS0              # the read_block field of the whole selection rows
 
 
 def compact_store(src, out, *, topk: int, storage_options: dict | None = None, progress=None) -> dict:
     """Write a new compact store ``out`` from the full store ``src``; every input verified on the way.
 
     Hard labels, labels, indices and core predictions are copied; each row's
-    top-``topk`` values are the stored values bit for bit. Refuses an
+    top-``topk`` values are the stored values bit for bit, and the n0
+    selection rows are kept whole (layout ``compact-s0``). Refuses an
     incomplete source, a source without full rows and an existing ``out``.
     """
     with open_store(src, storage_options=storage_options) as st:
@@ -69,7 +73,7 @@ def compact_store(src, out, *, topk: int, storage_options: dict | None = None, p
         if st.attrs.get("merged_from"):
             keep["merged_from"] = st.attrs["merged_from"]
         kw = dict(n_inputs=st.n_inputs, n0=st.n0, n=st.n, num_classes=st.num_classes, sigma=st.sigma,
-                  dtype=st.dtype, core_predict=st.has_core_predict, metadata=keep, layout=CompactRows(int(topk)))
+                  dtype=st.dtype, core_predict=st.has_core_predict, metadata=keep, layout=CompactFullS0(int(topk)))
 
         def build(target, so):
             dst = create_store(target, storage_options=so, **kw)
@@ -100,7 +104,8 @@ def import_npz_compact(src_path, out, *, sigma: float, n0: int, topk: int, dtype
 
     The source is validated exactly as ``store import`` does; rows are cast
     to ``dtype`` (default: float16 for float16 sources, else float32) before
-    compaction, hard labels come from the source's full precision.
+    compaction, hard labels come from the source's full precision; the
+    selection rows are kept whole (layout ``compact-s0``).
     """
     return import_npz(src_path, out, sigma=sigma, n0=n0, dtype=dtype, topk=topk, storage_options=storage_options,
                       progress=progress)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 FORMAT_NAME = "smoothcert-store"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1: the same layout, without the metadata checksum
+FORMAT_VERSION = 3          # the newest version: a store is written with its layout's (``layouts.Layout.format_version``)
+READABLE_VERSIONS = (1, 2, 3)  # 1: no metadata checksum; 3: layout "compact-s0" (compact with whole selection rows)
 ATTRS_KEY = "smoothcert"
 
 # Version 2 seals the group metadata (sigma, n0, n, ...) with a crc32c, as every

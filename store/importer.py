@@ -4,7 +4,8 @@ Everything in the source is validated before a single byte is written; the
 store is built in a temporary sibling and moved into place only when every
 input is written (``publish.publish_store``), so a failure never leaves a
 store that looks complete. Any layout can be imported into: full rows, or
-with ``topk`` the compact top-k (equal to compacting the full import).
+with ``topk`` the compact top-k with whole selection rows (equal to
+compacting the full import).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 from . import format as F
 from .api import create_store
 from .errors import StoreError
-from .layouts import CompactRows, FullRows
+from .layouts import CompactFullS0, FullRows
 from .publish import publish_store
 from .topk import MAX_TOPK
 
@@ -190,7 +191,8 @@ def import_npz(src_path, location, *, sigma: float, n0: int, dtype: str | None =
     ties towards the lowest index, so float16 and float32 stores from the
     same rows give identical hard-label certificates. ``topk`` (``store
     import --compact-topk K``) writes a compact store instead: rows cast to
-    ``dtype`` first, then compacted, so it equals compacting the full import.
+    ``dtype`` first, then compacted (selection rows kept whole), so it
+    equals compacting the full import.
     Returns ``{inputs}`` (and ``topk`` for a compact import).
     """
     if not (isinstance(sigma, (int, float)) and np.isfinite(sigma) and sigma > 0):
@@ -199,7 +201,7 @@ def import_npz(src_path, location, *, sigma: float, n0: int, dtype: str | None =
     src = validate_source(raw, n0, name=f"source {src_path}")
     probs = src["probs"]
     N, R, m = probs.shape
-    layout = FullRows() if topk is None else CompactRows(topk)
+    layout = FullRows() if topk is None else CompactFullS0(topk)
     members = src.get("member_logprobs")
     if members is not None and not layout.has_members:
         raise StoreError(f"source {src_path}: a {layout.name} store keeps no member rows; "

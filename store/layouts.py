@@ -14,7 +14,13 @@ Layouts today:
   per-member log-probabilities for ensembles;
 - :class:`CompactRows` (``layout = "compact"``, ``topk = K``): per row the
   K largest probabilities, their classes and the exact entropy, plus the hard
-  labels (``topk.py`` computes them; ``FORMAT.md``, "Compact stores").
+  labels (``topk.py`` computes them; ``FORMAT.md``, "Compact stores"). Only
+  read (and written on request) since format version 3: its selection rows
+  are not kept whole;
+- :class:`CompactFullS0` (``layout = "compact-s0"``, ``topk = K``, format
+  version 3): everything :class:`CompactRows` keeps, plus the n0 selection
+  rows of every input whole (``rows0``). What ``store compact``, ``store
+  import --compact-topk`` and ``sample --topk`` write.
 
 What every layout shares, and the store (not the layout) owns: the per-input
 record ``inputs`` (dataset index, label, n_rows, core_predict, three crc32c
@@ -24,19 +30,22 @@ group attributes other than the layout's own, and the write protocol
 (record with ``complete = 0``, then the arrays in the layout's order, then the
 committing record).
 
-Adding a layout (e.g. "compact with full selection rows": top-K for the n
-estimation rows, full rows for the n0 selection rows) is one subclass and one
-registry entry, never an ``if`` elsewhere:
+Adding a layout (as :class:`CompactFullS0` was: top-K for every row, full
+rows for the n0 selection rows) is one subclass and one registry entry, never
+an ``if`` elsewhere:
 
-1. subclass :class:`Layout`; set ``name`` (the stored ``layout`` value) and
-   the capabilities ``has_full_rows`` (every row of every input stored whole:
-   ``False`` there), ``has_members``;
+1. subclass :class:`Layout`; set ``name`` (the stored ``layout`` value), the
+   capabilities ``has_full_rows`` (every row of every input stored whole),
+   ``keeps_full_s0`` (the n0 selection rows stored whole, field ``rows0``),
+   ``has_members``, ``format_version`` (the version its stores are written
+   with) and ``since_version`` (the first version that has it);
 2. ``attrs`` / ``from_attrs``: the layout's own group attributes, written at
    create and validated at open (one-line StoreError naming the store);
 3. ``arrays``: every per-input array (names, shapes, dtypes, chunks, fill,
    dimension names) in write order, each assigned to the record checksum
-   that covers it (``part``: ``rows``, ``argmax`` or ``members``; the crc is
-   over the part's arrays in this order);
+   that covers it (``part``, a key of :data:`PART_CRC`: ``rows``,
+   ``argmax``, ``members`` or ``selection``; the crc is over the part's
+   arrays in this order);
 4. ``encode``: one input's given data (``write_input``'s keyword arguments)
    -> its rows count, hard labels and every array's stored values;
 5. ``fields``: the ``read_block`` fields it serves, each reading whole parts
@@ -49,7 +58,7 @@ registry entry, never an ``if`` elsewhere:
    arrays in FORMAT.md.
 
 The certifier asks a store's layout for capabilities (``has_full_rows``,
-``topk``, ``stored_fields``), never for its name.
+``keeps_full_s0``, ``topk``, ``stored_fields``), never for its name.
 """
 from __future__ import annotations
 
@@ -65,8 +74,11 @@ from .topk import MAX_TOPK
 
 DEFAULT_LAYOUT = "full"        # a store without a ``layout`` attribute (every store before compact ones)
 
-# Parts of an input: each is covered by one crc32c column of the input's record.
-PART_CRC = {"rows": "crc_rows", "argmax": "crc_argmax", "members": "crc_members"}
+# Parts of an input: each is covered by one crc32c column of the input's record. ``members`` (ensemble member
+# rows of a full store) and ``selection`` (the whole selection rows of a compact-s0 store) share the third
+# column: no layout has both.
+PART_CRC = {"rows": "crc_rows", "argmax": "crc_argmax", "members": "crc_members", "selection": "crc_members"}
+ROWS0 = "rows0"                # the read_block field (and compact-s0 array) of the n0 selection rows, whole
 
 
 @dataclass(frozen=True)
@@ -107,8 +119,11 @@ class Layout:
 
     name: str = ""
     has_full_rows: bool = True     # every row of every input is stored whole (``rows`` can be read)
+    keeps_full_s0: bool = True     # the n0 selection rows are stored whole (field ``rows0`` can be read)
     has_members: bool = False      # per-member rows can be stored (ensembles)
     topk: int | None = None        # K of a top-K layout, None otherwise
+    format_version: int = 2        # the format version a store of this layout is written with (FORMAT.md)
+    since_version: int = 1         # the first format version that has this layout (an older one is refused)
 
     # -------------------------------------------------------------- metadata
     def attrs(self) -> dict:
@@ -186,8 +201,9 @@ class FullRows(Layout):
     float32 to float16 bit for bit as numpy's ``astype``), optional
     ``argmax`` (derived from ``rows`` when absent), ``member_logprobs``
     (r, k, m) when the store holds members, ``n_rows`` (= r). Fields:
-    ``rows`` (float32), ``argmax`` (int64), ``member_logprobs``. A full store
-    carries no ``layout`` attribute, as every store before compact ones.
+    ``rows`` (float32), ``rows0`` (the first n0 of ``rows``: the whole part
+    is read and verified), ``argmax`` (int64), ``member_logprobs``. A full
+    store carries no ``layout`` attribute, as every store before compact ones.
     """
 
     name = "full"
@@ -242,8 +258,11 @@ class FullRows(Layout):
         return r, argmax, out
 
     def fields(self, shape):
-        out = {F.ROWS: Field((F.ROWS,), "rows", f"'{F.ROWS}' does not match its checksum",
+        n0, damaged = shape.n0, f"'{F.ROWS}' does not match its checksum"
+        out = {F.ROWS: Field((F.ROWS,), "rows", damaged,
                              lambda raw: {F.ROWS: raw[F.ROWS].astype(np.float32, copy=False)}),
+               ROWS0: Field((F.ROWS,), "rows", damaged,
+                            lambda raw: {ROWS0: raw[F.ROWS][:, :n0].astype(np.float32)}),
                F.ARGMAX: ARGMAX_FIELD}
         if shape.members:
             out[F.MEMBERS] = Field((F.MEMBERS,), "members", f"'{F.MEMBERS}' does not match its checksum",
@@ -290,6 +309,7 @@ class CompactRows(Layout):
 
     name = "compact"
     has_full_rows = False
+    keeps_full_s0 = False
     has_members = False
     FIELD = "compact"          # the read_block field that returns all three
     TOPK_P, TOPK_C, ENTROPY = "topk_p", "topk_c", "entropy"
@@ -328,13 +348,15 @@ class CompactRows(Layout):
     def describe_input(self, shape):
         return f"{shape.total_rows} rows x top-{self.topk}"
 
+    GIVEN = ("rows", "member_logprobs", TOPK_P, TOPK_C, ENTROPY)   # write_input arguments it takes
+
     def encode(self, store, idx, given, argmax, n_rows):
         from .topk import compact_rows
 
         where, R, m, k = f"store {store.location}", store.shape.total_rows, store.num_classes, self.topk
         if given.get("member_logprobs") is not None:
             raise StoreError(f"{where}: a compact store keeps no member rows")
-        unknown = set(given) - {"rows", "member_logprobs", self.TOPK_P, self.TOPK_C, self.ENTROPY}
+        unknown = set(given) - set(self.GIVEN)
         if unknown:
             raise TypeError(f"write_input() of a compact store got unexpected arguments {sorted(unknown)}")
         rows = given.get("rows")
@@ -344,7 +366,7 @@ class CompactRows(Layout):
                 raise StoreError(f"{where}: input {idx}: rows must have shape (r, {m}), got {rows.shape}")
             if argmax is None:
                 argmax = np.argmax(rows, axis=1)
-            topk_p, topk_c, entropy = compact_rows(rows.astype(store.dtype), k)
+            topk_p, topk_c, entropy = compact_rows(_as_stored(rows, store.dtype), k)
         else:
             topk_p, topk_c, entropy = (given.get(a) for a in (self.TOPK_P, self.TOPK_C, self.ENTROPY))
         topk_p, topk_c, entropy = np.asarray(topk_p), np.asarray(topk_c), np.asarray(entropy)
@@ -356,9 +378,15 @@ class CompactRows(Layout):
             raise StoreError(f"{where}: input {idx}: n_rows={n_rows} but {r} rows given")
         if (topk_c >= m).any():
             raise StoreError(f"{where}: input {idx}: top-k classes outside 0..{m - 1}")
-        return r, argmax, {self.TOPK_P: _pad(topk_p, R, np.nan, store.dtype, (k,)),
-                           self.TOPK_C: _pad(topk_c, R, F.ARGMAX_FILL, np.uint16, (k,)),
-                           self.ENTROPY: _pad(entropy, R, np.nan, np.float64)}
+        out = {self.TOPK_P: _pad(topk_p, R, np.nan, store.dtype, (k,)),
+               self.TOPK_C: _pad(topk_c, R, F.ARGMAX_FILL, np.uint16, (k,)),
+               self.ENTROPY: _pad(entropy, R, np.nan, np.float64)}
+        out.update(self._encode_more(store, idx, given, rows))
+        return r, argmax, out
+
+    def _encode_more(self, store, idx, given, rows) -> dict:
+        """Arrays a subclass keeps beyond the top-k parts (``rows``: the full rows given, or None)."""
+        return {}
 
     def fields(self, shape):
         def convert(raw):
@@ -377,6 +405,10 @@ class CompactRows(Layout):
             what = "full softmax rows" if field == F.ROWS else "ensemble member rows"
             return StoreError(f"store {store.location} is compact (top-{self.topk} per row): it holds no {what}; "
                               f"use the full store for this")
+        if field == ROWS0:
+            return StoreError(f"store {store.location} is compact (top-{self.topk} per row) without whole selection "
+                              f"rows (layout 'compact', written before format version 3); compact the full store "
+                              f"again to keep them")
         return super().refuse(field, store)
 
     def value_problems(self, block, r, num_classes, i):
@@ -391,15 +423,111 @@ class CompactRows(Layout):
         return {a: block[a][0, :r] for a in (self.TOPK_P, self.TOPK_C, self.ENTROPY)}
 
 
+class CompactFullS0(CompactRows):
+    """A compact store that keeps its selection rows whole: :class:`CompactRows` plus ``rows0`` (n0, m).
+
+    Everything :class:`CompactRows` keeps, for every row 0..R-1 (so every
+    method that reads a compact store reads this one unchanged), plus the n0
+    selection rows of each input whole in the store's dtype (``rows0``, the
+    full store's first n0 rows bit for bit), under their own checksum
+    (record column ``crc_members``, part ``selection``). With them a
+    certificate picks its class on S0 exactly as on the full store.
+    Attributes ``layout = "compact-s0"``, ``topk = K``; format version 3.
+
+    Writes take full ``rows`` (r, m) as :class:`CompactRows` does (``rows0``
+    is their first n0, cast to the store's dtype), or the top-k parts with
+    ``rows0`` (n0, m) and ``argmax``. Fields: those of :class:`CompactRows`
+    and ``rows0`` ((B, n0, m) float32, store order); ``rows`` and
+    ``member_logprobs`` are refused in one line.
+    """
+
+    name = "compact-s0"
+    keeps_full_s0 = True
+    format_version = since_version = 3
+    GIVEN = CompactRows.GIVEN + (ROWS0,)
+
+    def arrays(self, shape, dtype):
+        n0, m = shape.n0, shape.num_classes
+        out = super().arrays(shape, dtype)
+        sel = ArraySpec(ROWS0, (n0, m), dtype, (F.row_chunk(n0, m * np.dtype(dtype).itemsize), m), np.nan,
+                        ("input", "selection_row", "class"), "selection", 4)
+        return out[:3] + [sel] + out[3:]          # topk_p, topk_c, entropy, rows0, argmax
+
+    def describe_input(self, shape):
+        return f"{super().describe_input(shape)} + {shape.n0} selection rows x {shape.num_classes} classes"
+
+    def _encode_more(self, store, idx, given, rows):
+        n0, m = store.n0, store.num_classes
+        sel = rows[:n0] if rows is not None else given.get(ROWS0)
+        if sel is None:
+            raise StoreError(f"store {store.location}: input {idx}: the store keeps its selection rows whole: "
+                             f"give rows0 ({n0}, {m}) with the top-k parts")
+        sel = np.asarray(sel)
+        if sel.shape != (n0, m):
+            raise StoreError(f"store {store.location}: input {idx}: rows0 must have shape ({n0}, {m}), got {sel.shape}")
+        return {ROWS0: _as_stored(sel, store.dtype)}
+
+    def fields(self, shape):
+        out = super().fields(shape)
+        out[ROWS0] = Field((ROWS0,), "selection", f"its selection rows ('{ROWS0}') do not match their checksum",
+                           lambda raw: {ROWS0: raw[ROWS0].astype(np.float32)})
+        return out
+
+    def stored_fields(self, shape):
+        return super().stored_fields(shape) + [ROWS0]
+
+    def refuse(self, field, store):
+        if field == F.ROWS:
+            return StoreError(f"store {store.location} is compact (top-{self.topk} per row): it holds no full softmax "
+                              f"rows of the estimation block (its {store.n0} selection rows are field '{ROWS0}'); "
+                              f"use the full store for this")
+        return super().refuse(field, store)
+
+    def value_problems(self, block, r, num_classes, i):
+        from .topk import compact_rows
+
+        problems = super().value_problems(block, r, num_classes, i)
+        sel = block[ROWS0][0]
+        if not np.isfinite(sel).all():
+            problems.append(f"input {i} has non-finite selection rows")
+        elif not problems:
+            n0, k = sel.shape[0], self.topk
+            p, c, e = compact_rows(sel, k)      # float32 of the stored values: the stored top-k, bit for bit
+            if not (np.array_equal(p, block[self.TOPK_P][0, :n0]) and np.array_equal(c, block[self.TOPK_C][0, :n0])
+                    and np.array_equal(e, block[self.ENTROPY][0, :n0])):
+                problems.append(f"input {i}: its selection rows disagree with their stored top-k values or entropies")
+        return problems
+
+    def input_parts(self, block, r):
+        out = super().input_parts(block, r)
+        out[ROWS0] = block[ROWS0][0]
+        return out
+
+
+def _as_stored(rows: np.ndarray, dtype: str) -> np.ndarray:
+    """``rows.astype(dtype)`` bit for bit (float32 to float16 through ``float16.to_float16``, numpy's rounding)."""
+    if np.dtype(dtype) == np.float16 and rows.dtype == np.float32:
+        from .float16 import to_float16
+
+        return to_float16(rows)
+    return rows.astype(dtype)
+
+
 # The one place a stored ``layout`` attribute becomes a layout: name -> class.
-LAYOUTS: dict[str, type[Layout]] = {FullRows.name: FullRows, CompactRows.name: CompactRows}
+LAYOUTS: dict[str, type[Layout]] = {FullRows.name: FullRows, CompactRows.name: CompactRows,
+                                    CompactFullS0.name: CompactFullS0}
 
 
 def layout_of(attrs: dict, where: str) -> Layout:
-    """The layout of a store whose (validated) group attributes are ``attrs``; StoreError naming an unknown one."""
+    """The layout of a store whose (validated) group attributes are ``attrs``; StoreError naming an unknown one,
+    or one that its format version cannot have (a layout appears in ``since_version`` of its class)."""
     name = attrs.get("layout", DEFAULT_LAYOUT)
     cls = LAYOUTS.get(name) if isinstance(name, str) else None
     if cls is None:
         raise StoreError(f"{where} has layout {name!r}, which this smoothcert does not read "
                          f"(it reads {', '.join(LAYOUTS)})")
+    v = attrs.get("format_version")
+    if isinstance(v, int) and v < cls.since_version:
+        raise StoreError(f"{where} has layout {name!r}, which appeared in format version {cls.since_version}, "
+                         f"but says format version {v}")
     return cls.from_attrs(attrs, where)

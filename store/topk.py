@@ -1,4 +1,4 @@
-"""Per-row top-k and entropy of stored softmax rows: what a compact layout keeps (``layouts.CompactRows``).
+"""Per-row top-k and entropy of stored softmax rows: what a compact layout keeps (``layouts.CompactRows``, ``CompactFullS0``).
 
 ``compact_rows`` turns rows given in a store's dtype into ``(topk_p, topk_c,
 entropy)``: the K largest values bit for bit, descending, their classes (ties:

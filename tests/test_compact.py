@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from smoothcert import cli
 from smoothcert.certifier import CertifyOptions, certify
-from smoothcert.store import StoreError, open_store
+from smoothcert.store import CompactRows, StoreError, create_store, open_store
 
 M, N, N0, N_EST, K = 1000, 6, 60, 300, 5
 
@@ -88,9 +88,21 @@ def test_supported_certificates_are_exact_on_a_compact_1000_class_store(stores, 
         assert meta["compact"]["why"].startswith("exact:")
 
 
+def _compact_without_selection_rows(full, path):
+    """The compact store of ``full`` as written before format version 3 (layout ``compact``: no whole S0 rows)."""
+    with open_store(full) as f:
+        st = create_store(path, n_inputs=f.n_inputs, n0=f.n0, n=f.n, num_classes=f.num_classes, sigma=f.sigma,
+                          dtype=f.dtype, core_predict=f.has_core_predict, layout=CompactRows(K))
+        for s in range(f.n_inputs):
+            st.write_input(s, **f.read_input(s))
+        st.close()
+    return path
+
+
 @pytest.mark.parametrize("method", ["cdf", "soft"])
-def test_methods_that_need_full_rows_refuse_a_compact_store_in_one_line(stores, tmp_path, method):
-    _, compact, _ = stores
+def test_methods_that_need_full_rows_refuse_a_compact_store_without_selection_rows_in_one_line(stores, tmp_path,
+                                                                                              method):
+    compact = _compact_without_selection_rows(stores[0], tmp_path / "old.zarr")
     with pytest.raises(ValueError, match=rf"--method {method} needs full softmax rows.*compact \(top-{K}\)"):
         certify(compact, method, progress=False)
     r = CliRunner().invoke(cli.main, ["certify", str(compact), "--method", method, "--out", str(tmp_path / "o.csv")])
@@ -100,29 +112,36 @@ def test_methods_that_need_full_rows_refuse_a_compact_store_in_one_line(stores, 
         certify(compact, "two-step", CertifyOptions(members=[0]), progress=False)
 
 
-def test_a_1000_class_compact_store_is_over_20x_smaller_and_self_describing(stores):
+def test_a_1000_class_compact_store_is_over_20x_smaller_apart_from_its_selection_rows_and_self_describing(stores):
     full, compact, imported = stores
 
     def size(p):
         return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
-    ratio = size(full) / size(compact)
+    ratio = size(full) / (size(compact) - size(compact / "rows0"))
     assert ratio >= 20, ratio
+    # the whole selection rows cost what they cost in the full store (N0 of N0 + N_EST rows), within compression
+    assert size(compact / "rows0") <= 1.2 * size(full / "rows") * N0 / (N0 + N_EST)
     with open_store(full) as f, open_store(compact) as c, open_store(imported) as i:
-        assert c.attrs["layout"] == "compact" and c.attrs["topk"] == K and c.verify() == []
+        assert c.attrs["layout"] == "compact-s0" and c.attrs["topk"] == K and c.verify() == []
+        assert c.keeps_full_s0 and i.keeps_full_s0 and c.attrs["format_version"] == 3
         assert c.attrs["compacted_from"]["fingerprint"] == f.fingerprint()
         assert [c.attrs[k] for k in ("sigma", "n0", "n", "num_classes", "dtype")] == \
                [f.attrs[k] for k in ("sigma", "n0", "n", "num_classes", "dtype")]
         # the same rows give the same stored bytes whichever way the compact store was made
-        assert c.read_records()["crc_rows"].tolist() == i.read_records()["crc_rows"].tolist()
+        for col in ("crc_rows", "crc_argmax", "crc_members"):
+            assert c.read_records()[col].tolist() == i.read_records()[col].tolist()
         with pytest.raises(StoreError, match=r"compact \(top-5 per row\): it holds no full softmax rows"):
             c.read_block(0, 1, fields=("rows",))
-        b = c.read_block(0, N, fields=("compact",))
+        b = c.read_block(0, N, fields=("compact", "rows0"))
         rows = f.read_block(0, N, fields=("rows",))["rows"]
     # top-k values are the stored float16 values, their classes point at them, in descending order
     assert np.array_equal(np.take_along_axis(rows, b["topk_c"].astype(np.int64), -1), b["topk_p"])
     assert (np.diff(b["topk_p"], axis=-1) <= 0).all()
     assert np.array_equal(b["topk_p"], -np.sort(-rows, axis=-1)[..., :K])
+    # the selection rows are the full store's first N0 rows, float32 of the stored float16, in store order
+    assert b["rows0"].dtype == np.float32 and b["rows0"].shape == (N, N0, M)
+    assert np.array_equal(b["rows0"], rows[:, :N0])
 
 
 def test_damage_in_a_compact_store_is_named(stores, tmp_path):

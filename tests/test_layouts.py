@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from smoothcert import cli
-from smoothcert.store import LAYOUTS, CompactRows, FullRows, StoreError, create_store, open_store
+from smoothcert.store import LAYOUTS, CompactFullS0, CompactRows, FullRows, StoreError, create_store, open_store
 from smoothcert.store.format import ATTRS_KEY, StoreShape, sealed
 from smoothcert.store.layouts import PART_CRC, layout_of
 
@@ -41,8 +41,9 @@ def _reseal(path, **changes):
 
 
 def test_registry_maps_each_stored_layout_attribute_to_its_class(tmp_path):
-    assert LAYOUTS == {"full": FullRows, "compact": CompactRows}
-    stores = {None: _store(tmp_path / "full.zarr", None), "compact": _store(tmp_path / "c.zarr", CompactRows(3))}
+    assert LAYOUTS == {"full": FullRows, "compact": CompactRows, "compact-s0": CompactFullS0}
+    stores = {None: _store(tmp_path / "full.zarr", None), "compact": _store(tmp_path / "c.zarr", CompactRows(3)),
+              "compact-s0": _store(tmp_path / "s.zarr", CompactFullS0(3))}
     for stored, path in stores.items():
         with open_store(path) as st:
             assert st.attrs.get("layout") == stored               # a full store keeps the pre-layout attributes
@@ -50,12 +51,26 @@ def test_registry_maps_each_stored_layout_attribute_to_its_class(tmp_path):
             assert st.verify() == []
     with open_store(stores["compact"]) as st:
         assert st.layout == CompactRows(3) and st.layout.topk == st.topk == 3 and not st.layout.has_full_rows
+        assert not st.keeps_full_s0 and st.attrs["format_version"] == 2
+    with open_store(stores["compact-s0"]) as st:
+        assert st.layout == CompactFullS0(3) and st.layout != CompactRows(3) and st.topk == 3
+        assert st.keeps_full_s0 and not st.layout.has_full_rows and st.attrs["format_version"] == 3
     with open_store(stores[None]) as st:
         assert st.layout == FullRows() and st.layout.has_full_rows and st.topk is None
+        assert st.keeps_full_s0 and st.attrs["format_version"] == 2       # full stores are written as before
     base = {"num_classes": 6, "members": 0}
     assert isinstance(layout_of(base, "store x"), FullRows)
     assert isinstance(layout_of(dict(base, layout="full"), "store x"), FullRows)
     assert layout_of(dict(base, layout="compact", topk=4), "store x") == CompactRows(4)
+    assert layout_of(dict(base, layout="compact-s0", topk=4, format_version=3), "store x") == CompactFullS0(4)
+
+
+def test_a_layout_in_a_format_version_older_than_the_layout_is_refused_in_one_line(tmp_path):
+    path = _store(tmp_path / "s.zarr", CompactFullS0(3))
+    _reseal(path, format_version=2)
+    with pytest.raises(StoreError) as e:
+        open_store(path)
+    assert "\n" not in str(e.value) and "layout 'compact-s0', which appeared in format version 3" in str(e.value)
 
 
 @pytest.mark.parametrize("name", ["sparse", 7, None, ["compact"]])
@@ -65,12 +80,13 @@ def test_an_unknown_layout_is_refused_in_one_line_naming_it(tmp_path, name):
     with pytest.raises(StoreError) as e:
         open_store(path)
     msg = str(e.value)
-    assert "\n" not in msg and f"layout {name!r}" in msg and "full, compact" in msg, msg
+    assert "\n" not in msg and f"layout {name!r}" in msg and "full, compact, compact-s0" in msg, msg
     r = CliRunner().invoke(cli.main, ["store", "info", str(path)])
     assert r.exit_code != 0 and r.output.count("\n") == 1 and repr(name) in r.output, r.output
 
 
-@pytest.mark.parametrize("layout,members", [(FullRows(), 0), (FullRows(), 2), (CompactRows(4), 0)])
+@pytest.mark.parametrize("layout,members", [(FullRows(), 0), (FullRows(), 2), (CompactRows(4), 0),
+                                            (CompactFullS0(4), 0)])
 def test_every_field_reads_whole_checksummed_parts_and_stored_fields_cover_every_array(layout, members):
     """What makes one generic read and verify sound for any layout: a field's arrays are exactly the arrays of
     its record checksum's part, and the stored fields read every array the layout declares."""
@@ -97,10 +113,18 @@ def test_a_layout_refuses_fields_it_does_not_hold_in_one_line(tmp_path):
         for f, what in (("rows", "full softmax rows"), ("member_logprobs", "ensemble member rows")):
             with pytest.raises(StoreError, match=f"is compact \\(top-3 per row\\): it holds no {what}"):
                 st.read_block(0, 1, fields=(f,))
+        with pytest.raises(StoreError, match="without whole selection rows") as e:
+            st.read_block(0, 1, fields=("rows0",))
+        assert "\n" not in str(e.value)
+    with open_store(_store(tmp_path / "s.zarr", CompactFullS0(3))) as st:
+        for f, what in (("rows", "full softmax rows of the estimation block"),
+                        ("member_logprobs", "ensemble member rows")):
+            with pytest.raises(StoreError, match=f"is compact \\(top-3 per row\\): it holds no {what}"):
+                st.read_block(0, 1, fields=(f,))
 
 
 def test_read_input_writes_every_layout_again_with_the_same_checksums(tmp_path):
-    for name, layout, members in (("f", None, 2), ("c", CompactRows(3), 0)):
+    for name, layout, members in (("f", None, 2), ("c", CompactRows(3), 0), ("s", CompactFullS0(3), 0)):
         src = _store(tmp_path / f"{name}.zarr", layout, members)
         with open_store(src) as st:
             dst = create_store(tmp_path / f"{name}-copy.zarr", n_inputs=2, n0=3, n=12, num_classes=6, sigma=0.5,

@@ -7,7 +7,7 @@ import zarr
 from click.testing import CliRunner
 
 from smoothcert import cli
-from smoothcert.store import StoreError, create_store, open_store
+from smoothcert.store import FullRows, StoreError, create_store, open_store
 from smoothcert.store.format import FORMAT_VERSION, META_CRC_KEY, sealed
 from smoothcert.store.importer import import_npz
 
@@ -109,7 +109,10 @@ def test_import_is_lossless_and_self_describing(tmp_path):
     np.testing.assert_array_equal(b["core_predict"], [0, 1, 2])
     info = invoke("store", "info", tmp_path / "st")
     assert info.exit_code == 0
-    for key in ("sigma: 0.25", "n0: 10", "complete_inputs: 3", f"format_version: {FORMAT_VERSION}", "data_fingerprint"):
+    # a full store is written with format version 2 as before version 3 (which added the compact-s0 layout only)
+    assert FullRows.format_version == 2 < FORMAT_VERSION
+    for key in ("sigma: 0.25", "n0: 10", "complete_inputs: 3", f"format_version: {FullRows.format_version}",
+                "data_fingerprint"):
         assert key in info.output
     # plain zarr can read it, with named dimensions
     g = zarr.open_group(str(tmp_path / "st"), mode="r")
