@@ -159,9 +159,9 @@ def check_run(cfg, meta: dict, num_classes: int, n_inputs: int, device, log) -> 
     where = _where(cfg.replay_of)
     pairs = (("sigma", "sigma", cfg.sigma), ("seed", "seed", cfg.seed), ("n0", "n0", cfg.n0),
              ("noise_scheme", "noise scheme", meta["noise_scheme"]), ("indices", "indices", meta["indices"]),
-             ("n_inputs", "number of inputs", n_inputs),
+             ("n_inputs", "number of inputs", n_inputs), ("input_shape", "input shape", list(meta["input_shape"])),
              ("data_fingerprint", "data fingerprint", meta["data_fingerprint"]),
-             ("input_shape", "input shape", list(meta["input_shape"])), ("num_classes", "number of classes", num_classes))
+             ("num_classes", "number of classes", num_classes))
     for key, label, mine in pairs:
         b = base[key]
         same = float(b) == float(mine) if key == "sigma" else b == mine
