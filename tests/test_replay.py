@@ -67,10 +67,12 @@ def assert_prefix_equal(out, base, rows: int):
     """Every array of OUT equals BASE's first ``rows`` rows per input, byte for byte; the records name the same inputs."""
     O, B = stored(out), stored(base)
     assert O.keys() == B.keys()
-    assert {F.ROWS, F.ARGMAX} <= O.keys()
+    assert F.ARGMAX in O and (F.ROWS in O or "topk_p" in O)
+    n0 = O["attrs"]["n0"]
     for a in O.keys() - {"attrs", F.INPUTS}:
-        assert O[a].shape[1] == rows, a                       # a per-row array: (N, n0 + P, ...)
-        assert O[a].tobytes() == np.ascontiguousarray(B[a][:, :rows]).tobytes(), a
+        r = O[a].shape[1]                                     # per row (N, n0 + P, ...) or the selection's (N, n0, ...)
+        assert r == rows or (r == n0 and B[a].shape[1] == n0), (a, O[a].shape, B[a].shape)
+        assert O[a].tobytes() == np.ascontiguousarray(B[a][:, :r]).tobytes(), a
     col = F.COL
     for field in ("idx", "label", "core_predict", "complete"):
         assert (O[F.INPUTS][:, col[field]] == B[F.INPUTS][:, col[field]]).all(), field
@@ -97,6 +99,21 @@ def test_unchanged_ensemble_with_core_model_replay_equals_base_byte_for_byte(env
     env.replay("out", base, 100, **kw)
     assert_prefix_equal(env.root / "out", base, N0 + 100)
     assert F.MEMBERS in stored(base) and (stored(base)[F.INPUTS][:, F.COL["core_predict"]] >= 0).all()
+
+
+def test_unchanged_model_replay_of_a_compact_store_with_topk_equals_base_byte_for_byte(env, tmp_path):
+    """--topk on both: the compact arrays (top-k, classes, entropy, whole selection rows) are BASE's prefix too."""
+    import pandas as pd
+
+    base = env.base(topk=2)
+    env.replay("out", base, 120, topk=2)
+    assert stored(base)["attrs"]["layout"] == stored(env.root / "out")["attrs"]["layout"] == "compact-s0"
+    assert_prefix_equal(env.root / "out", base, N0 + 120)
+    tab = tmp_path / "t.csv"
+    code, _, stderr, exc = invoke(["certify", env.root / "out", "--method", "incremental", "--base", base,
+                                   "--out", tab, "-q"])
+    assert code == 0 and exc is None, stderr
+    assert (pd.read_csv(tab)["disagreements"] == 0).all()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
