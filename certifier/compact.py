@@ -10,12 +10,16 @@ to what the certifier computes from the full store's rows. Hence:
   **exact**. u(p) per row is the stored float64 entropy, ``-p_(1)`` or
   ``-(p_(1) - p_(2))`` from the stored top-2 values, each the very float the
   full-row kernels compute; hard labels come from the stored argmax.
-- ``cdf`` and ``soft``: **refused**. Their class is the argmax of the *mean*
-  of the S0 rows, which needs every class's probability in every row; with
-  the missing mass unknown, a different class could be picked than on the
-  full store, and a certificate for another class is not comparable with
-  (nor bounded by) the full-row one, so neither exactness nor
-  conservativeness could be claimed.
+- ``cdf`` and ``soft``: **refused** on a compact store that does not keep
+  its selection rows whole. Their class is the argmax of the *mean* of the
+  S0 rows, which needs every class's probability in every row; with the
+  missing mass unknown, a different class could be picked than on the full
+  store, and a certificate for another class is not comparable with (nor
+  bounded by) the full-row one, so neither exactness nor conservativeness
+  could be claimed. On a compact store that keeps them (the store object's
+  ``keeps_full_s0`` is true and its ``read_block`` returns field ``rows0``),
+  they run on section 9's bounds (``compact_confidence``): **never above**
+  the full-row certificate, equal to it where ``rows_bounded`` is 0.
 - Ensemble options (``--members``, ``--consensus``) are refused: a compact
   store keeps no per-member rows.
 
@@ -42,6 +46,15 @@ FROM_STATS = {
     "aces-predict": ("exact: the selection's normalised entropy is the stored per-row entropy times 1/ln(m); "
                      "hard labels from the stored argmax"),
 }
+BOUNDED = {
+    "cdf": ("bounded: the class is picked on the full selection rows; a class outside a row's top-k is bounded by "
+            "[0, t_i] (score 0, margin -p_(1)) and the cdf bound then credits no ties: never above the full-row "
+            "certificate, equal to it where rows_bounded = 0 (the class in every estimation row's top-k)"),
+    "soft": ("bounded: the class is picked on the full selection rows; values outside a row's top-k are bounded by "
+             "[0, t_i] (lower bound of the class from 0, upper bounds of the others from t_i, bernstein with a "
+             "variance bound over every row the top-k allow): never above the full-row certificate, equal to it "
+             "where rows_bounded = 0 (always when k = m)"),
+}
 REFUSED = ("needs full softmax rows: its class is the argmax of the mean of the S0 rows, and a compact store "
            "does not know the probabilities outside each row's top-k, so the certificate could be neither exact nor "
            "provably conservative")
@@ -55,6 +68,8 @@ def compact_fields(method, store, fields) -> list:
                          f"(top-{store.topk}) and keeps none")
     if "rows" not in fields:
         return fields
+    if method.name in BOUNDED and keeps_full_s0(store):
+        return ["compact" if f == "rows" else f for f in fields] + ["rows0"]
     if method.name not in FROM_STATS:
         raise ValueError(f"--method {method.name} {REFUSED}; store {store.location} is compact "
                          f"(top-{store.topk}): certify the full store (exact on compact stores: "
@@ -62,8 +77,15 @@ def compact_fields(method, store, fields) -> list:
     return ["compact" if f == "rows" else f for f in fields]
 
 
+def keeps_full_s0(store) -> bool:
+    """Whether the compact ``store`` keeps its n0 selection rows whole (readable as field ``rows0``)."""
+    return bool(getattr(store, "keeps_full_s0", False))
+
+
 def statement(method, store) -> dict:
     """The sidecar entry saying how a certificate computed from the compact ``store`` relates to the full-row one."""
+    if method.name in BOUNDED and keeps_full_s0(store):
+        return {"layout": "compact", "topk": store.topk, "certificate": "bounded", "why": BOUNDED[method.name]}
     why = FROM_STATS.get(method.name, HARD_LABEL)
     return {"layout": "compact", "topk": store.topk, "certificate": "exact", "why": why}
 
