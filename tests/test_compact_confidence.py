@@ -15,7 +15,6 @@ import types
 
 import numpy as np
 import pytest
-
 from smoothcert.certifier import CertifyOptions, certify, get_method
 from smoothcert.certifier import cdf as C
 from smoothcert.certifier import compact_bounds as CB
@@ -128,7 +127,7 @@ def _case_ids():
 
 @pytest.mark.parametrize("case", CASES, ids=_case_ids())
 def test_compact_cdf_never_exceeds_the_full_store_and_equals_it_where_the_class_is_always_in_the_top_k(stores, case):
-    seed, m, K, n0, n, kind = case
+    seed, m, K, n0, _, _ = case
     path, rows, labels = stores[seed]
     block = compact_block(rows, n0, SIGMA, K, labels)
     cls = ref_class(rows[:, :n0])
@@ -159,7 +158,7 @@ def test_compact_cdf_never_exceeds_the_full_store_and_equals_it_where_the_class_
 
 @pytest.mark.parametrize("case", CASES, ids=_case_ids())
 def test_compact_soft_never_exceeds_the_full_store_and_equals_it_when_k_is_m(stores, case):
-    seed, m, K, n0, n, kind = case
+    seed, m, K, n0, _, _ = case
     path, rows, labels = stores[seed]
     block = compact_block(rows, n0, SIGMA, K, labels)
     for alpha in (0.001, 0.2):
@@ -193,7 +192,7 @@ def test_the_property_cases_cover_what_they_claim(stores):
         ties += int(any(len(np.unique(r)) < r.size for r in rows[:, n0:].reshape(-1, m)[:50]))
         zeros += int((rows == 0).any())
     assert outside >= 10 and ties >= 3 and zeros >= 3
-    seed, m, K, n0, n, _ = CASES[1]
+    seed, m, K, n0, _, _ = CASES[1]
     _, rows, labels = stores[seed]
     comp = run_compact(compact_block(rows, n0, SIGMA, K, labels), "soft", CertifyOptions(alpha=0.2))
     assert ((comp["predict"] >= 0) & (comp["rows_bounded"] > 0)).any()
@@ -215,7 +214,7 @@ def ref_lower_values(rows_S, topk_c_S, topk_p_S, c, measure):
 
 @pytest.mark.parametrize("case", CASES[:6], ids=_case_ids()[:6])
 def test_cdf_values_are_the_full_values_in_the_top_k_and_never_above_them(stores, case):
-    seed, m, K, n0, n, kind = case
+    seed, m, K, n0, _, _ = case
     _, rows, labels = stores[seed]
     block = compact_block(rows, n0, SIGMA, K, labels)
     tp, tc = block.compact["topk_p"], block.compact["topk_c"]
@@ -250,14 +249,14 @@ def ref_soft_stats(rows_S, topk_p_S, topk_c_S):
 
 @pytest.mark.parametrize("case", CASES, ids=_case_ids())
 def test_soft_statistics_match_a_materialised_reference_and_bound_every_column(stores, case):
-    seed, m, K, n0, n, kind = case
+    seed, m, K, n0, n, _ = case
     _, rows, labels = stores[seed]
     block = compact_block(rows, n0, SIGMA, K, labels)
     tp, tc = block.compact["topk_p"], block.compact["topk_c"]
     st = CB.soft_stats(tp, tc, m, n0, n0 + n)
     full_mean, full_var = S.mean_var(rows, n0, n0 + n)
     for b in range(N_INPUTS):
-        ml, mu, vb, bd, x = ref_soft_stats(rows[b, n0:], tp[b, n0:], tc[b, n0:])
+        ml, mu, vb, bd, _ = ref_soft_stats(rows[b, n0:], tp[b, n0:], tc[b, n0:])
         assert np.array_equal(st.bounded[b], bd)
         np.testing.assert_allclose(st.mean_lower[b], ml, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(st.mean_upper[b], mu, rtol=1e-9, atol=1e-12)
@@ -276,7 +275,7 @@ def test_soft_variance_bound_covers_the_extreme_columns_of_the_box():
     """Every column in the box (exact values fixed, the others anywhere in [0, t_i]) has variance <= var."""
     rng = np.random.default_rng(3)
     for trial in range(40):
-        m, K, n = int(rng.integers(3, 9)), 2, int(rng.integers(3, 40))
+        m, n = int(rng.integers(3, 9)), int(rng.integers(3, 40))
         K = int(rng.integers(2, m + 1))
         rows = random_probs(rng, 1, n, m, ["plain", "ties", "zeros"][trial % 3])[0]
         p, c, _ = compact_rows(rows.astype(np.float16), K)
@@ -349,7 +348,7 @@ def test_tie_free_cdf_bound_is_monotone_and_loses_at_most_one_over_k():
         z = np.round(rng.random(n) * 8) / 8
         low = np.minimum(z, np.where(rng.random(n) < 0.4, np.round(rng.random(n) * z * 8) / 8, z))
         for R in (0.0, 0.2, 0.7):
-            def lower(vals, tie_free):
+            def lower(vals, tie_free, K=K, R=R):
                 w, u = CB.input_terms(np.sort(vals), "cdf", ms, K, 0.2, bounded=tie_free)
                 return C.lower_bound(R, ms.a, w, u, 0.5)[0]
             assert lower(low, True) <= lower(z, True) + 1e-12 <= lower(z, False) + 2e-12

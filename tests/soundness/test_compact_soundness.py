@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from smoothcert.certifier.block import Block
 from smoothcert.certifier.registry import get_method
 from smoothcert.store.compact import compact_rows
