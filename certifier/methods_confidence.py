@@ -59,6 +59,10 @@ def certify_cdf(block, opts):
     (radius 0). Below the measure's cutoff a certificate bounds the
     confidence of c but does not imply that c stays the smoothed argmax.
     """
+    if block.rows is None and block.compact is not None:  # compact store with full selection rows (section 9)
+        from .compact_confidence import certify_cdf as certify_cdf_compact
+
+        return certify_cdf_compact(block, opts, cdf_settings(opts))
     measures, bounds, thr = cdf_settings(opts)
     alpha = level(opts, spends_twice=False)
     B = len(block)
@@ -96,6 +100,10 @@ def certify_cdf(block, opts):
 
 def certify_soft(block, opts):
     """One row per (input, bound): w.p. >= 1 - alpha, c = argmax E[p(x + d)] for ||d|| < radius (else -1, 0)."""
+    if block.rows is None and block.compact is not None:  # compact store with full selection rows (section 9)
+        from .compact_confidence import certify_soft as certify_soft_compact
+
+        return certify_soft_compact(block, opts, soft_settings(opts))
     bounds = soft_settings(opts)
     cls = C.predicted_class(block.s0_rows())
     n_i = block.n_i

@@ -137,3 +137,119 @@ def cifar_resnet(blocks: int = 3, width: int = 32, num_classes: int = 10):
                 cin = cout
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
         return nn.Sequential(*layers)
+
+
+# ------------------------------------------------------------------ 1,000 classes (ImageNet-sized outputs)
+THOUSAND_SIDE = 64        # inputs are 3 x 64 x 64 in [0, 1]
+THOUSAND_CLASSES = 1000
+THOUSAND_INPUTS = 500
+_THOUSAND_SEED = 1000
+
+
+def thousand_prototype(k: int, seed: int = _THOUSAND_SEED) -> np.ndarray:
+    """Class ``k``'s prototype image: (3, 64, 64) float32 in [0.1, 0.9], a seeded 8 x 8 pattern upsampled bilinearly."""
+    import torch
+    import torch.nn.functional as F
+
+    low = np.random.default_rng([seed, int(k)]).random((1, 3, 8, 8))
+    up = F.interpolate(torch.from_numpy(low), size=(THOUSAND_SIDE, THOUSAND_SIDE), mode="bilinear",
+                       align_corners=False)
+    return (0.1 + 0.8 * up[0].numpy()).astype(np.float32)
+
+
+def _thousand_cls():
+    """The ``Thousand`` module class (built lazily so that importing this module does not import torch)."""
+    import torch
+    import torch.nn.functional as F
+
+    class Thousand(torch.nn.Module):
+        """A small CNN with 1,000 outputs on 3 x 64 x 64 inputs: a nearest-prototype classifier.
+
+        4 x 4 average pooling (3 x 16 x 16), then three 3 x 3 convolutions with
+        ReLU (16, 32, 64 channels; 2 x 2 average pooling after the first two)
+        give 1,024 features; the logits are ``temperature`` times the cosine
+        between the centred features and those of the 1,000 class prototypes
+        (``thousand_prototype``). Convolutions are seeded Gaussian (He scale);
+        the prototype features are computed once in float64 and rounded to
+        multiples of 2^-16, so the weights (and the fingerprint) are the same
+        on every machine. About 1.7 M multiply-adds per row (the 1,024 x 1,000
+        output layer is most of it). Untrained, but its softmax rows look like
+        a trained classifier's under noise: the input's class on top with
+        0.3-0.9 of the mass, a runner-up where the input mixes two classes,
+        and a long tail.
+        """
+
+        def __init__(self, m: int = THOUSAND_CLASSES, temperature: float = 10.0, seed: int = _THOUSAND_SEED):
+            super().__init__()
+            w = 16
+            self.c1 = torch.nn.Conv2d(3, w, 3, padding=1)
+            self.c2 = torch.nn.Conv2d(w, 2 * w, 3, padding=1)
+            self.c3 = torch.nn.Conv2d(2 * w, 4 * w, 3, padding=1)
+            g = torch.Generator().manual_seed(seed)
+            with torch.no_grad():
+                for conv in (self.c1, self.c2, self.c3):
+                    fan_in = conv.weight[0].numel()
+                    conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+                    conv.bias.zero_()
+            feats = 4 * w * 16
+            self.fc = torch.nn.Linear(feats, m, bias=False)
+            self.register_buffer("center", torch.zeros(feats))
+            with torch.no_grad():
+                protos = torch.from_numpy(np.stack([thousand_prototype(k, seed) for k in range(m)])).double()
+                for mod in (self.c1, self.c2, self.c3):
+                    mod.double()
+                f = torch.cat([self._features(protos[i:i + 250]) for i in range(0, m, 250)])
+                center = f.mean(dim=0)
+                f = F.normalize(f - center, dim=1) * float(temperature)
+                grid = 2.0 ** 16
+                self.center.copy_((torch.round(center * grid) / grid).float())
+                self.fc.weight.copy_((torch.round(f * grid) / grid).float())
+                for mod in (self.c1, self.c2, self.c3):
+                    mod.float()
+
+        def _features(self, x):
+            x = F.avg_pool2d(x, 4)
+            x = F.avg_pool2d(F.relu(self.c1(x)), 2)
+            x = F.avg_pool2d(F.relu(self.c2(x)), 2)
+            return F.relu(self.c3(x)).flatten(1)
+
+        def forward(self, x):
+            return self.fc(F.normalize(self._features(x) - self.center, dim=1))
+
+    return Thousand
+
+
+def thousand():
+    """The 1,000-class model of the ImageNet-sized benchmarks: 3 x 64 x 64 in, 1,000 logits out (fixed weights)."""
+    return _thousand_cls()()
+
+
+def thousand_item(i: int, seed: int = _THOUSAND_SEED):
+    """Input ``i`` of ``thousand_dataset``: ((3, 64, 64) float32 in [0, 1], label in 0..999).
+
+    The label's prototype mixed with another class's (weight 0.55-1.0 on the
+    label, so some inputs are hard) plus a faint pixel texture, clipped.
+    """
+    rng = np.random.default_rng([seed, 7, int(i)])
+    label, other = (int(v) for v in rng.choice(THOUSAND_CLASSES, 2, replace=False))
+    a = rng.uniform(0.55, 1.0)
+    x = a * thousand_prototype(label, seed) + (1 - a) * thousand_prototype(other, seed)
+    x = x + rng.normal(0.0, 0.03, size=x.shape)
+    return np.clip(x, 0.0, 1.0).astype(np.float32), label
+
+
+def thousand_dataset():
+    """``THOUSAND_INPUTS`` (500) synthetic 3 x 64 x 64 inputs with labels in 0..999, built on demand (deterministic)."""
+    import torch
+
+    class _DS:
+        def __len__(self):
+            return THOUSAND_INPUTS
+
+        def __getitem__(self, i):
+            if not 0 <= i < THOUSAND_INPUTS:
+                raise IndexError(i)
+            x, y = thousand_item(i)
+            return torch.from_numpy(x), y
+
+    return _DS()

@@ -1,0 +1,128 @@
+"""``cdf`` and ``soft`` on a block read from a compact store that keeps its selection rows whole (section 9).
+
+The block interface (what the store layer must hand over, ``Block.compact``):
+
+- ``rows0``: (B, n0, m) float32, the n0 selection rows of each input, whole,
+  in store order (the stored values widened to float32, as ``rows`` of a full
+  store); the class is picked on ``rows0[:, :n0_use]`` exactly as
+  ``cdf.predicted_class`` picks it on a full store;
+- ``topk_p`` (B, R, K) float32 and ``topk_c`` (B, R, K) uint16 over all
+  R = n0 + n rows in store order, as ``CompactStore.read_block`` returns them
+  today; rows ``n0 : n0 + n_i`` (the estimation rows) are the ones used here.
+
+A block without ``rows0`` (a compact store that does not keep its selection
+rows) never reaches these functions: ``certifier.compact.compact_fields``
+refuses it before any work, with the message of a plain compact store.
+
+Both functions return the table of their full-store counterparts in
+``methods_confidence`` (same rows, columns and order) plus ``rows_bounded``:
+
+- ``cdf``: rows of S in which the class c is outside the top K (its value was
+  replaced by a bound); 0 means the certificate equals the full store's.
+- ``soft``: rows of S in which c, or the binding class (the other class whose
+  upper bound is ``max_j upper_j``, lowest index on ties), is outside the top
+  K; 0 means the certificate equals the full store's.
+
+Neither certificate is ever larger than the full store's (``compact_bounds``
+says why, bound by bound); a ``cdf`` radius is found by bisection to within
+``cdf.TOL`` below its supremum, as on a full store, so two computed radii
+compare up to that precision.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import cdf as C
+from . import compact_bounds as CB
+from . import soft as S
+from .registry import frame, level
+
+ROWS0 = "rows0"
+
+
+def has_full_selection(block) -> bool:
+    """Whether ``block`` was read from a compact store that keeps its selection rows whole."""
+    comp = getattr(block, "compact", None)
+    return comp is not None and comp.get(ROWS0) is not None
+
+
+def _parts(block):
+    """(class per input, topk_p, topk_c) of a compact block with full selection rows; ValueError otherwise."""
+    if not has_full_selection(block):
+        raise ValueError("cdf/soft on a compact block need its full selection rows (Block.compact['rows0'])")
+    comp = block.compact
+    rows0 = np.asarray(comp[ROWS0])
+    if rows0.ndim != 3 or rows0.shape[0] != len(block) or rows0.shape[1] < block.n0_use or rows0.shape[2] != block.m:
+        raise ValueError(f"Block.compact['rows0'] must have shape ({len(block)}, >= {block.n0_use}, {block.m}), "
+                         f"got {rows0.shape}")
+    cls = C.predicted_class(rows0[:, : block.n0_use])
+    return cls, comp["topk_p"], comp["topk_c"]
+
+
+def certify_cdf(block, opts, settings):
+    """``methods_confidence.certify_cdf`` on section 9's values; ``settings`` = ``cdf_settings(opts)``.
+
+    One row per (input, measure, bound, threshold), in the full-store order.
+    Where ``rows_bounded > 0`` the ``cdf`` bound counts without crediting
+    ties (``compact_bounds.tie_free_cdf_terms``); elsewhere it is the
+    full store's procedure on the full store's values.
+    """
+    measures, bounds, thr = settings
+    alpha = level(opts, spends_twice=False)
+    cls, topk_p, topk_c = _parts(block)
+    B = len(block)
+    n_i = block.n_i
+    n_set = len(bounds) * max(len(t) for t in thr.values())
+    cols = {k: [] for k in ("_pos", "measure", "bound", "threshold", "predict", "radius", "lower0", "rows_bounded",
+                            "_order")}
+    for mi, ms in enumerate(measures):
+        t = thr[ms.name]
+        z, bounded = CB.measure_lower_values(topk_p, topk_c, cls, ms.name, start=block.n0, stop=block.n0 + n_i)
+        z.sort(axis=1)
+        for b in range(B):
+            zs = z[b, : n_i[b]]
+            for bi, bound in enumerate(bounds):
+                w, u = CB.input_terms(zs, bound, ms, opts.K, alpha, bounded=bool(bounded[b] > 0))
+                rad, lower0 = C.certified_radii(ms.a, w, u, block.sigma, t)
+                ok = lower0 >= t
+                T = t.size
+                cols["_pos"].append(np.full(T, b))
+                cols["measure"].append([ms.name] * T)
+                cols["bound"].append([bound] * T)
+                cols["threshold"].append(t)
+                cols["predict"].append(np.where(ok, cls[b], -1))
+                cols["radius"].append(np.where(ok, rad, 0.0))
+                cols["lower0"].append(np.full(T, lower0))
+                cols["rows_bounded"].append(np.full(T, bounded[b], dtype=np.int64))
+                cols["_order"].append((b * len(measures) + mi) * n_set + bi * T + np.arange(T))
+    if not cols["_pos"]:
+        return frame(np.zeros(0, np.int64), measure=np.zeros(0, object), bound=np.zeros(0, object),
+                     threshold=np.zeros(0), predict=np.zeros(0, np.int64), radius=np.zeros(0), lower0=np.zeros(0),
+                     rows_bounded=np.zeros(0, np.int64))
+    cat = {k: np.concatenate([np.asarray(v) for v in vs]) for k, vs in cols.items()}
+    order = np.argsort(cat.pop("_order"), kind="stable")
+    pos = cat.pop("_pos")[order]
+    return frame(pos, **{k: v[order] for k, v in cat.items()})
+
+
+def certify_soft(block, opts, bounds):
+    """``methods_confidence.certify_soft`` on section 9's statistics; ``bounds`` = ``soft_settings(opts)``.
+
+    ``soft.soft_certify`` runs unchanged on ``SoftStats.means_for(c)`` and the
+    variance bound: one row per (input, bound), in the full-store order.
+    """
+    cls, topk_p, topk_c = _parts(block)
+    n_i = block.n_i
+    st = CB.soft_stats(topk_p, topk_c, block.m, block.n0, block.n0 + n_i)
+    mean = st.means_for(cls)
+    parts = []
+    for bound in bounds:
+        pred, rad, pl, pu = S.soft_certify(mean, st.var, n_i, cls, block.sigma, opts.alpha, bound)
+        other = CB.binding_class(st, n_i, cls, opts.alpha, bound)
+        rb = CB.rows_bounded_soft(topk_c, cls, other, block.n0, block.n0 + n_i)
+        parts.append(frame(np.arange(len(block)), bound=bound, predict=pred, radius=rad, p_lower=pl, p_upper=pu,
+                           rows_bounded=rb))
+    import pandas as pd
+
+    df = pd.concat(parts, ignore_index=True)
+    return df.sort_values("_pos", kind="mergesort").reset_index(drop=True)
