@@ -274,7 +274,7 @@ def store_verify(store):
         with tqdm(total=st.n_inputs, desc="verify", unit="input", leave=False) as bar:
             problems = st.verify(progress=bar.update)
         n = st.n_inputs
-    for slot, idx, msg in problems:
+    for slot, _idx, msg in problems:
         click.echo(f"{store}: slot {slot}: {msg}")
     if problems:
         click.echo(f"{len(problems)} of {n} inputs damaged or incomplete", err=True)
