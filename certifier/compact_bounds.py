@@ -6,7 +6,7 @@ probabilities ``topk_p[i, 0..K-1]`` (descending) and their classes
 class c is ``p_c(i)`` exactly when c is among ``topk_c[i, ..]``; otherwise it
 is only known to lie in ``[0, t_i]``. Everything here is a pure function of
 ``(topk_p, topk_c)`` and never builds an (n, m) array: ``soft`` at m = 1,000
-and n = 100,000 costs O(n K + m log n) time and O(n + m) memory per input.
+and n = 100,000 costs O(n K + m log n) time and O(n K + m) memory per input.
 
 **cdf** (section 4), per row of S, for the class c picked on the full S0 rows:
 
@@ -19,50 +19,61 @@ and n = 100,000 costs O(n K + m log n) time and O(n + m) memory per input.
 ``measure_values`` computes) when c is in the row's top K. ``rows_bounded``
 counts the rows of S in which c is outside the top K.
 
-The ``cdf`` bound of section 4 counts ties exactly (``q_i = #{z >= s_i}/n -
-eps``). With thresholds every ``gap = ceil(n/K) > 1`` order statistics that
-count is not monotone in the values: lowering one value onto a threshold can
-raise the count of that threshold (n = 5, K = 2 thresholds, z = (0, .2, .8,
-.9, 1) gives lower(0) = .048 at alpha = 0.3; lowering 1 to .8 gives .202).
-So when a row was bounded (``rows_bounded > 0``) the bound counts without
-crediting ties, ``q_i = (n - i gap)/n - eps``, a count never above the exact
-one (so still a valid DKW band); for values pointwise at or below the full
-ones this lower bound is pointwise at or below the full tie-free one, which is
-at or below the full exact one, at every radius. It loses at most ``1/K``
-(``gap/n``) in any ``q_i``, and nothing when ``gap = 1`` (n at most K), where
-the two counts coincide. Without bounded rows the values and the procedure
-are the full store's, so the certificate is identical.
+Two rules (``--compact-rule``) turn these values into a certificate:
+
+- ``spec`` (default): section 4's procedure unchanged on the L values
+  (``cdf.input_terms``, with its exact tie counting). Sound: ``L_i <=`` the
+  full value, so the bound holds, at the same confidence, for a quantity at
+  or below the smoothed measure. But not monotone in the values: with
+  thresholds every ``gap = ceil(n/K) > 1`` order statistics, the exact count
+  ``#{z >= s_i}`` can rise when a value drops onto a threshold (n = 5, K = 2
+  thresholds, alpha = 0.3: full scores (0, 1/8, 1/8, 1/4, 1/2), the 1/4 row
+  bounded to 0, give lower(0) = 0.0316 against the full 0.0133), so the
+  compact certificate can, rarely, exceed the full store's.
+- ``dominated``: when a row was bounded (``rows_bounded > 0``) the bound
+  counts without crediting ties, ``q_i = (n - i gap)/n - eps``, a count never
+  above the exact one (so still a valid DKW band); for values pointwise at or
+  below the full ones this lower bound is pointwise at or below the full
+  tie-free one, which is at or below the full exact one, at every radius. It
+  loses at most ``1/K`` (``gap/n``) in any ``q_i``, and nothing when ``gap =
+  1`` (n at most K), where the two counts coincide.
+
+Without bounded rows both rules are the full store's procedure on the full
+store's values, so the certificate is identical.
 
 **soft** (section 7), per class j and input, with ``L_ij`` (exact or 0) and
-``U_ij`` (exact or ``t_i``):
+``U_ij`` (exact or ``t_i``): the lower bound on ``E[p_c]`` uses the mean of
+L, each upper bound on ``E[p_j]`` the mean of U (summed so that a class in
+every row's top K gets the full-row kernel's floats). ``hoeffding`` needs
+nothing else, and is monotone: never above the full store's certificate.
+For ``bernstein`` the variance:
 
-- ``mean_lower[j] = mean_i L_ij`` (summed in row order, as the full-row
-  kernel sums: float addition is monotone, so it is never above the full
-  mean) is what the lower bound on ``E[p_c]`` uses;
-- ``mean_upper[j] = mean_i U_ij`` is what the upper bound on ``E[p_j]`` uses;
-- ``var[j]``: for ``bernstein``, an upper bound on the unbiased variance of
-  **every** column consistent with the top K, not the variance of U. The
-  empirical Bernstein bound ``mean +/- (sqrt(2 V ln(2/d)/n) + ...)`` is not
-  monotone in the values (replacing values by ``t_i`` can lower V more than it
-  raises the mean: 90 rows at 0.3 and 10 rows at 0 bounded by 0.3, at n = 100
-  and d = alpha/(2 (m - 1)) with alpha = 0.001 and m = 10, gives an upper
-  bound of .547 from U against .559 from the full column), so a bound on U
-  could exceed the full-row certificate. Instead, for any centre c0,
+- ``spec`` (default, ``soft_stats_spec``): the unbiased sample variance of L
+  (for c) and of U (for the others), section 7 unchanged on the replaced
+  values. Sound, but the empirical Bernstein bound ``mean +/- (sqrt(2 V
+  ln(2/d)/n) + ...)`` is not monotone in the values: replacing values by
+  ``t_i`` can lower V more than it raises the mean (n = 1,000, m = 3, top 2:
+  990 rows (0.6, 0.3, 0.1) and 10 rows (0.6, 0.1, 0.3): U of class 1 is 0.3
+  in every row, variance 0, and its upper bound 0.3210 is below the full
+  column's 0.3217), so the compact certificate can, rarely, exceed the
+  full store's.
+- ``dominated`` (``soft_stats_dominated``): an upper bound on the unbiased
+  variance of **every** column consistent with the top K. For any centre c0,
   ``(n - 1) V(x) <= sum_i (x_i - c0)^2 <= sum_exact (p_i - c0)^2 +
   sum_bounded max(c0, t_i - c0)^2`` for every x in the box; c0 is the mean of
   the box midpoints. With ``mean_upper`` and this V the upper bound is at or
   above the full row's upper bound, and with ``mean_lower`` and this V the
   lower bound is at or below the full row's lower bound, deterministically:
   the compact certificate holds on the very event on which the full-row
-  bounds hold, and is never larger. ``hoeffding`` uses the means only, as
-  section 9 says.
+  bounds hold, and is never larger. Sums over bounded rows are formed by
+  subtraction (all rows minus exact rows); a rounding slack of a few ``n u``
+  relative (``u = 2^-53``) is added to ``mean_upper`` and the variance bound
+  of such classes so that the floats, not only the real numbers, stay on
+  the conservative side.
 
 A class in the top K of every row of S gets the full-row kernel's floats
-exactly (same sums, same order), so with K = m the certificate is the full
-store's bit for bit. Sums over bounded rows are formed by subtraction (all
-rows minus exact rows); a rounding slack of a few ``n u`` relative (``u =
-2^-53``) is added to ``mean_upper`` and ``var`` of such classes so that the
-floats, not only the real numbers, stay on the conservative side.
+exactly under either rule (same sums, same order), so with K = m the
+certificate is the full store's bit for bit.
 """
 from __future__ import annotations
 
@@ -250,51 +261,205 @@ def _soft_stats_kernel(topk_p, topk_c, start, stops, m, mean_lower, mean_upper, 
             var[i, j] = (dev[j] + box_bounded + slack) / (n - 1) if n > 1 else np.nan
 
 
+@nb.njit(**_JIT)
+def _spec_soft_stats_kernel(topk_p, topk_c, start, stops, m, mean_lower, var_lower, mean_upper, var_upper, bounded):
+    B, _, K = topk_p.shape
+    for i in range(B):
+        n = stops[i] - start
+        if n <= 0:  # as soft._mean_var: zeros
+            for j in range(m):
+                mean_lower[i, j] = 0.0
+                var_lower[i, j] = 0.0
+                mean_upper[i, j] = 0.0
+                var_upper[i, j] = 0.0
+                bounded[i, j] = 0
+            continue
+        # pass 1, row order: per class the sum of its exact values (the full kernel's order), how many rows hold
+        # it, and the sum of t_r over those rows; t_r and its total
+        cnt = np.zeros(m, np.int64)
+        s_exact = np.zeros(m)
+        t_exact = np.zeros(m)
+        t = np.empty(n)
+        t_all = 0.0
+        for r in range(start, stops[i]):
+            tr = _clip01(np.float64(topk_p[i, r, K - 1]))
+            t[r - start] = tr
+            t_all += tr
+            for k in range(K):
+                j = topk_c[i, r, k]
+                s_exact[j] += _clip01(np.float64(topk_p[i, r, k]))
+                cnt[j] += 1
+                t_exact[j] += tr
+        t_bar = t_all / n
+        m2_t = 0.0
+        for r in range(n):
+            m2_t += (t[r] - t_bar) * (t[r] - t_bar)
+        # classes held by at least half the rows but not all ("frequent"; at most 2K of them): their bounded rows
+        # are walked one by one, since "all rows minus the exact rows" would cancel; rows listed per class (CSR)
+        freq = np.zeros(m, np.bool_)
+        off = np.zeros(m + 1, np.int64)
+        for j in range(m):
+            freq[j] = 2 * cnt[j] >= n and cnt[j] < n
+            off[j + 1] = off[j] + (cnt[j] if freq[j] else 0)
+        rows_of = np.empty(off[m], np.int64)
+        fill = off[:m].copy()
+        if off[m] > 0:
+            for r in range(start, stops[i]):
+                for k in range(K):
+                    j = topk_c[i, r, k]
+                    if freq[j]:
+                        rows_of[fill[j]] = r - start
+                        fill[j] += 1
+        # means: L (exact or 0) and U (exact or t_r)
+        for j in range(m):
+            bounded[i, j] = n - cnt[j]
+            mean_lower[i, j] = s_exact[j] / n
+            if cnt[j] == n:
+                mean_upper[i, j] = s_exact[j] / n
+            elif freq[j]:
+                q = off[j]
+                tb = 0.0
+                for r in range(n):
+                    if q < off[j + 1] and rows_of[q] == r:
+                        while q < off[j + 1] and rows_of[q] == r:
+                            q += 1
+                    else:
+                        tb += t[r]
+                mean_upper[i, j] = (s_exact[j] + tb) / n
+            else:
+                mean_upper[i, j] = (s_exact[j] + max(t_all - t_exact[j], 0.0)) / n
+        # pass 2, row order: squared deviations of the exact values from each mean, and of t_r over the exact rows
+        dev_l = np.zeros(m)
+        dev_u = np.zeros(m)
+        dev_t = np.zeros(m)
+        for r in range(start, stops[i]):
+            tr = t[r - start]
+            for k in range(K):
+                j = topk_c[i, r, k]
+                x = _clip01(np.float64(topk_p[i, r, k]))
+                d = x - mean_lower[i, j]
+                dev_l[j] += d * d
+                d = x - mean_upper[i, j]
+                dev_u[j] += d * d
+                if cnt[j] < n and not freq[j]:
+                    d = tr - mean_upper[i, j]
+                    dev_t[j] += d * d
+        for j in range(m):
+            if n < 2:
+                var_lower[i, j] = np.nan
+                var_upper[i, j] = np.nan
+                continue
+            ml = mean_lower[i, j]
+            var_lower[i, j] = (dev_l[j] + (n - cnt[j]) * ml * ml) / (n - 1)
+            mu = mean_upper[i, j]
+            if cnt[j] == n:
+                var_upper[i, j] = dev_u[j] / (n - 1)
+            elif freq[j]:
+                q = off[j]
+                sb = 0.0
+                for r in range(n):
+                    if q < off[j + 1] and rows_of[q] == r:
+                        while q < off[j + 1] and rows_of[q] == r:
+                            q += 1
+                    else:
+                        sb += (t[r] - mu) * (t[r] - mu)
+                var_upper[i, j] = (dev_u[j] + sb) / (n - 1)
+            else:  # sum over all rows of (t_r - mu)^2 = m2_t + n (t_bar - mu)^2, less the exact rows'
+                every = m2_t + n * (t_bar - mu) * (t_bar - mu)
+                var_upper[i, j] = (dev_u[j] + max(every - dev_t[j], 0.0)) / (n - 1)
+
+
 @dataclass(frozen=True)
 class SoftStats:
-    """Per input and class (B, m): ``mean_lower`` (exact or 0), ``mean_upper`` (exact or t_i), ``var`` (an upper
-    bound on the variance of every column the top K allow; exact for a class in every row's top K) and
-    ``bounded``, the rows of S where the class is outside the top K."""
+    """Per input and class (B, m), what ``soft.soft_certify`` gets on a compact block.
+
+    ``mean_lower``/``var_lower``: for the lower bound on E[p_j] when j is
+    the certified class; ``mean_upper``/``var_upper``: for the upper bound on
+    E[p_j] of every other class; ``bounded``: the rows of S where the class
+    is outside the top K. All are the full rows' floats for a class in every
+    row's top K.
+    """
 
     mean_lower: np.ndarray
+    var_lower: np.ndarray
     mean_upper: np.ndarray
-    var: np.ndarray
+    var_upper: np.ndarray
     bounded: np.ndarray
 
-    def means_for(self, cls) -> np.ndarray:
-        """(B, m) means for ``soft.soft_certify``: ``mean_upper`` with each input's class ``cls[b]`` at its
-        ``mean_lower`` (soft_certify takes the lower bound from column c and upper bounds from the others)."""
-        out = self.mean_upper.copy()
-        rows = np.arange(out.shape[0])
+    def for_class(self, cls) -> tuple[np.ndarray, np.ndarray]:
+        """(B, m) means and variances for ``soft.soft_certify``: the upper statistics with each input's class
+        ``cls[b]`` at its lower ones (soft_certify takes the lower bound from column c, upper bounds from the rest)."""
+        mean, var = self.mean_upper.copy(), self.var_upper.copy()
+        rows = np.arange(mean.shape[0])
         cls = np.asarray(cls, dtype=np.int64)
-        out[rows, cls] = self.mean_lower[rows, cls]
-        return out
+        mean[rows, cls] = self.mean_lower[rows, cls]
+        var[rows, cls] = self.var_lower[rows, cls]
+        return mean, var
 
 
-def soft_stats(topk_p, topk_c, m: int, start: int = 0, stop=None) -> SoftStats:
-    """Section 9's statistics of rows ``start:stop[b]`` for ``soft``, in O(n K + m log n) per input.
-
-    Every upper bound that ``soft.mean_bounds`` computes from ``(mean_upper,
-    var)`` is at or above the one it computes from the full rows, every lower
-    bound from ``(mean_lower, var)`` at or below (module docstring); both
-    are the full rows' floats for a class in every row's top K.
-    """
+def _soft_parts(topk_p, topk_c, m, start, stop):
     topk_p, topk_c = _check_parts(topk_p, topk_c)
     B, R, _ = topk_p.shape
-    if topk_c.size and int(topk_c.max()) >= m:
-        raise ValueError(f"top-k parts: a class {int(topk_c.max())} outside 0..{m - 1}")
     stops = _stops(stop, B, R)
+    used = topk_c[:, int(start):int(stops.max())] if B else topk_c
+    if used.size and int(used.max()) >= m:
+        raise ValueError(f"top-k parts: a class {int(used.max())} outside 0..{m - 1}")
+    return topk_p, topk_c, stops
+
+
+def soft_stats_spec(topk_p, topk_c, m: int, start: int = 0, stop=None) -> SoftStats:
+    """Section 9's values for ``soft`` under ``--compact-rule spec``: the mean and the unbiased sample variance of
+    L (exact or 0) and of U (exact or t_i) per class, over rows ``start:stop[b]``.
+
+    O(n K + m) time and O(n K + m) memory per input; no (n, m) array. The
+    means and variances of L, and those of U for a class held by every row,
+    are summed in row order as ``soft.mean_var`` sums the full rows (so they
+    are its floats where the values are the full ones). For a class held by
+    some rows only, the sum of ``(t_i - mean)^2`` over the rows that do not
+    hold it is ``sum_all (t_i - t_bar)^2 + n (t_bar - mean)^2`` less the
+    exact rows' part, or, for a class held by half the rows or more (at
+    most 2K classes, where that difference would cancel), a walk over those
+    rows.
+    """
+    topk_p, topk_c, stops = _soft_parts(topk_p, topk_c, m, start, stop)
+    B = topk_p.shape[0]
+    ml, vl, mu, vu = (np.empty((B, m), np.float64) for _ in range(4))
+    bd = np.empty((B, m), np.int64)
+    _spec_soft_stats_kernel(topk_p, topk_c, int(start), stops, int(m), ml, vl, mu, vu, bd)
+    return SoftStats(ml, vl, mu, vu, bd)
+
+
+def soft_stats_dominated(topk_p, topk_c, m: int, start: int = 0, stop=None) -> SoftStats:
+    """Section 9's values for ``soft`` under ``--compact-rule dominated``, in O(n K + m log n) per input.
+
+    Means of L and of U, and for both bounds the variance bound over the
+    box (module docstring): every upper bound that ``soft.mean_bounds``
+    computes from ``(mean_upper, var_upper)`` is at or above the one it
+    computes from the full rows, every lower bound from ``(mean_lower,
+    var_lower)`` at or below; both are the full rows' floats for a class in
+    every row's top K.
+    """
+    topk_p, topk_c, stops = _soft_parts(topk_p, topk_c, m, start, stop)
+    B = topk_p.shape[0]
     ml, mu, v = (np.empty((B, m), np.float64) for _ in range(3))
     bd = np.empty((B, m), np.int64)
     _soft_stats_kernel(topk_p, topk_c, int(start), stops, int(m), ml, mu, v, bd)
-    return SoftStats(ml, mu, v, bd)
+    return SoftStats(ml, v, mu, v, bd)
+
+
+SOFT_STATS = {"spec": soft_stats_spec, "dominated": soft_stats_dominated}
+
+
+def soft_stats(topk_p, topk_c, m: int, start: int = 0, stop=None, rule: str = "spec") -> SoftStats:
+    """``soft``'s statistics of rows ``start:stop[b]`` under ``rule`` (``spec`` or ``dominated``)."""
+    return SOFT_STATS[rule](topk_p, topk_c, m, start, stop)
 
 
 def binding_class(stats: SoftStats, n, cls, alpha: float, bound: str) -> np.ndarray:
     """(B,) the class j != c whose upper bound is ``max_j upper_j`` in ``soft_certify`` (lowest index on ties)."""
     B, m = stats.mean_upper.shape
     n = np.broadcast_to(np.asarray(n, dtype=np.float64), (B,))
-    _, upper = S.mean_bounds(stats.mean_upper, stats.var, n[:, None], alpha / (2 * (m - 1)), bound)
+    _, upper = S.mean_bounds(stats.mean_upper, stats.var_upper, n[:, None], alpha / (2 * (m - 1)), bound)
     upper = np.array(upper, dtype=np.float64, copy=True)
     upper[np.arange(B), np.asarray(cls, dtype=np.int64)] = -np.inf
     return np.argmax(upper, axis=1).astype(np.int64)
