@@ -11,6 +11,12 @@ only. Picking a class is not a test and spends no alpha, so:
   bounds at alpha/(2(m-1)) each (Bonferroni), alpha/2 + (m-1) alpha/(2(m-1)) = alpha.
 
 ``--joint-alpha`` changes nothing here: neither method spends alpha twice.
+
+On a compact store that keeps its selection rows whole both run on bounds of
+the values outside each row's top K (``compact_confidence``, docs/methods.md
+section 9), by ``--compact-rule``: ``spec`` (default; certificate
+``bounded``) or ``dominated`` (``conservative``); on an older compact store
+they refuse in one line.
 """
 from __future__ import annotations
 
