@@ -452,9 +452,9 @@ def _judge_certify(code, err, exc, csv: Path, ref: pd.DataFrame, what):
     return assert_one_line_error(code, err, exc, what=what)
 
 
-LAYOUTS = {  # layout: (how to build it, methods certified; compact stores hold no full rows for soft/cdf)
+LAYOUTS = {  # layout: (how to build it, methods certified; soft reads the compact store's whole selection rows)
     "full": (lambda p: make_store(p, N=5, R=40, m=4, members=2), ("two-step", "soft")),
-    "compact": (lambda p: _compact_store(p), ("two-step", "uncertainty")),
+    "compact": (lambda p: _compact_store(p), ("two-step", "uncertainty", "soft")),
 }
 
 
