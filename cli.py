@@ -338,8 +338,9 @@ def store_compact(src, out, topk):
 
     OUT keeps the n0 selection rows of each input whole (layout compact-s0).
     Certificates from OUT equal SRC's for cohen, cohen-predict, two-step,
-    adaptive, uncertainty, aces and aces-predict; for cdf and soft see
-    store/FORMAT.md and certifier/compact.py.
+    adaptive, uncertainty, aces and aces-predict; cdf and soft run on bounds
+    of the values outside each row's top K (--compact-rule, docs/methods.md
+    section 9).
     """
     from tqdm.auto import tqdm
 
