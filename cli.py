@@ -75,16 +75,21 @@ def main():
 @click.option("--mean", default=None, metavar="M[,M,...]",
               help="Per-channel mean of the normalisation (x - mean) / std, applied inside the model AFTER the noise.")
 @click.option("--std", default=None, metavar="S[,S,...]", help="Per-channel std of the normalisation (see --mean).")
-@click.option("--data", required=True, metavar="DATA",
+@click.option("--data", default=None, metavar="DATA",
               help="FILE.npz with x (N, C, H, W) float in [0, 1] or uint8 (scaled by 1/255) and y (N,); "
                    "IMAGES.npy,LABELS.npy; a folder of images in class sub-folders; or package.module:callable "
-                   "returning a dataset.")
-@click.option("--sigma", type=float, required=True, help="Noise level: Gaussian noise of std sigma in [0, 1] pixel space.")
-@click.option("--n0", type=int, default=100, show_default=True, help="Rows per input for the selection block (stored first).")
-@click.option("--n", "n", type=int, default=100_000, show_default=True, help="Rows per input for the estimation block.")
+                   "returning a dataset. Required, except with --replay-of (default: BASE's).")
+@click.option("--sigma", type=float, default=None,
+              help="Noise level: Gaussian noise of std sigma in [0, 1] pixel space. Required, except with "
+                   "--replay-of (default: BASE's).")
+@click.option("--n0", type=int, default=None,
+              help="Rows per input for the selection block (stored first).  [default: 100; with --replay-of: BASE's]")
+@click.option("--n", "n", type=int, default=None,
+              help="Rows per input for the estimation block.  [default: 100000; with --replay-of: required, P]")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Noisy copies per forward pass.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Noise seed; the noise of an input is a function of (seed, dataset index) only.")
+@click.option("--seed", type=int, default=None,
+              help="Noise seed; the noise of an input is a function of (seed, dataset index) only.  "
+                   "[default: 0; with --replay-of: BASE's]")
 @click.option("--device", default="auto", show_default=True, help="auto (cuda if available), cpu, cuda or cuda:N.")
 @click.option("--indices", default=None, metavar="START:STOP:STEP",
               help="Which dataset indices to sample (Python slice rules), e.g. 0:10000:20 for every 20th.")
@@ -115,10 +120,14 @@ def main():
 @click.option("--adaptive-alpha", type=float, default=0.001, show_default=True, help="Adaptive sampling: alpha.")
 @click.option("--adaptive-beta", type=float, default=0.0001, show_default=True,
               help="Adaptive sampling: early-abort level beta.")
+@click.option("--replay-of", "replay_of", default=None, metavar="BASE",
+              help="Evaluate the model(s) on BASE's own noisy copies: its n0 selection rows and its first --n P "
+                   "estimation rows (P <= BASE's n), for certify --method incremental --base BASE. sigma, seed, n0, "
+                   "--indices and --data are BASE's (given ones must match); STORE records BASE's fingerprint.")
 @click.argument("store_path", metavar="STORE")
 def sample_cmd(models, weights, mean, std, data, sigma, n0, n, batch_size, seed, device, indices, dtype, shard,
                core_model, core_weights, amp, channels_last, progress, topk, adaptive_radius, adaptive_stages,
-               adaptive_alpha, adaptive_beta, store_path):
+               adaptive_alpha, adaptive_beta, replay_of, store_path):
     """Evaluate a classifier once on n0 + n Gaussian-noisy copies of each input, into STORE.
 
     Noise lives in [0, 1] pixel space: each copy is x + sigma * eps with eps ~ N(0, I),
@@ -133,16 +142,28 @@ def sample_cmd(models, weights, mean, std, data, sigma, n0, n, batch_size, seed,
     STORE is a folder, an fsspec URL (e.g. s3://bucket/store), or a .zip file
     (sampled into the folder STORE.sampling, packed into the zip once every
     input is complete).
+
+    With --replay-of BASE, STORE is a replay store: the model(s) on BASE's own
+    noisy copies (BASE's n0 selection rows and first --n P estimation rows), with
+    BASE's sigma, seed, n0, indices and data; any given setting that differs from
+    BASE's is refused before anything is written. Certify the changed model with
+    'smoothcert certify STORE --method incremental --base BASE' (docs/incremental.md).
     """
     from .sampler.config import SampleConfig
     from .sampler.run import sample       # not the certifier: its scipy and pandas take ~1.3 s to import
 
+    if replay_of is None:                 # required without a base store to take them from (click's own message)
+        ctx = click.get_current_context()
+        for name, value in (("data", data), ("sigma", sigma)):
+            if value is None:
+                raise click.MissingParameter(ctx=ctx, param=next(p for p in ctx.command.params if p.name == name))
     config = SampleConfig(models=models, weights=weights, mean=mean, std=std, data=data, sigma=sigma, n0=n0, n=n,
                           batch_size=batch_size, seed=seed, device=device, indices=indices, dtype=dtype, shard=shard,
                           core_model=core_model, core_weights=core_weights, amp=amp, channels_last=channels_last,
                           progress=progress, log=lambda s: click.echo(s, err=True), topk=topk,
                           adaptive_radius=adaptive_radius,
-                          adaptive_stages=adaptive_stages, adaptive_alpha=adaptive_alpha, adaptive_beta=adaptive_beta)
+                          adaptive_stages=adaptive_stages, adaptive_alpha=adaptive_alpha, adaptive_beta=adaptive_beta,
+                          replay_of=replay_of)
     sample(store_path, config)
 
 
@@ -253,7 +274,7 @@ def store_verify(store):
         with tqdm(total=st.n_inputs, desc="verify", unit="input", leave=False) as bar:
             problems = st.verify(progress=bar.update)
         n = st.n_inputs
-    for slot, idx, msg in problems:
+    for slot, _idx, msg in problems:
         click.echo(f"{store}: slot {slot}: {msg}")
     if problems:
         click.echo(f"{len(problems)} of {n} inputs damaged or incomplete", err=True)
@@ -317,8 +338,9 @@ def store_compact(src, out, topk):
 
     OUT keeps the n0 selection rows of each input whole (layout compact-s0).
     Certificates from OUT equal SRC's for cohen, cohen-predict, two-step,
-    adaptive, uncertainty, aces and aces-predict; for cdf and soft see
-    store/FORMAT.md and certifier/compact.py.
+    adaptive, uncertainty, aces and aces-predict; cdf and soft run on bounds
+    of the values outside each row's top K (--compact-rule, docs/methods.md
+    section 9).
     """
     from tqdm.auto import tqdm
 

@@ -7,8 +7,8 @@
 3. ``sampler.run.sample`` of a ``SampleConfig`` on a test subset -> ``DIR/store`` (the same network
    also serves as ACES's core model, evaluated on the clean input);
 4. a changed model: the demo CNN with 30 % of its weights pruned, sampled on the store's own noisy copies
-   (its n0 selection copies and the first n / 10 estimation copies) -> ``DIR/store-pruned``, a replay
-   store recording ``replay_of`` (store/FORMAT.md);
+   (its n0 selection copies and the first n / 10 estimation copies; ``SampleConfig(replay_of=...)``, i.e.
+   ``smoothcert sample --replay-of``) -> ``DIR/store-pruned``, a replay store (store/FORMAT.md);
 5. ``certify_all``: every method the certifier registers -> ``DIR/certificates/<method>.csv``
    (``incremental`` certifies the pruned model from the store's samples);
 6. the summary tables on stdout and ``DIR/certified_accuracy.png``.
@@ -88,21 +88,6 @@ def certify_all(store: str, out_dir, methods=None, echo=print, replay: str | Non
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
-def record_replay(replay, base) -> None:
-    """Record in ``replay`` that it replays ``base``'s noisy copies: ``replay_of`` = base's location and fingerprint.
-
-    The demo samples the changed model with the base's sigma, n0, seed and
-    indices and a smaller n, which evaluates it on exactly the base's first
-    rows (the noise of a row depends on (seed, dataset index, row) only).
-    """
-    from .store import open_store
-
-    with open_store(base) as b:
-        fp = b.fingerprint()
-    with open_store(replay, mode="a") as r:
-        r.set_attrs(replay_of={"location": str(base), "fingerprint": fp})
-
-
 def export_torchscript(checkpoint, path) -> Path:
     """Write the demo network with ``checkpoint``'s weights as a TorchScript file at ``path``."""
     import warnings
@@ -165,9 +150,8 @@ def run_demo(out_dir="demo-out", quick: bool = False, train: bool = False, devic
     P = max(1, cfg["n"] // REPLAY_SHARE)
     echo(f"[4/5] a changed model ({REPLAY_MODEL}, 30 % of the weights pruned) on the same noisy copies: "
          f"{inputs} inputs x ({cfg['n0']} + {P:,}) -> {replay}")
-    sample(str(replay), models=[REPLAY_MODEL], data=str(data), sigma=SIGMA, n0=cfg["n0"], n=P,
-           batch_size=cfg["batch_size"], seed=0, device=device, indices=f"0:{inputs}:1", progress=True, log=echo)
-    record_replay(replay, store)
+    sample(str(replay), SampleConfig(models=[REPLAY_MODEL], replay_of=str(store), n=P, batch_size=cfg["batch_size"],
+                                     device=device, progress=True, log=echo))
 
     echo("[5/5] certifying with every method the certifier has")
     cert_dir = out / ("certificates-quick" if quick else "certificates")

@@ -33,7 +33,7 @@ PREFIXES = [int(v) for v in np.unique(np.round(np.geomspace(100, 100_000, 20)))]
 def digits_store(n_inputs: int = 100, n: int = 100_000):
     """The demo's model and data at n = 100,000 (the quick demo stops at 2,000): built once, reused."""
     from smoothcert.sampler import train
-    from smoothcert.sampler.demo import SIGMA, write_test_split
+    from smoothcert.demo import SIGMA, write_test_split
     from smoothcert.sampler.run import sample
 
     path = OUT / f"digits{n_inputs}-100-{n}.zarr"

@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from common import OUT, ROOT, bench_store, realistic_rows, reusable
+from common import OUT, bench_store, realistic_rows, reusable
 
 
 
@@ -61,7 +61,7 @@ def time_workers(store, method, repeat):
 
     try:
         table = None
-        for w, c in clusters.items():  # warm-up: imports, numba caches, page cache
+        for c in clusters.values():  # warm-up: imports, numba caches, page cache
             t, _ = certify(store, method, scheduler=c.scheduler_address, progress=False)
             assert table is None or t.equals(table), "tables differ between 1 and 2 workers"
             table = t

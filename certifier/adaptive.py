@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import norm
 
 from ..stats.adaptive import ABORTED, ABSTAINED, CERTIFIED, SHORT, online_decision, online_plan, plan_stages, replay  # noqa: F401
 from ..stats.counts import top_k

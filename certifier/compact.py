@@ -13,8 +13,13 @@ to what the certifier computes from the full store's rows. Each method's
   ``-(p_(1) - p_(2))`` from the stored top-2 values, each the very float the
   full-row kernels compute (``uncertainty.extended_counts_per_function_of``,
   ``aces.selection_counts_of``);
-- ``cdf`` and ``soft`` declare a refusal: their class is the argmax of the
-  *mean* of the S0 rows, which needs every class's probability in every row.
+- ``cdf`` and ``soft`` declare a certificate computed on bounds
+  (docs/methods.md section 9), on a compact store that keeps its selection
+  rows whole only (``needs_full_s0``: their class is the argmax of the
+  *mean* of the S0 rows, which needs every class's probability in every
+  row); on an older compact store without them they refuse in one line.
+  Which certificate (``bounded`` or ``conservative``) depends on their
+  option ``--compact-rule``.
 
 Ensemble options (``--members``, ``--consensus``) are refused whatever the
 method: a compact store keeps no per-member rows.
@@ -28,13 +33,13 @@ from __future__ import annotations
 from .registry import compact_methods
 
 
-def compact_fields(method, store, fields) -> list:
+def compact_fields(method, store, fields, opts=None) -> list:
     """The fields ``method`` reads on the compact ``store`` (``rows`` becomes ``compact``), or ValueError naming why not."""
     fields = list(fields)
     if "member_logprobs" in fields:
         raise ValueError(f"--method {method.name} needs per-member rows; store {store.location} is compact "
                          f"(top-{store.topk}) and keeps none")
-    policy = method.on_compact()
+    policy = method.on_compact(store, opts)
     if not policy.supported:
         raise ValueError(f"--method {method.name} {policy.why}; store {store.location} is compact "
                          f"(top-{store.topk}): certify the full store (exact on compact stores: "
@@ -44,7 +49,7 @@ def compact_fields(method, store, fields) -> list:
     return ["compact" if f == "rows" else f for f in fields]
 
 
-def statement(method, store) -> dict:
+def statement(method, store, opts=None) -> dict:
     """The sidecar entry saying how a certificate computed from the compact ``store`` relates to the full-row one."""
-    policy = method.on_compact()
+    policy = method.on_compact(store, opts)
     return {"layout": "compact", "topk": store.topk, "certificate": policy.certificate, "why": policy.why}

@@ -41,6 +41,8 @@ def _block_size(store, fields, check=()) -> int:
         per_input += R * k * m * 4 * (2 if "member_logprobs" in fields else 1)
     if "compact" in fields or "compact" in check:  # topk_p (stored, then float32), topk_c, entropy
         per_input += R * (int(store.attrs.get("topk", 2)) * (stored + 4 + 2) + 8)
+    if "rows0" in fields or "rows0" in check:  # whole selection rows of a compact store (stored, then float32)
+        per_input += store.n0 * m * (stored + (4 if "rows0" in fields else 0))
     return int(max(1, min(256, DEFAULT_BLOCK_BYTES // max(per_input, 1))))
 
 
@@ -69,7 +71,8 @@ def certify_block(location, storage_options, start, stop, method_name, opts, fie
     block = Block(idx=data["idx"], label=data["label"], n_rows=data["n_rows"], core_predict=data["core_predict"],
                   n0=st.n0, n0_use=n0_use, n_use=n_use, sigma=st.sigma, m=st.num_classes,
                   argmax=data.get("argmax"), rows=data.get("rows"), member_logprobs=data.get("member_logprobs"),
-                  compact={k: data[k] for k in ("topk_p", "topk_c", "entropy")} if "topk_p" in data else None)
+                  compact={k: data[k] for k in ("topk_p", "topk_c", "entropy", "rows0") if k in data}
+                  if "topk_p" in data else None)
     read_extra = method.read_extra  # incremental: the base store's rows of these inputs
     if read_extra is not None:
         block.extra = read_extra(block, opts, storage_options, start, stop, verify_all=bool(check))
@@ -218,7 +221,7 @@ def prepare(store, method, opts: CertifyOptions):
     if not store.layout.has_full_rows:
         from .compact import compact_fields
 
-        fields = compact_fields(method, store, fields)
+        fields = compact_fields(method, store, fields, opts)
     if _uses_ensemble(opts):
         if not store.members:
             raise ValueError(f"--members/--consensus need per-member rows, which store {store.location} does not hold")
@@ -271,7 +274,7 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
         if compact:
             from .compact import statement
 
-            meta["compact"] = statement(method, st)
+            meta["compact"] = statement(method, st, opts)
         level, text = method.confidence(opts)
         extra, text = prefixes.meta(opts, level, text)  # interval, prefixes, "for every prefix simultaneously"
         meta.update(extra)

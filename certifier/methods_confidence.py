@@ -11,20 +11,68 @@ only. Picking a class is not a test and spends no alpha, so:
   bounds at alpha/(2(m-1)) each (Bonferroni), alpha/2 + (m-1) alpha/(2(m-1)) = alpha.
 
 ``--joint-alpha`` changes nothing here: neither method spends alpha twice.
+
+On a compact store that keeps its selection rows whole both run on bounds of
+the values outside each row's top K (``compact_confidence``, docs/methods.md
+section 9), by ``--compact-rule``: ``spec`` (default; certificate
+``bounded``) or ``dominated`` (``conservative``); on an older compact store
+they refuse in one line.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import cdf as C
+from . import compact_confidence as CC
 from . import soft as S
-from .registry import OVERALL_ONCE, Floats, Method, Names, Option, frame, level, refused_on_compact, register
+from .registry import OVERALL_ONCE, Compact, Floats, Method, Names, Option, frame, level, register
 from .report_confidence import format_confidence_report, plot_confidence
 
-# Why cdf and soft refuse a compact store (after "--method NAME").
+# Why cdf and soft refuse a compact store that does not keep its selection rows whole (after "--method NAME").
 REFUSED = ("needs full softmax rows: its class is the argmax of the mean of the S0 rows, and a compact store "
            "does not know the probabilities outside each row's top-k, so the certificate could be neither exact nor "
            "provably conservative")
+COMPACT_RULES = CC.RULES
+_PICKED = "the class is picked on the whole selection rows"
+COMPACT_WHY = {
+    ("cdf", "spec"): (f"bounded: {_PICKED}; a class outside an estimation row's top-k is bounded by [0, t_i] (score 0, "
+                      "margin -p_(1)) and the bound of section 4 runs unchanged on these values (--compact-rule spec): "
+                      "sound at the same confidence, equal to the full-row certificate where rows_bounded = 0, rarely "
+                      "above it elsewhere (exact tie counting is not monotone)"),
+    ("cdf", "dominated"): (f"conservative: {_PICKED}; a class outside an estimation row's top-k is bounded by [0, t_i] "
+                           "(score 0, margin -p_(1)) and the cdf bound then credits no ties (--compact-rule dominated): "
+                           "never above the full-row certificate, equal to it where rows_bounded = 0"),
+    ("soft", "spec"): (f"bounded: {_PICKED}; values outside a row's top-k are bounded by [0, t_i] (the lower bound of "
+                       "the class from 0, the upper bounds of the others from t_i) and section 7 runs unchanged on "
+                       "them, bernstein with their sample variances (--compact-rule spec): sound at the same "
+                       "confidence, equal to the full-row certificate when k = m, rarely above it otherwise (the "
+                       "sample variance is not monotone)"),
+    ("soft", "dominated"): (f"conservative: {_PICKED}; values outside a row's top-k are bounded by [0, t_i] (the lower "
+                            "bound of the class from 0, the upper bounds of the others from t_i), bernstein with a "
+                            "variance bound over every column the top-k allow (--compact-rule dominated): never above "
+                            "the full-row certificate, equal to it where rows_bounded = 0 (always when k = m)"),
+}
+
+
+def _compact_rule(v):
+    if v not in COMPACT_RULES:
+        raise ValueError(f"--compact-rule must be one of {', '.join(COMPACT_RULES)}, got {v!r}")
+
+
+# One declaration for both methods (one option name means one thing).
+COMPACT_RULE = Option("compact_rule", "spec", "on a compact store with whole selection rows (docs/methods.md "
+                      "section 9): spec (sections 4 and 7 unchanged on the bounded values) or dominated (never above "
+                      "the full store's certificate); ignored on a full store.", validate=_compact_rule,
+                      metavar="spec|dominated", bad="x")
+
+
+def on_compact(method: str, radius_tol: float = 0.0) -> Compact:
+    """The compact-store entry of ``cdf``/``soft``: section 9 on a store keeping its selection rows whole, the
+    certificate by ``--compact-rule``; refused (as on every older compact store) without them."""
+    labels = {"spec": "bounded", "dominated": "conservative"}
+    return Compact(True, COMPACT_WHY[(method, "spec")], reads=("argmax", "compact", "rows0"), certificate="bounded",
+                   radius_tol=radius_tol, needs_full_s0=True, without_full_s0=REFUSED, option="compact_rule",
+                   choices=tuple((r, labels[r], COMPACT_WHY[(method, r)]) for r in COMPACT_RULES))
 
 
 def _at_least_one_K(v):
@@ -59,6 +107,8 @@ def certify_cdf(block, opts):
     (radius 0). Below the measure's cutoff a certificate bounds the
     confidence of c but does not imply that c stays the smoothed argmax.
     """
+    if block.rows is None and block.compact is not None:  # compact store with whole selection rows (section 9)
+        return CC.certify_cdf(block, opts, cdf_settings(opts))
     measures, bounds, thr = cdf_settings(opts)
     alpha = level(opts, spends_twice=False)
     B = len(block)
@@ -96,6 +146,8 @@ def certify_cdf(block, opts):
 
 def certify_soft(block, opts):
     """One row per (input, bound): w.p. >= 1 - alpha, c = argmax E[p(x + d)] for ||d|| < radius (else -1, 0)."""
+    if block.rows is None and block.compact is not None:  # compact store with whole selection rows (section 9)
+        return CC.certify_soft(block, opts, soft_settings(opts))
     bounds = soft_settings(opts)
     cls = C.predicted_class(block.s0_rows())
     n_i = block.n_i
@@ -142,6 +194,7 @@ CDF_OPTIONS = (
            bad="x"),
     Option("K", 10_000, "number of CDF thresholds (capped at n).", type=int, flag="--K", validate=_at_least_one_K,
            bad="0"),
+    COMPACT_RULE,
 )
 
 register(Method("cdf", certify_cdf, confidence_cdf, fields=("argmax", "rows"), section="4",
@@ -152,13 +205,14 @@ register(Method("cdf", certify_cdf, confidence_cdf, fields=("argmax", "rows"), s
                 overall="1 - alpha per (input, measure, bound), all thresholds at once",
                 options=CDF_OPTIONS, check=_check_cdf, settings=("measure", "bound", "threshold"),
                 example={"threshold": [0.5, 0.8], "K": 100},
-                compact=refused_on_compact(REFUSED), report=format_confidence_report, plot=plot_confidence))
+                compact=on_compact("cdf", radius_tol=C.TOL), report=format_confidence_report, plot=plot_confidence))
 register(Method("soft", certify_soft, confidence_soft, fields=("argmax", "rows"), section="7",
                 summary="Soft-classifier radius sigma/2 (Phi^-1(lower_c) - Phi^-1(pB)), every other class bounded "
                         "(Bonferroni); bernstein (default) or hoeffding mean bounds.",
                 certifies="the argmax of the smoothed soft classifier stays the class picked on S0 within "
                           "sigma/2 (Phi^-1(lower_c) - Phi^-1(pB))",
                 overall=OVERALL_ONCE,
-                options=(Option("bound", [], "bernstein|hoeffding [default bernstein].", parse=BOUNDS, bad="x"),),
+                options=(Option("bound", [], "bernstein|hoeffding [default bernstein].", parse=BOUNDS, bad="x"),
+                         COMPACT_RULE),
                 check=_check_soft, settings=("bound",), example={"bound": ["bernstein", "hoeffding"]},
-                compact=refused_on_compact(REFUSED)))
+                compact=on_compact("soft")))

@@ -121,8 +121,7 @@ def _base_parts(base, verify_all: bool) -> list:
     """Parts of BASE read and checked but not returned: every stored part under --verify full (as for STORE)."""
     if not verify_all:
         return []
-    compact = base.attrs.get("layout") == "compact"
-    return ["compact" if compact else "rows"] + (["member_logprobs"] if base.members else [])
+    return [p for p in base.layout.stored_fields(base.shape) if p != "argmax"]   # argmax: read anyway
 
 
 def _bytes_per_input(base, check) -> int:
@@ -133,6 +132,8 @@ def _bytes_per_input(base, check) -> int:
         total += R * m * stored
     if "compact" in check:  # topk_p (stored dtype), topk_c (uint16), entropy (float64)
         total += R * (int(base.attrs.get("topk", 2)) * (stored + 2) + 8)
+    if "rows0" in check:  # the whole selection rows of a compact-s0 store (stored dtype)
+        total += base.n0 * m * stored
     if "member_logprobs" in check:
         total += R * base.members * m * 4
     return total

@@ -37,7 +37,7 @@ from ..parsing import parse_float_list, parse_int_list, parse_names
 # Column order of the certificate table (docs/methods.md, the certificate table). A method may declare setting
 # columns beyond these in ``Method.settings``; they follow these, in registration order.
 SETTING_COLUMNS = ("uncertainty", "theta", "guarantee", "measure", "bound", "threshold", "members", "consensus", "n_use")
-EXTRA_COLUMNS = ("runner_up", "p_lower", "p_upper", "lower0", "selection", "rows_used")
+EXTRA_COLUMNS = ("runner_up", "p_lower", "p_upper", "lower0", "selection", "rows_used", "rows_bounded")
 
 
 # ------------------------------------------------------------------- options
@@ -133,16 +133,44 @@ class Compact:
 
     ``supported``: certify from the compact statistics, reading ``reads``
     (default: the method's fields with ``rows`` replaced by ``compact``); the
-    sidecar states ``certificate`` (``exact``) and ``why``. Refused: ``why``
-    is the one-line reason, written after ``--method NAME``.
+    sidecar states ``certificate`` and ``why``. Refused: ``why`` is the
+    one-line reason, written after ``--method NAME``.
+
+    ``certificate`` says how the table relates to the full store's (the
+    contract test checks each as stated):
+
+    - ``exact``: the full store's table, bit for bit;
+    - ``conservative``: the same rows; a class only where the full store
+      certifies it, and never a larger radius (up to ``radius_tol``, the
+      precision of a radius found by bisection);
+    - ``bounded``: computed by the method's own procedure on sound bounds of
+      the values the store lacks, so as valid as the full store's at the
+      same confidence, but not always at or below it (docs/methods.md
+      section 9); the same rows, and where both certify, the same class.
+
+    ``needs_full_s0``: supported only on a compact store that keeps its n0
+    selection rows whole (the store object's ``keeps_full_s0``; a store
+    object without that attribute is taken not to); on any other compact
+    store the method refuses with the reason ``without_full_s0``.
+    ``option`` and ``choices``: the certificate and why depend on the value
+    of the method's option ``option``, as ``((value, certificate, why),
+    ...)`` (the first two fields above are then ``supported`` and the
+    default's why). ``Method.on_compact(store, opts)`` resolves all this to
+    a plain entry.
     """
 
     supported: bool
     why: str
     reads: tuple | None = None
     certificate: str = "exact"
+    radius_tol: float = 0.0
+    needs_full_s0: bool = False
+    without_full_s0: str = ""
+    option: str | None = None
+    choices: tuple = ()
 
 
+CERTIFICATES = ("exact", "conservative", "bounded")
 HARD_LABEL = ("exact: the method counts hard labels only, and a compact store keeps every row's stored argmax "
               "(the full-precision row's hard label) whole")
 NEEDS_ROWS = "needs full softmax rows, which a compact store does not keep"
@@ -156,6 +184,11 @@ def exact_on_compact(why: str, reads: tuple | None = None) -> Compact:
 def refused_on_compact(why: str) -> Compact:
     """A method that refuses a compact store with ``--method NAME <why>; store ... is compact ...``."""
     return Compact(False, why)
+
+
+def keeps_full_s0(store) -> bool:
+    """Whether ``store`` keeps its n0 selection rows whole (its ``keeps_full_s0``; False when it does not say)."""
+    return bool(getattr(store, "keeps_full_s0", False))
 
 
 # -------------------------------------------------------------------- method
@@ -191,13 +224,42 @@ class Method:
     companion: str | None = None
     notes: tuple = field(default_factory=tuple)
 
-    def on_compact(self) -> Compact:
-        """The declared compact-store behaviour, or the default for what the method reads."""
-        if self.compact is not None:
-            return self.compact
-        if "rows" in self.fields:
-            return refused_on_compact(NEEDS_ROWS)
-        return exact_on_compact(HARD_LABEL)
+    def on_compact(self, store=None, opts=None) -> Compact:
+        """The compact-store behaviour: as declared (or the default for what the method reads), resolved.
+
+        ``store``: the compact store (None: one that keeps its selection rows
+        whole); ``opts``: the options (None: the declared option's default).
+        The result has no ``needs_full_s0``, ``option`` or ``choices`` left.
+        """
+        c = self.compact
+        if c is None:
+            return refused_on_compact(NEEDS_ROWS) if "rows" in self.fields else exact_on_compact(HARD_LABEL)
+        if c.needs_full_s0 and store is not None and not keeps_full_s0(store):
+            return refused_on_compact(c.without_full_s0)
+        certificate, why = c.certificate, c.why
+        if c.option is not None:
+            value = getattr(opts, c.option) if opts is not None else self.option_default(c.option)
+            found = [(cert, w) for v, cert, w in c.choices if v == value]
+            if not found:
+                raise ValueError(f"--method {self.name}: no compact-store behaviour declared for "
+                                 f"--{c.option.replace('_', '-')} {value!r}")
+            certificate, why = found[0]
+        return Compact(c.supported, why, c.reads, certificate, c.radius_tol)
+
+    def compact_cases(self) -> list[tuple[dict, Compact]]:
+        """Every declared compact-store behaviour on a store keeping its selection rows whole, with the option
+        values that give it: ``[({option: value} or {}, resolved Compact), ...]`` (for the contract test)."""
+        c = self.compact
+        if c is None or c.option is None:
+            return [({}, self.on_compact())]
+        return [({c.option: v}, Compact(c.supported, w, c.reads, cert, c.radius_tol)) for v, cert, w in c.choices]
+
+    def option_default(self, name: str):
+        """The declared default of this method's option ``name``."""
+        for o in self.options:
+            if o.name == name:
+                return o.fresh_default()
+        raise ValueError(f"method {self.name} declares no option {name!r}")
 
     def rows_read_by_report(self) -> tuple:
         return self.report_rows or (self.name,)
@@ -213,8 +275,28 @@ def version() -> int:
     return _VERSION[0]
 
 
+def _check_compact(method: Method) -> None:
+    """ValueError unless the method's ``Compact`` entry names known certificates and, for ``option``, an option of
+    the method whose default has a declared behaviour."""
+    c = method.compact
+    if c is None:
+        return
+    certs = [c.certificate] + [cert for _, cert, _ in c.choices]
+    bad = [x for x in certs if x not in CERTIFICATES]
+    if bad:
+        raise ValueError(f"method {method.name}: compact certificate {bad[0]!r} is not one of {', '.join(CERTIFICATES)}")
+    if c.needs_full_s0 and not c.without_full_s0:
+        raise ValueError(f"method {method.name}: a compact entry with needs_full_s0 must say why it refuses without")
+    if c.option is not None:
+        default = method.option_default(c.option)
+        if default not in [v for v, _, _ in c.choices]:
+            raise ValueError(f"method {method.name}: compact choices declare no behaviour for the default "
+                             f"{default!r} of option {c.option!r}")
+
+
 def register(method: Method) -> Method:
     """Add ``method`` (replacing one of the same name); ValueError when its options conflict with another's."""
+    _check_compact(method)
     for opt in method.options:
         for other, decl in _OPTIONS.get(opt.name, []):
             if other != method.name and decl.signature() != opt.signature():
@@ -275,8 +357,20 @@ def setting_columns() -> tuple:
 
 
 def compact_methods() -> list[str]:
-    """Methods a compact store supports: those reading hard labels only, then those reading compact statistics."""
-    ok = [m for m in _METHODS.values() if m.on_compact().supported]
+    """Methods exact on every compact store: those reading hard labels only, then those reading compact statistics.
+
+    (Methods whose compact certificate is not exact, or that need the
+    selection rows whole, are not listed: the refusals name these methods as
+    the ones that give the full store's certificate on any compact store.)
+    """
+    def exact_everywhere(m):
+        c = m.compact
+        if c is not None and (c.needs_full_s0 or c.option is not None):
+            return False
+        p = m.on_compact()
+        return p.supported and p.certificate == "exact"
+
+    ok = [m for m in _METHODS.values() if exact_everywhere(m)]
     return [m.name for m in ok if "rows" not in m.fields] + [m.name for m in ok if "rows" in m.fields]
 
 

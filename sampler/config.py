@@ -11,7 +11,8 @@ is a pure function of the configuration, so it lives here: a subset, a shard
 or a resumed run computes each input in exactly the same batches.
 
 Light to import: numpy and the standard library (plus ``stats.adaptive``
-and scipy for an adaptive configuration), never torch.
+and scipy for an adaptive configuration, the store layer for a replay),
+never torch.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from ..store import format as _F
 
 AMP_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 DEFAULT_ADAPTIVE_STAGES = (1_000, 10_000, 125_000)
+DEFAULT_N0, DEFAULT_N, DEFAULT_SEED = 100, 100_000, 0   # what n0, n, seed left as None become (without replay_of)
 
 
 def row_batches(total_rows: int, batch_size: int):
@@ -57,7 +59,18 @@ class SampleConfig:
     argmax and the entropy, and the selection rows whole, as ``store
     compact --topk K`` would; None: full rows), and the online adaptive rule
     ``adaptive_radius`` (None: off), ``adaptive_stages``, ``adaptive_alpha``,
-    ``adaptive_beta``.
+    ``adaptive_beta``; ``replay_of`` (None: off), a base store whose own noisy
+    copies the models are evaluated on (``sampler.replay``).
+
+    ``data``, ``sigma``, ``n0``, ``n`` and ``seed`` may be left None: without
+    ``replay_of`` data and sigma are then required, and n0, n, seed become
+    ``DEFAULT_N0``, ``DEFAULT_N``, ``DEFAULT_SEED``. With ``replay_of`` the
+    config opens BASE: sigma, seed, n0, indices and data left None are
+    BASE's, given ones must equal BASE's, and ``n`` (P, required) is at most
+    BASE's n; ``replay_base`` holds BASE's settings (``replay.base_settings``).
+    The data fingerprint, the selection, the input shape and the number of
+    classes are checked against BASE when the run has loaded them, before
+    anything is written.
 
     Guarantee: a constructed config is valid in every setting checkable
     without data, models or machine, and normalised (``models``/``weights``
@@ -70,15 +83,15 @@ class SampleConfig:
     """
 
     models: tuple
-    data: str
-    sigma: float
+    data: str | None = None
+    sigma: float | None = None
     weights: tuple = ()
     mean: Any = None
     std: Any = None
-    n0: int = 100
-    n: int = 100_000
+    n0: int | None = None
+    n: int | None = None
     batch_size: int = 1000
-    seed: int = 0
+    seed: int | None = None
     device: str | None = "auto"
     indices: str | None = None
     dtype: str = _F.DEFAULT_SAMPLER_DTYPE
@@ -97,6 +110,8 @@ class SampleConfig:
     adaptive_alpha: float = 0.001
     adaptive_beta: float = 0.0001
     adaptive_plan: dict | None = field(init=False, default=None, compare=False, hash=False, repr=False)
+    replay_of: str | None = None
+    replay_base: dict | None = field(init=False, default=None, compare=False, hash=False, repr=False)
 
     def __post_init__(self):
         from . import noise as _noise
@@ -112,6 +127,27 @@ class SampleConfig:
         put("models", tuple(str(m) for m in models))
         weights = [self.weights] if isinstance(self.weights, str) else list(self.weights or ())
         put("weights", tuple(str(w) for w in weights))
+        # ---- replay of a base store's noisy copies (sampler/replay.py): settings from BASE, or checked against it
+        put("replay_of", _str_or_none(self.replay_of))
+        if self.replay_of is not None:
+            from .replay import INHERITED, base_settings, resolve
+
+            if self.adaptive_radius is not None:
+                raise ValueError("--adaptive-radius cannot be combined with --replay-of (a replay store holds "
+                                 "n0 + P rows of every input)")
+            base = base_settings(self.replay_of, self.storage_options)
+            for name, v in resolve(base, {k: getattr(self, k) for k in INHERITED}, self.n).items():
+                put(name, v)
+            put("replay_base", base)
+        else:
+            if self.data is None:
+                raise ValueError("give --data (or --replay-of BASE, which takes BASE's)")
+            if self.sigma is None:
+                raise ValueError("give --sigma (or --replay-of BASE, which takes BASE's)")
+            for name, default in (("n0", DEFAULT_N0), ("n", DEFAULT_N), ("seed", DEFAULT_SEED)):
+                if getattr(self, name) is None:
+                    put(name, default)
+        # ---- end of replay
         sigma = float(self.sigma)
         if not (np.isfinite(sigma) and sigma > 0):
             raise ValueError(f"--sigma must be a positive number, got {sigma}")
@@ -166,12 +202,19 @@ class SampleConfig:
     def batches(self) -> list[tuple[int, int]]:
         """One input's (start, stop) row ranges, in order: ``row_batches(n0 + n, batch_size)``, cut at the stage ends when adaptive.
 
+        For a replay (``replay_of``), BASE's ``row_batches(n0 + BASE's n,
+        batch_size)`` cut at n0 + n: with BASE's batch size every batch but
+        the last is one of BASE's.
+
         Guarantee: a function of (n0, n, batch_size, adaptive stages) only, so
         an input is computed in the same batches whatever else is sampled.
         With the adaptive rule no batch crosses a stage end, so no row past
         the deciding stage is drawn.
         """
         R = self.rows_per_input
+        if self.replay_base is not None:
+            # a replay: BASE's batches (same batch size) cut at n0 + P, so every full batch is one of BASE's
+            return [(a, min(b, R)) for a, b in row_batches(self.n0 + self.replay_base["n"], self.batch_size) if a < R]
         if self.adaptive_plan is None:
             return row_batches(R, self.batch_size)
         cuts = sorted(set([0, R] + list(self.stage_ends())))

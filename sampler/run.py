@@ -35,6 +35,7 @@ from .config import SampleConfig, row_batches  # noqa: F401  (row_batches: re-ex
 from .data import fingerprint as data_fingerprint
 from .data import indices_spec, load_data, parse_indices
 from .host import keep_freed_memory
+from .replay import REPLAY_ATTR, replay_fingerprint
 from .shard import local_device_index, resolve_shard
 
 
@@ -100,6 +101,7 @@ def check_compatible(store, want: dict) -> None:
         "data_fingerprint": "data fingerprint", "indices": "indices", "noise_scheme": "noise scheme",
         "normalisation": "normalisation", "amp": "amp", "adaptive": "adaptive sampling rule",
         "layout": "layout", "topk": "top-k (--topk)",
+        "replay_of": "replay of a base store with fingerprint",
     }
     diffs = []
     for key, label in labels.items():
@@ -108,6 +110,8 @@ def check_compatible(store, want: dict) -> None:
             old, new = old or "full", new or "full"
         elif key == "topk":
             old, new = ("none" if v is None else v for v in (old, new))
+        elif key == "replay_of":       # the base's fingerprint decides; its location is informative only
+            old, new = replay_fingerprint(old), replay_fingerprint(new)
         if key == "sigma" and old is not None and new is not None:
             same = float(old) == float(new)
         else:
@@ -290,7 +294,12 @@ def sample(store: str, config: SampleConfig | None = None, **settings) -> Sample
       are then also cut at the stage boundaries so that no row past a stage
       is drawn. ``certify --method adaptive`` with the same radius, stages,
       alpha and beta replays exactly these decisions.
-
+    * Replay (``replay_of``, ``sampler.replay``): the models are evaluated on
+      the base store's own noisy copies (its n0 selection rows and first n
+      estimation rows, in its batches); every setting, the data and the
+      selection are checked against the base before anything is written, and
+      the store records ``replay_of`` (the base's location and fingerprint)
+      at creation, for ``certify --method incremental --base BASE``.
     * Compact (``topk`` K): the store has layout ``compact-s0`` and its
       bytes equal ``store compact --topk K`` of the full store the same call
       without ``topk`` writes (every array chunk, every attribute but the
@@ -376,6 +385,10 @@ def _sample(store, cfg: SampleConfig) -> SampleResult:
     }
     if adaptive is not None:
         meta["adaptive"] = adaptive
+    if cfg.replay_of is not None:    # a replay (sampler/replay.py): checked against BASE before anything is written
+        from .replay import check_run
+
+        meta[REPLAY_ATTR] = check_run(cfg, meta, m, len(sel), dev, log)
     n0, n, sigma, dtype = cfg.n0, cfg.n, cfg.sigma, cfg.dtype
     stored_members = k if k > 1 and layout is None else 0          # a compact store keeps no member rows
     create_kw = dict(n_inputs=len(sel), n0=n0, n=n, num_classes=m, sigma=sigma, dtype=dtype,

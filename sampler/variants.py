@@ -17,7 +17,9 @@ without ``--weights``::
 
 Every factory gives the same weights on every call (fixed seeds, single
 thread, deterministic algorithms), so a store's model fingerprint identifies
-the variant.
+the variant. The changes themselves (``quantize_int8``, ``prune_magnitude``,
+``finetune``; by name in ``CHANGES``) take any network, e.g. the demo CNN
+trained at another sigma (``bench/incremental.py``).
 """
 from __future__ import annotations
 
@@ -41,22 +43,20 @@ def digits_cnn_base():
     return net.eval()
 
 
-def digits_cnn_int8():
-    """The demo CNN with its Linear layers dynamically quantized to int8 (weights int8, activations per batch)."""
+def quantize_int8(net):
+    """``net`` with its Linear layers dynamically quantized to int8 (weights int8, activations per batch), in eval mode."""
     import torch
 
-    net = digits_cnn_base()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch 2.13 marks torch.ao.quantization deprecated; it still works
-        return torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8).eval()
+        return torch.ao.quantization.quantize_dynamic(net.eval(), {torch.nn.Linear}, dtype=torch.qint8).eval()
 
 
-def digits_cnn_pruned(amount: float = PRUNE_AMOUNT):
-    """The demo CNN with the ``amount`` share of its conv and linear weights of smallest |w| set to zero (global)."""
+def prune_magnitude(net, amount: float = PRUNE_AMOUNT):
+    """``net`` with the ``amount`` share of its conv and linear weights of smallest |w| set to zero (global), in eval mode."""
     import torch
     from torch.nn.utils import prune
 
-    net = digits_cnn_base()
     params = [(m, "weight") for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
     for m, name in params:
@@ -64,11 +64,11 @@ def digits_cnn_pruned(amount: float = PRUNE_AMOUNT):
     return net.eval()
 
 
-def digits_cnn_finetuned(steps: int = FINETUNE_STEPS, lr: float = FINETUNE_LR):
-    """The demo CNN after ``steps`` Adam steps (batch 64) on the digits training split under noise sigma 0.25."""
+def finetune(net, steps: int = FINETUNE_STEPS, lr: float = FINETUNE_LR, sigma: float | None = None):
+    """``net`` after ``steps`` Adam steps (batch 64) on the digits training split under noise ``sigma`` (None: the training sigma 0.25)."""
     import torch
 
-    net = digits_cnn_base()
+    sigma = _train.TRAIN_SIGMA if sigma is None else float(sigma)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -81,7 +81,7 @@ def digits_cnn_finetuned(steps: int = FINETUNE_STEPS, lr: float = FINETUNE_LR):
         net.train()
         for _ in range(steps):
             b = torch.randint(len(xtr), (FINETUNE_BATCH,), generator=g)
-            xb = xtr[b] + _train.TRAIN_SIGMA * torch.randn(xtr[b].shape, generator=g)
+            xb = xtr[b] + sigma * torch.randn(xtr[b].shape, generator=g)
             loss = lossf(net(xb), ytr[b])
             opt.zero_grad()
             loss.backward()
@@ -91,6 +91,26 @@ def digits_cnn_finetuned(steps: int = FINETUNE_STEPS, lr: float = FINETUNE_LR):
         torch.set_num_threads(threads)
     return net.eval()
 
+
+def digits_cnn_int8():
+    """The demo CNN with its Linear layers dynamically quantized to int8 (weights int8, activations per batch)."""
+    return quantize_int8(digits_cnn_base())
+
+
+def digits_cnn_pruned(amount: float = PRUNE_AMOUNT):
+    """The demo CNN with the ``amount`` share of its conv and linear weights of smallest |w| set to zero (global)."""
+    return prune_magnitude(digits_cnn_base(), amount)
+
+
+def digits_cnn_finetuned(steps: int = FINETUNE_STEPS, lr: float = FINETUNE_LR):
+    """The demo CNN after ``steps`` Adam steps (batch 64) on the digits training split under noise sigma 0.25."""
+    return finetune(digits_cnn_base(), steps, lr)
+
+
+# the changes by name, each (network, sigma the network was trained at) -> the changed network
+CHANGES = {"int8": lambda net, sigma: quantize_int8(net),
+           "pruned": lambda net, sigma: prune_magnitude(net),
+           "finetuned": lambda net, sigma: finetune(net, sigma=sigma)}
 
 VARIANTS = {"int8": "smoothcert.sampler.variants:digits_cnn_int8",
             "pruned": "smoothcert.sampler.variants:digits_cnn_pruned",

@@ -242,7 +242,7 @@ def merge_stores(sources, out, *, data=None, data_fingerprint=None, assume_same_
                 who = f"input {int(rec['idx'][s])}" if rec["idx"][s] >= 0 else f"input slot {s}"
                 raise StoreError(f"cannot merge {p.location}: {who} is incomplete ({int((~done).sum())} of "
                                  f"{p.n_inputs} inputs); finish its sampling first (re-run the same sample command)")
-            for s, i in enumerate(rec["idx"].tolist()):
+            for i in rec["idx"].tolist():
                 if i in owner:
                     raise StoreError(f"cannot merge: dataset index {i} is in both {owner[i]} and {p.location}")
                 owner[i] = p.location

@@ -1,7 +1,6 @@
 """Shared test helpers: real stores on disk built through the public import path."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np

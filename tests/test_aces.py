@@ -182,7 +182,7 @@ def test_random_stores_many_thetas_match_reference(make_store, alt):
     rng = np.random.default_rng(7)
     n0, n, B = 15, 120, 12
     probs, core, labels = [], [], []
-    for i in range(B):
+    for _ in range(B):
         f0, f = rng.uniform(0, 1), rng.uniform(0, 1)
         cls = list(rng.choice(M, rng.integers(1, 3), replace=False))
         probs.append(input_rows(rng, n0, n, int(f0 * n0), int(f * n), cls, cls))

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 from smoothcert.certifier import CertifyOptions, certify
 from smoothcert.store import StoreError, open_store
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 N0, NN, BS, SIGMA, R, M = 50, 400, 50, 0.25, 0.1, 5
 STAGES = [50, 150, 400]  # stage ends n0 + n_j = 100, 200, 450: on batch boundaries, so batches are identical

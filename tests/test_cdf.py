@@ -40,7 +40,7 @@ def ref_spec_terms(z, K, alpha):
     return s, np.maximum(counts / n - ref_eps(n, alpha), 0.0)
 
 
-def ref_spec_lower(z, K, alpha, a, sigma, R, _cache={}):
+def ref_spec_lower(z, K, alpha, a, sigma, R, _cache={}):  # noqa: B006  (a deliberate memo across calls)
     key = (id(z), K, alpha)
     if key not in _cache or _cache[key][0] is not z:
         _cache.clear()
@@ -132,8 +132,8 @@ def test_store_matches_spec_and_reference_code(realistic):
         for measure in ("score", "margin"):
             a, b = RANGE[measure]
             z = ref_measure(probs[i, n0:], c, measure)
-            lowers = {"cdf": lambda R: ref_spec_lower(z, K, alpha, a, sigma, R),
-                      "hoeffding": lambda R: ref_hoeffding_lower(z, alpha, a, b, sigma, R)}
+            lowers = {"cdf": lambda R, z=z, a=a: ref_spec_lower(z, K, alpha, a, sigma, R),
+                      "hoeffding": lambda R, z=z, a=a, b=b: ref_hoeffding_lower(z, alpha, a, b, sigma, R)}
             tie_free = len(np.unique(z)) == z.size  # float32 scores near 1 can tie
             no_ties += tie_free
             for R in (0.0, 0.25, 0.5):
@@ -340,7 +340,9 @@ def test_bisection_precision_and_evaluation_count():
         ts = np.array([0.05, 0.3, 0.5, 0.9])
         rad, l0 = certified_radii(0.0, w, u, 0.25, ts)
         for t, r in zip(ts, rad):
-            lower = lambda R: 0.0 + float(np.sum(w * stats.norm.cdf(u - R / 0.25)))
+            def lower(R, w=w, u=u):
+                return 0.0 + float(np.sum(w * stats.norm.cdf(u - R / 0.25)))
+
             sup = ref_radius(lower, t)
             assert sup - 1e-4 - 1e-12 <= r <= sup + 1e-12
 

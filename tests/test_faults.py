@@ -180,7 +180,7 @@ def test_import_killed_mid_write_leaves_no_store_and_a_rerun_cleans_up(tmp_path,
         p = subprocess.Popen(CLI + ["store", "import", str(src), str(dest), "--sigma", "0.5", "--n0", "10"], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
-        def mid_way():  # some inputs written into the partial folder
+        def mid_way(attempt=attempt):  # some inputs written into the partial folder
             return any(len(list((d / "store" / "inputs" / "c").glob("*"))) >= 20 * (attempt + 1)
                        for d in partials(tmp_path, dest.name) if d.is_dir())
 
@@ -342,7 +342,7 @@ def test_two_imports_into_one_path_give_one_whole_store(tmp_path, suffix):
         outs = [p.communicate(timeout=300) for p in ps]
         codes = [p.returncode for p in ps]
         assert sorted(codes) in ([0, 2], [0, 0]), (codes, [e for _, e in outs])
-        for p, (out, err) in zip(ps, outs):
+        for p, (_out, err) in zip(ps, outs):
             if p.returncode:
                 line = assert_one_line_error(p.returncode, err, what="the second import")
                 assert "already exists" in line or "another process" in line or "appeared" in line, line

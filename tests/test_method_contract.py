@@ -163,29 +163,48 @@ def check_tie(table: pd.DataFrame, method: registry.Method, core) -> None:
 
 
 def check_compact(full, compact, method: registry.Method, tmp_path) -> None:
-    """A compact store gets what the entry declares: the full store's table (exact), or a one-line refusal."""
+    """A compact store gets what the entry declares, for each option value its entry names: the full store's
+    table (exact), a table never above it (conservative), a table of the same rows and classes (bounded), or a
+    one-line refusal."""
     from smoothcert.certifier import certify
 
-    policy = method.on_compact()
-    opts = CertifyOptions(**example_for(method, full))
-    want, _ = certify(full, method.name, opts, progress=False)
-    if policy.supported:
+    for extra, policy in method.compact_cases():
+        opts = CertifyOptions(**{**example_for(method, full), **extra})
+        assert policy.certificate in registry.CERTIFICATES
+        if not policy.supported:
+            check_compact_refusal(compact, method, policy.why, tmp_path, extra)
+            continue
+        want, _ = certify(full, method.name, opts, progress=False)
         got, meta = certify(compact, method.name, opts, progress=False)
         assert meta["compact"] == {"layout": "compact", "topk": 2, "certificate": policy.certificate,
                                    "why": policy.why}
+        assert method.on_compact(None, opts) == policy
         if policy.certificate == "exact":
             pd.testing.assert_frame_equal(want, got, check_exact=True)
-        else:  # conservative: the same rows, a class only where the full store gives it, never a larger radius
-            assert len(got) == len(want) and (got["idx"].to_numpy() == want["idx"].to_numpy()).all()
-            p = got["predict"].to_numpy()
-            assert ((p == -1) | (p == want["predict"].to_numpy())).all()
-            assert (got["radius"].to_numpy() <= want["radius"].to_numpy()).all()
-        return
+            continue
+        check_table(got, method, want.groupby("idx")["label"].first().sort_index().to_numpy())
+        # the same rows, in the same order, with the same settings
+        assert len(got) == len(want) and (got["idx"].to_numpy() == want["idx"].to_numpy()).all()
+        for col in [c for c in registry.setting_columns() if c in want.columns]:
+            assert (got[col].to_numpy() == want[col].to_numpy()).all(), col
+        p, w = got["predict"].to_numpy(), want["predict"].to_numpy()
+        if policy.certificate == "conservative":  # a class only where the full store gives it, never a larger radius
+            assert ((p == -1) | (p == w)).all()
+            assert (got["radius"].to_numpy() <= want["radius"].to_numpy() + policy.radius_tol).all()
+        else:  # bounded: where both certify, the same class
+            assert ((p == -1) | (w == -1) | (p == w)).all()
+
+
+def check_compact_refusal(compact, method, why, tmp_path, extra=None) -> None:
+    """``--method NAME <why>; store ...`` as one line, from the API and the command line, nothing written."""
+    from smoothcert.certifier import certify
+
+    example = {**example_for(method, compact), **(extra or {})}
     with pytest.raises(ValueError) as e:
-        certify(compact, method.name, opts, progress=False)
-    assert str(e.value).startswith(f"--method {method.name} {policy.why}; store ")
+        certify(compact, method.name, CertifyOptions(**example), progress=False)
+    assert str(e.value).startswith(f"--method {method.name} {why}; store ")
     out = tmp_path / "refused.csv"
-    r = run_cli(["certify", compact, "--method", method.name, "--out", out, "-q", *flags(example_for(method, full))])
+    r = run_cli(["certify", compact, "--method", method.name, "--out", out, "-q", *flags(example)])
     assert r.exit_code != 0 and r.stderr.splitlines() == [f"smoothcert: error: {e.value}"]
     assert not out.exists()
 
@@ -277,6 +296,35 @@ def test_a_compact_store_gets_the_declared_behaviour(name, method_store, tmp_pat
     compact = tmp_path / "compact"
     compact_store(str(store), str(compact), topk=2)
     check_compact(store, compact, method, tmp_path)
+
+
+def compact_without_selection_rows(full, path):
+    """The compact store of ``full`` in the layout written before format version 3 (no whole S0 rows)."""
+    from smoothcert.store import CompactRows, create_store, open_store
+
+    with open_store(full) as f:
+        st = create_store(path, n_inputs=f.n_inputs, n0=f.n0, n=f.n, num_classes=f.num_classes, sigma=f.sigma,
+                          dtype=f.dtype, core_predict=f.has_core_predict, layout=CompactRows(2))
+        for s in range(f.n_inputs):
+            st.write_input(s, **f.read_input(s))
+        st.close()
+    return path
+
+
+@pytest.mark.parametrize("name", [m.name for m in registry.methods() if m.compact is not None
+                                  and m.compact.needs_full_s0])
+def test_a_compact_store_without_whole_selection_rows_gets_the_declared_refusal(name, method_store, tmp_path):
+    from smoothcert.store import open_store
+
+    method = registry.get_method(name)
+    store, _, _ = method_store(method)
+    old = compact_without_selection_rows(store, tmp_path / "old")
+    with open_store(old) as st:
+        assert not st.keeps_full_s0
+        policy = method.on_compact(st)
+    assert not policy.supported and policy.why == method.compact.without_full_s0
+    for extra, _ in method.compact_cases():
+        check_compact_refusal(old, method, policy.why, tmp_path, extra)
 
 
 @pytest.mark.parametrize("name,flag", [(m.name, o.flag_name) for m in registry.methods() for o, _ in bad_options(m)])

@@ -47,6 +47,12 @@ def test_demo_end_to_end_small(tmp_path, monkeypatch):
     cohen = s[s["method"] == "cohen"].iloc[0]
     assert cohen["inputs"] == 6 and cohen["acc@0"] >= 0.5
     assert "Certified accuracy" in text and "demo finished" in text
+    from smoothcert.store import open_store
+
+    with open_store(out["store"]) as b, open_store(tmp_path / "demo" / "store-pruned-quick") as r:
+        assert r.attrs["replay_of"] == {"location": out["store"], "fingerprint": b.fingerprint()}
+        assert (r.n0, r.n, r.attrs["seed"], r.attrs["indices"]) == (b.n0, b.n // demo.REPLAY_SHARE, b.attrs["seed"],
+                                                                    b.attrs["indices"])
     scripted = torch.jit.load(str(tmp_path / "demo" / "model.pt"))
     _, (x, _) = train.digits_split()
     ref = train.digits_cnn()

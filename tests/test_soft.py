@@ -43,7 +43,7 @@ def rows_dirichlet(rng, n, conc):
 # ---------------------------------------------------------------- tests
 def test_soft_matches_independent_computation(make_store):
     rng = np.random.default_rng(4)
-    n0, n, m, sigma = 30, 800, 4, 0.5
+    n0, n, sigma = 30, 800, 0.5
     concs = [[8, 1, 1, 1], [3, 2.5, 1, 1], [1, 1, 1, 1], [1, 5, 7, 1], [20, 0.2, 0.2, 0.2]]
     probs = np.stack([rows_dirichlet(rng, n0 + n, np.array(c, float)) for c in concs])
     # input 3: S0 picks class 2 with runner-up 3; on S class 1 is the close competitor, not the S0 runner-up

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from smoothcert.sampler import testing as T  # noqa: E402
-from smoothcert.sampler.data import load_data  # noqa: E402
-from smoothcert.sampler.models import load_model, state_dict_fingerprint  # noqa: E402
+from smoothcert.sampler import testing as T
+from smoothcert.sampler.data import load_data
+from smoothcert.sampler.models import load_model, state_dict_fingerprint
 
 MODEL, DATA = "smoothcert.sampler.testing:thousand", "smoothcert.sampler.testing:thousand_dataset"
 
@@ -28,7 +27,7 @@ def test_the_factory_builds_the_same_weights_every_time(net):
 def test_the_data_set_is_500_deterministic_inputs_with_labels_in_0_to_999():
     ds = T.thousand_dataset()
     assert len(ds) == 500
-    x0, y0 = ds[0]
+    x0, _ = ds[0]
     assert tuple(x0.shape) == (3, 64, 64) and x0.dtype == torch.float32
     assert float(x0.min()) >= 0 and float(x0.max()) <= 1
     ys = np.array([ds[i][1] for i in range(500)])

@@ -352,7 +352,7 @@ ABSURD = {
 def test_absurd_metadata_is_refused_fast_without_a_large_allocation(tmp_path):
     good = make_store(tmp_path / "good", N=6, R=40, m=4)
     cases = []
-    for i, (name, (mutate, info_fails)) in enumerate(ABSURD.items()):
+    for i, (name, (mutate, _info_fails)) in enumerate(ABSURD.items()):
         d = tmp_path / f"case{i}"
         shutil.copytree(good, d)
         mutate(d)
@@ -452,9 +452,9 @@ def _judge_certify(code, err, exc, csv: Path, ref: pd.DataFrame, what):
     return assert_one_line_error(code, err, exc, what=what)
 
 
-LAYOUTS = {  # layout: (how to build it, methods certified; compact stores hold no full rows for soft/cdf)
+LAYOUTS = {  # layout: (how to build it, methods certified; soft reads the compact store's whole selection rows)
     "full": (lambda p: make_store(p, N=5, R=40, m=4, members=2), ("two-step", "soft")),
-    "compact": (lambda p: _compact_store(p), ("two-step", "uncertainty")),
+    "compact": (lambda p: _compact_store(p), ("two-step", "uncertainty", "soft")),
 }
 
 
@@ -556,7 +556,7 @@ def test_fuzz_corrupted_sources_for_import(tmp_path):
             j = int(rng.integers(0, len(b)))
             b[j] ^= 1 << int(rng.integers(0, 8))
         cases[f"flip{i}"] = bytes(b)
-    for i, frac in enumerate((0.0, 0.1, 0.5, 0.9, 0.999)):
+    for frac in (0.0, 0.1, 0.5, 0.9, 0.999):
         cases[f"truncate{frac}"] = good[: int(len(good) * frac)]
     cases["garbage"] = rng.bytes(5000)
     cases["header 1e12 x 100 x 10"] = _forged_header_npz(tmp_path, (10**12, 100, 10))

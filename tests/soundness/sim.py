@@ -575,7 +575,7 @@ def ensemble_scenario(n0=100, n=400, sigma=0.5, k=3):
     T, _, m = lp.shape
     rng = np.random.default_rng(5)
     d = []
-    for j, main in enumerate((0, 1, 2, 0)):
+    for main in (0, 1, 2, 0):
         on = (np.arange(T) % m) == main
         w = rng.dirichlet(np.ones(T))
         w = np.where(on, 0.7 * w / w[on].sum(), 0.3 * w / w[~on].sum())
