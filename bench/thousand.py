@@ -350,11 +350,15 @@ if phase == "read":
     res["fields"] = list(fields)
 else:
     ln_m = math.log({m})
-    if phase == "uncertainty":
-        grids = {{"entropy": parse_float_list(f"0:{{ln_m!r}}:{{T}}", "theta"),
-                  "confidence": parse_float_list(f"-1:0:{{T}}", "theta"),
-                  "margin": parse_float_list(f"-1:0:{{T}}", "theta")}}
+    method = phase.split("/")[0]
+    if method == "uncertainty":
+        Tu = 1 if phase == "uncertainty/1-theta" else T   # diagnostics: one theta a function; cc and ncl only
+        grids = {{"entropy": parse_float_list(f"0:{{ln_m!r}}:{{Tu}}", "theta"),
+                  "confidence": parse_float_list(f"-1:0:{{Tu}}", "theta"),
+                  "margin": parse_float_list(f"-1:0:{{Tu}}", "theta")}}
         opts = CertifyOptions(uncertainty=list(grids), theta=[], theta_by_uncertainty=grids)
+        if phase == "uncertainty/cc,ncl":
+            opts = opts.replace(guarantee=["cc", "ncl"])
     elif phase == "aces":
         opts = CertifyOptions(theta=parse_float_list(f"0:1:{{T}}", "theta"))
     elif phase == "adaptive":
@@ -362,7 +366,7 @@ else:
     else:
         opts = CertifyOptions()
     try:
-        table, meta = certify(path, phase, opts, progress=False)
+        table, meta = certify(path, method, opts, progress=False)
     except ValueError as e:
         if "compact" not in str(e):
             raise
@@ -392,6 +396,38 @@ def run_phase(phase, path, thetas, radius) -> dict:
     if out.returncode != 0:
         sys.exit(f"phase {phase} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def uncertainty_diagnostics(a, path, best) -> None:
+    """Why ``uncertainty`` missed a goal: the same run with one theta a function, and without ncl-strict (no goal).
+
+    The method counts, per input and (function, theta) setting, the rows of
+    every class and of V, on S0 and on S: (B, S, m + 1) integers per block of
+    B inputs, S = 3 x thetas, m = 1,000 (``uncertainty.extended_counts_per_function_of``).
+    """
+    from smoothcert.certifier.engine import _block_size, balanced_blocks
+    from smoothcert.store import open_store
+
+    with open_store(path) as st:
+        blocks = balanced_blocks(st.n_inputs, _block_size(st, ["argmax", "compact"], ["rows0"]), os.cpu_count() or 1)
+    B = max(b - a for a, b in blocks)           # inputs in the largest block the engine makes
+    S = 3 * a.thetas
+    per_block = 2 * B * S * (M + 1) * 8
+    print(f"    uncertainty diagnostics (no goal; {a.repeat} round(s), best):", flush=True)
+    for ph in ("uncertainty/1-theta", "uncertainty/cc,ncl"):
+        r = min((run_phase(ph, path, a.thetas, a.radius) for _ in range(a.repeat)), key=lambda r: r["seconds"])
+        print(f"      {ph:<22}{r['seconds']:>7.2f} s{r['cpu']:>7.1f} CPU s  peak {r['peak_mb']:>5.0f} MB  "
+              f"{r['rows']:>10,} rows ({r['table_mb']:.0f} MB)", flush=True)
+        best[ph] = r
+    u, one, ccncl = best["uncertainty"], best["uncertainty/1-theta"], best["uncertainty/cc,ncl"]
+    print(f"    reason: with 1,000 classes the method's class counts per (input, setting) dominate: "
+          f"{B} inputs a block x {S:,} settings x ({M:,} classes + V), on S0 and S, are "
+          f"{per_block / 2**20:,.0f} MB of int64 counts per block (a block per thread at once), "
+          f"{2 * a.inputs * S * (M + 1):,} counts in all; one theta a function takes {one['seconds']:.1f} s "
+          f"(peak {one['peak_mb']:.0f} MB), {a.thetas} thetas without ncl-strict {ccncl['seconds']:.1f} s "
+          f"(peak {ccncl['peak_mb']:.0f} MB), with it {u['seconds']:.1f} s (peak {u['peak_mb']:.0f} MB). What would "
+          f"meet the goals: counting on S, per setting, only the classes the certificates read (the class and the "
+          f"runner-ups picked on S0, and V): O(inputs x settings) integers instead of O(inputs x settings x m)")
 
 
 def certify_part(a, path) -> dict:
@@ -447,6 +483,8 @@ def certify_part(a, path) -> dict:
         r = best[ph]
         print(f"    missed: {ph}: {why}; it builds a {r.get('rows', 0):,}-row table ({r.get('table_mb', 0):.0f} MB "
               f"in memory), {r['cpu']:.1f} CPU s in {r['seconds']:.1f} s ({r['cpu'] / r['seconds']:.2f} cores busy)")
+    if any(ph == "uncertainty" for ph, _ in misses):
+        uncertainty_diagnostics(a, path, best)
     if a.inputs != 500 and a.n == FULL_N:
         scale = 500 / a.inputs
         print(f"    extrapolated to 500 inputs (linear in inputs, x{scale:.1f}; ratios to the read unchanged): "
