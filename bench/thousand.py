@@ -89,7 +89,7 @@ M = 1000
 SIGMA = 0.25
 FULL_N = 100_000          # the n the goals are stated at
 METHODS = ("cohen", "two-step", "uncertainty", "cdf", "soft", "aces", "adaptive")
-GOAL_RATIO = {"cdf": 3.0, "soft": 3.0}     # every other method: 2.0
+GOAL_RATIO = {"cdf": 3.0, "soft": 3.0, "cdf/dominated": 3.0, "soft/dominated": 3.0}     # every other method: 2.0
 GOAL_PEAK_MB = 1024
 
 
@@ -275,6 +275,36 @@ def bytes_part(a, sampled: dict | None, synth: Path | None) -> dict:
     return out
 
 
+# ------------------------------------------------------------------ part 4: cdf and soft, compact against full
+def compare_part(a, sampled: dict) -> dict:
+    """cdf and soft (defaults, and --compact-rule dominated) on part 1's ``sample --topk`` store against its full store.
+
+    Both stores hold the same model's rows with the same seed, so the full
+    store's certificates are the reference: per method and rule, how many
+    certificates are equal, below or above the full store's, and the mean
+    radius of both.
+    """
+    from smoothcert.certifier import CertifyOptions, certify
+
+    full, comp = sampled["stores"]["full"], sampled["stores"]["topk"]
+    print(f"[4] cdf and soft on the sample --topk {a.topk} store of part 1 against its full store (the same rows; "
+          f"{a.sample_inputs} inputs x ({a.n0} + {a.sample_n:,})):", flush=True)
+    out = {}
+    for method, extra in (("cdf", {}), ("soft", {}), ("soft", {"bound": ["hoeffding"]})):
+        ref, _ = certify(full, method, CertifyOptions(**extra), progress=False)
+        for rule in ("spec", "dominated"):
+            got, meta = certify(comp, method, CertifyOptions(compact_rule=rule, **extra), progress=False)
+            r0, r1 = ref["radius"].to_numpy(), got["radius"].to_numpy()
+            eq, below, above = int((r1 == r0).sum()), int((r1 < r0).sum()), int((r1 > r0).sum())
+            label = f"{method}{' ' + extra['bound'][0] if extra else ''}, --compact-rule {rule}"
+            out[label] = dict(equal=eq, below=below, above=above, mean_full=float(r0.mean()),
+                              mean_compact=float(r1.mean()), certificate=meta["compact"]["certificate"])
+            print(f"    {label:<40} {len(r0):>3} certificates: {eq} equal, {below} below, {above} above the full "
+                  f"store's; mean radius {r1.mean():.4f} against {r0.mean():.4f} ({meta['compact']['certificate']}; "
+                  f"rows_bounded on average {got['rows_bounded'].mean():,.0f} of {a.sample_n:,})", flush=True)
+    return out
+
+
 # ------------------------------------------------------------------ part 3: every method on a compact store
 def compact_store_path(n_inputs, n0, n, topk) -> Path:
     return OUT / f"thousand-{n_inputs}-{n0}-{n}-{M}-top{topk}-s0-v1.zarr"
@@ -359,6 +389,8 @@ else:
         opts = CertifyOptions(uncertainty=list(grids), theta=[], theta_by_uncertainty=grids)
         if phase == "uncertainty/cc,ncl":
             opts = opts.replace(guarantee=["cc", "ncl"])
+    elif phase in ("cdf/dominated", "soft/dominated"):
+        opts = CertifyOptions(compact_rule="dominated")
     elif phase == "aces":
         opts = CertifyOptions(theta=parse_float_list(f"0:1:{{T}}", "theta"))
     elif phase == "adaptive":
@@ -432,6 +464,8 @@ def uncertainty_diagnostics(a, path, best) -> None:
 
 def certify_part(a, path) -> dict:
     phases = ("read",) + tuple(a.methods)
+    if not a.no_dominated:      # cdf and soft under --compact-rule dominated too, right after the default
+        phases = tuple(q for ph in phases for q in ((ph, f"{ph}/dominated") if ph in ("cdf", "soft") else (ph,)))
     with_warmup = not a.no_warmup
     print(f"[3] every method on {path.name} ({a.inputs} inputs x ({a.n0} + {a.n:,}) rows x {M} classes, top-{a.topk} "
           f"+ whole selection rows; synthetic, see the docstring); each phase in a fresh process, best of "
@@ -451,20 +485,21 @@ def certify_part(a, path) -> dict:
             "cohen": "defaults", "two-step": "defaults",
             "uncertainty": f"3 functions x {a.thetas} thetas x cc, ncl, ncl-strict",
             "cdf": "score, margin x cdf, hoeffding", "soft": "defaults (bernstein)",
+            "cdf/dominated": "the same, --compact-rule dominated", "soft/dominated": "the same, --compact-rule dominated",
             "aces": f"{a.thetas} thetas", "adaptive": f"radius {a.radius}, stages 1,000/10,000/125,000"}
-    print(f"    {'phase':<12}{'settings':<44}{'seconds':>9}{'x read':>8}{'goal':>6}{'cpu s':>8}{'peak MB':>9}"
+    print(f"    {'phase':<16}{'settings':<44}{'seconds':>9}{'x read':>8}{'goal':>6}{'cpu s':>8}{'peak MB':>9}"
           f"{'table rows':>12}  on a compact store")
     misses = []
     for ph in phases:
         r = best[ph]
         if "refused" in r:
-            print(f"    {ph:<12}{what.get(ph, ''):<44}  refused (not yet supported): {r['refused'].split(';')[0]}")
+            print(f"    {ph:<16}{what.get(ph, ''):<44}  refused (not yet supported): {r['refused'].split(';')[0]}")
             continue
         goal = GOAL_RATIO.get(ph, 2.0) if ph != "read" else None
         ratio = r["seconds"] / read
         goal_s = f"{goal:.0f}x" if goal else ""
         rows_s = f"{r['rows']:,}" if "rows" in r else ""
-        print(f"    {ph:<12}{what.get(ph, ''):<44}{r['seconds']:>9.2f}{ratio:>8.2f}{goal_s:>6}{r['cpu']:>8.1f}"
+        print(f"    {ph:<16}{what.get(ph, ''):<44}{r['seconds']:>9.2f}{ratio:>8.2f}{goal_s:>6}{r['cpu']:>8.1f}"
               f"{r['peak_mb']:>9.0f}{rows_s:>12}  {r.get('compact') or ''}{r.get('bounded_note', '')}")
         if goal and ratio > goal:
             misses.append((ph, f"{ratio:.2f}x the read, goal {goal:.0f}x"))
@@ -507,6 +542,8 @@ def main(argv=None):
     p.add_argument("--methods", default=",".join(METHODS), help="comma list of methods to time in part 3")
     p.add_argument("--repeat", type=int, default=2, help="rounds of part 3's phases; the best of each is kept")
     p.add_argument("--no-warmup", action="store_true", help="skip part 3's warm-up round (a smoke run)")
+    p.add_argument("--no-dominated", action="store_true",
+                   help="time cdf and soft under the default --compact-rule only (not dominated too)")
     p.add_argument("--skip-sampler", action="store_true", help="skip parts 1 and 2's sampled stores")
     p.add_argument("--skip-certify", action="store_true", help="skip part 3 (and its store)")
     a = p.parse_args(argv)
@@ -526,6 +563,8 @@ def main(argv=None):
     bytes_part(a, sampled, synth)
     if synth is not None:
         certify_part(a, synth)
+    if sampled is not None:
+        compare_part(a, sampled)
     print(f"total {time.time() - t0:.0f} s; load average {os.getloadavg()[0]:.1f}")
     sys.stdout.flush()
 
