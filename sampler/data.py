@@ -104,13 +104,19 @@ class Data:
     taken as they are; ``notes``: lines the sampler shows the user once.
     """
 
-    def __init__(self, spec: str, n: int, getter, labels=None, preprocessing=None, notes=()):
+    def __init__(self, spec: str, n: int, getter, labels=None, preprocessing=None, notes=(), check=None):
         self.spec = spec
         self._n = int(n)
         self._get = getter
         self._labels = labels
         self.preprocessing = preprocessing
         self.notes = list(notes)
+        self._check = check
+
+    def check(self, sel) -> None:
+        """Cheap checks of a selection before any input is read (an image folder: one size); ValueError if bad."""
+        if self._check is not None:
+            self._check(sel)
 
     def __len__(self) -> int:
         return self._n
@@ -183,8 +189,8 @@ def _load_folder(spec: str, resize=None, crop=None, classes=None) -> Data:
     """The class-sub-folder form, as torchvision's ImageFolder reads it (``sampler.images``)."""
     from .images import open_folder
 
-    n, get, labels, record, notes = open_folder(spec, resize=resize, crop=crop, classes=classes)
-    return Data(spec, n, get, labels=labels, preprocessing=record, notes=notes)
+    n, get, labels, record, notes, check = open_folder(spec, resize=resize, crop=crop, classes=classes)
+    return Data(spec, n, get, labels=labels, preprocessing=record, notes=notes, check=check)
 
 
 def _load_cifar(spec: str, path) -> Data:

@@ -102,7 +102,7 @@ def list_images(root: Path, spec: str, classes_file=None):
         unknown = sorted(set(folders) - set(names))
         if unknown:
             raise ValueError(f"data {spec}: sub-folder {unknown[0]!r} is not in the class list {classes_file} "
-                             f"({len(unknown)} sub-folders are not)")
+                             f"({len(unknown)} of its {len(folders)} sub-folders are not)")
     present = set(folders)
     files, labels = [], []
     for label, name in enumerate(names):
@@ -164,10 +164,12 @@ def _file_sha256(path) -> str:
 
 
 def open_folder(spec: str, resize: int | None = None, crop: int | None = None, classes=None):
-    """An image folder as ``(n, get, labels, record, notes)``: ``get(i) -> (uint8 (3, H, W), label)``.
+    """An image folder as ``(n, get, labels, record, notes, check)``: ``get(i) -> (uint8 (3, H, W), label)``.
 
     ``record`` is the store's ``data_preprocessing`` metadata (store/FORMAT.md);
-    ``notes`` are lines for the user (a folder read at native resolution).
+    ``notes`` are lines for the user (a folder read at native resolution);
+    ``check(sel)`` refuses, from the file headers alone, a selection whose
+    images would not all have one size.
     Guarantee: every input is the RGB image of ImageFolder's loader after
     torchvision's ``Resize(resize)`` and ``CenterCrop(crop)`` (each when
     given); inputs of different sizes are refused by name when read.
@@ -184,18 +186,39 @@ def open_folder(spec: str, resize: int | None = None, crop: int | None = None, c
     if resize is None and crop is None:
         notes.append(f"smoothcert sample: note: data {spec}: images are sampled at their native resolution "
                      f"(no --resize/--crop); the field's ImageNet evaluation uses --resize 256 --crop 224")
+
+    def out_size(w: int, h: int) -> tuple[int, int]:
+        if crop is not None:
+            return crop, crop
+        return resized_size(w, h, resize) if resize is not None else (w, h)
+
     first = {}
 
-    def get(i):
-        where = f"data {spec}: input {i}"
-        a = read_rgb(files[i], resize, crop, where)
-        shape = first.setdefault("shape", a.shape)
-        if a.shape != shape:
+    def check_size(i, size):
+        """Refuse input ``i`` whose (width, height) after preprocessing differs from the first one's."""
+        want = first.setdefault("size", size)
+        if size != want:
             hint = ("give --resize 256 --crop 224 (the field's ImageNet evaluation, or --preprocess imagenet) to "
                     "bring every image to one size" if resize is None else
                     f"add --crop {resize} (or less) to bring every image to one size")
-            raise ValueError(f"{where} ({files[i]}) is {a.shape[2]}x{a.shape[1]}, the first image read was "
-                             f"{shape[2]}x{shape[1]}; {hint}")
+            raise ValueError(f"data {spec}: input {i} ({files[i]}) is {size[0]}x{size[1]}, the first image read "
+                             f"was {want[0]}x{want[1]}; {hint}")
+
+    def check(sel):
+        """Every selected image's size after preprocessing, from the file headers only (no decoding)."""
+        from PIL import Image
+
+        for i in sel:
+            try:
+                with Image.open(files[i]) as im:
+                    size = im.size
+            except Exception:
+                continue                  # an unreadable file is named when it is read
+            check_size(i, out_size(*size))
+
+    def get(i):
+        a = read_rgb(files[i], resize, crop, f"data {spec}: input {i}")
+        check_size(i, (a.shape[2], a.shape[1]))
         return a, int(labels[i])
 
-    return len(files), get, labels, record, notes
+    return len(files), get, labels, record, notes, check

@@ -339,6 +339,7 @@ def _sample(store, cfg: SampleConfig) -> SampleResult:
     for note in ds.notes:
         log(note)
     sel = parse_indices(cfg.indices, len(ds))
+    ds.check(sel)
     x0, _ = ds.get(sel[0])
     models = load_models(cfg, dev, x0, sel[0], log)
     members, core = models.members, models.core

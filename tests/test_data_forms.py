@@ -158,10 +158,13 @@ def test_folder_problems_are_one_line_errors_naming_the_folder_or_file(tmp_path)
         load_data(str(tmp_path / "flat"))
     image(tmp_path / "sizes" / "a" / "0.png", "RGB", size=(8, 6))
     image(tmp_path / "sizes" / "a" / "1.png", "RGB", size=(6, 8))
+    with pytest.raises(ValueError, match=r"input 1 \(.*1\.png\) is 6x8, the first image read was 8x6; give --resize 256 --crop 224"):
+        load_data(str(tmp_path / "sizes")).check(range(2))          # from the headers, before any model runs
     ds = load_data(str(tmp_path / "sizes"))
     ds.get(0)
     with pytest.raises(ValueError, match=r"input 1 \(.*1\.png\) is 6x8, the first image read was 8x6; give --resize 256 --crop 224"):
         ds.get(1)
+    load_data(str(tmp_path / "sizes"), resize=6, crop=6).check(range(2))
     ds = load_data(str(tmp_path / "sizes"), resize=6)
     ds.get(0)
     with pytest.raises(ValueError, match=r"add --crop 6 \(or less\)"):
