@@ -14,7 +14,9 @@ objects only numpy's array and dtype reconstruction (``ALLOWED``); any
 other name a pickle asks for (``os.system``, ``builtins.eval``, ...) is
 refused before anything is called. The real batches, pickled by Python 2
 with protocol 2, and batches written again by Python 3 with
-``pickle.dump`` (protocol 4 or 5) read alike.
+``pickle.dump`` (protocol 4 or 5) read alike; Python 3 at protocols 2 or 3
+stores bytes through ``_codecs.encode``, which is refused (write such a
+batch again with the default protocol).
 """
 from __future__ import annotations
 
