@@ -77,8 +77,20 @@ def main():
 @click.option("--std", default=None, metavar="S[,S,...]", help="Per-channel std of the normalisation (see --mean).")
 @click.option("--data", default=None, metavar="DATA",
               help="FILE.npz with x (N, C, H, W) float in [0, 1] or uint8 (scaled by 1/255) and y (N,); "
-                   "IMAGES.npy,LABELS.npy; a folder of images in class sub-folders; or package.module:callable "
-                   "returning a dataset. Required, except with --replay-of (default: BASE's).")
+                   "IMAGES.npy,LABELS.npy; a folder of images in class sub-folders (read as RGB, labels from the "
+                   "sorted sub-folder names, as torchvision's ImageFolder); a CIFAR-10/100 python batch or its folder "
+                   "(cifar-10-batches-py: its test_batch); or package.module:callable returning a dataset "
+                   "(ds[i] -> (image tensor C x H x W in [0, 1], label)). Required, except with --replay-of "
+                   "(default: BASE's).")
+@click.option("--resize", type=int, default=None, metavar="S",
+              help="Image folders: resize each image's shorter side to S pixels (bilinear, as torchvision's Resize).")
+@click.option("--crop", type=int, default=None, metavar="C",
+              help="Image folders: then take the centre C x C crop (as torchvision's CenterCrop).")
+@click.option("--preprocess", default=None, metavar="NAME",
+              help="Image folders: a named preprocessing: imagenet (--resize 256 --crop 224).")
+@click.option("--classes", default=None, metavar="FILE", type=click.Path(dir_okay=False, exists=True),
+              help="Image folders: a class list, one folder name per line (its first word); line k is label k. For "
+                   "folders holding some of the classes (e.g. ImageNet's synsets in their standard order).")
 @click.option("--sigma", type=float, default=None,
               help="Noise level: Gaussian noise of std sigma in [0, 1] pixel space. Required, except with "
                    "--replay-of (default: BASE's).")
@@ -125,9 +137,9 @@ def main():
                    "estimation rows (P <= BASE's n), for certify --method incremental --base BASE. sigma, seed, n0, "
                    "--indices and --data are BASE's (given ones must match); STORE records BASE's fingerprint.")
 @click.argument("store_path", metavar="STORE")
-def sample_cmd(models, weights, mean, std, data, sigma, n0, n, batch_size, seed, device, indices, dtype, shard,
-               core_model, core_weights, amp, channels_last, progress, topk, adaptive_radius, adaptive_stages,
-               adaptive_alpha, adaptive_beta, replay_of, store_path):
+def sample_cmd(models, weights, mean, std, data, resize, crop, preprocess, classes, sigma, n0, n, batch_size, seed,
+               device, indices, dtype, shard, core_model, core_weights, amp, channels_last, progress, topk,
+               adaptive_radius, adaptive_stages, adaptive_alpha, adaptive_beta, replay_of, store_path):
     """Evaluate a classifier once on n0 + n Gaussian-noisy copies of each input, into STORE.
 
     Noise lives in [0, 1] pixel space: each copy is x + sigma * eps with eps ~ N(0, I),
@@ -150,6 +162,7 @@ def sample_cmd(models, weights, mean, std, data, sigma, n0, n, batch_size, seed,
     'smoothcert certify STORE --method incremental --base BASE' (docs/incremental.md).
     """
     from .sampler.config import SampleConfig
+    from .sampler.images import resolve_preprocess
     from .sampler.run import sample       # not the certifier: its scipy and pandas take ~1.3 s to import
 
     if replay_of is None:                 # required without a base store to take them from (click's own message)
@@ -157,7 +170,9 @@ def sample_cmd(models, weights, mean, std, data, sigma, n0, n, batch_size, seed,
         for name, value in (("data", data), ("sigma", sigma)):
             if value is None:
                 raise click.MissingParameter(ctx=ctx, param=next(p for p in ctx.command.params if p.name == name))
-    config = SampleConfig(models=models, weights=weights, mean=mean, std=std, data=data, sigma=sigma, n0=n0, n=n,
+    resize, crop = resolve_preprocess(preprocess, resize, crop)
+    config = SampleConfig(models=models, weights=weights, mean=mean, std=std, data=data, resize=resize, crop=crop,
+                          classes=classes, sigma=sigma, n0=n0, n=n,
                           batch_size=batch_size, seed=seed, device=device, indices=indices, dtype=dtype, shard=shard,
                           core_model=core_model, core_weights=core_weights, amp=amp, channels_last=channels_last,
                           progress=progress, log=lambda s: click.echo(s, err=True), topk=topk,
@@ -417,8 +432,9 @@ def _registry_click_options() -> list:
 @main.command("certify", cls=RegistryOptionsCommand, context_settings={"ignore_unknown_options": False})
 @click.argument("store")
 @click.option("--method", "method", required=True, help="The certificate to compute (see smoothcert certify --help).")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
-              help="Certificate table: .csv, .jsonl or .parquet (plus OUT.meta.json).")
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
+              help="Certificate table: .csv, .jsonl or .parquet (plus OUT.meta.json). Without --out the summary is "
+                   "printed and nothing is written.")
 @click.option("--scheduler", default=None, help="Address of a running dask.distributed scheduler.")
 @click.option("--workers", type=int, default=None, help="Start a LocalCluster of N worker processes [default: threads].")
 @click.option("--block-size", type=int, default=None, help="Inputs per task [default: ~64 MB of rows].")
@@ -426,13 +442,15 @@ def _registry_click_options() -> list:
               help="Check every stored part of each input against its checksum, or only the parts the method reads.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def certify_cmd(store, method, out, scheduler, workers, block_size, verify, quiet, **options):
-    """Compute certificates for every input of STORE and write them to --out.
+    """Compute certificates for every input of STORE, print their summary and write them to --out.
 
     The network is never run: everything comes from the stored rows. The
     table's overall confidence (1 - alpha or 1 - 2 alpha) is recorded in
-    OUT.meta.json. Classes and thresholds are chosen on the selection block
-    (first n0 rows) only; estimates use the estimation block only. Options
-    marked with a method's name are read by that method only.
+    OUT.meta.json. Without --out the summary and the confidence are printed
+    and no file is written (no table, no sidecar). Classes and thresholds are
+    chosen on the selection block (first n0 rows) only; estimates use the
+    estimation block only. Options marked with a method's name are read by
+    that method only.
     """
     from .certifier import certify
     from .certifier.options import from_command_line
@@ -442,7 +460,10 @@ def certify_cmd(store, method, out, scheduler, workers, block_size, verify, quie
     opts, to_apply = from_command_line(options)
     from .certifier.table import _suffix
 
-    _suffix(out)  # fail on a bad --out before any work
+    if out is None and quiet:
+        raise ValueError("certify: --quiet without --out would show and keep nothing; give --out FILE or leave out --quiet")
+    if out is not None:
+        _suffix(out)  # fail on a bad --out before any work
     applied = {}
     for opt, value in to_apply:  # e.g. --theta-from: thresholds from a calibration file, recorded in the sidecar
         applied[opt.name], warning = opt.apply(opts, value, store)
@@ -457,10 +478,12 @@ def certify_cmd(store, method, out, scheduler, workers, block_size, verify, quie
     meta["command"] = redact(shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)]))  # no user:password@ of URLs
     meta["software_version"] = _version()
     meta.update(applied)
-    write_table(table, out, meta)
+    if out is not None:
+        write_table(table, out, meta)
     if not quiet:
         click.echo(console_summary(table, out))
-        click.echo(f"{len(table)} certificates -> {out} (overall confidence {meta['confidence_statement']})")
+        where = f"-> {out}" if out is not None else "not written (no --out)"
+        click.echo(f"{len(table)} certificates {where} (overall confidence {meta['confidence_statement']})")
 
 
 # ------------------------------------------------------------------------ calibrate
@@ -522,7 +545,13 @@ def calibrate_cmd(store, uncertainty, loss, rows, json_out, quiet):
 @click.option("--samples-table", "samples_table", type=click.Path(dir_okay=False), default=None,
               help="With --samples-needed: write the per-input samples needed (.csv, .jsonl or .parquet).")
 def report_cmd(results, radii, plot, samples_needed, samples_table):
-    """Certified accuracy at radii, ACR and abstain rate per setting of RESULTS tables."""
+    """Certified accuracy at radii, ACR and abstain rate per setting of RESULTS tables.
+
+    RESULTS are certificate tables written by 'smoothcert certify --out', and
+    may include the field's published result files (tab-separated, header
+    'idx label predict radius correct [time]', any file name, e.g. Cohen et
+    al.'s), each reported and plotted as one setting named by its path.
+    """
     import pandas as pd
 
     from .certifier.options import parse_float_list

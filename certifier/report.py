@@ -95,7 +95,8 @@ def console_summary(df: pd.DataFrame, out, limit: int = CONSOLE_SETTINGS) -> str
     """The summary table ``certify`` prints: every setting up to ``limit``, else the first ``limit`` and a count.
 
     A 1,000-threshold sweep has thousands of settings; the console shows a few
-    and points to ``smoothcert report``, which summarises them all.
+    and points to ``smoothcert report``, which summarises them all (``out``
+    None: the table was not written, and the hint says to write it).
     """
     keys = setting_columns(df)
     ids = df.groupby(keys, sort=False, dropna=False).ngroup()
@@ -103,7 +104,8 @@ def console_summary(df: pd.DataFrame, out, limit: int = CONSOLE_SETTINGS) -> str
     if total <= limit:
         return format_table(summarize(df))
     text = format_table(summarize(df[(ids < limit).to_numpy()]))
-    return f"{text}\n... {total - limit} more settings ({total} in all): smoothcert report {out}"
+    hint = f"smoothcert report {out}" if out is not None else "certify again with --out FILE, then smoothcert report FILE"
+    return f"{text}\n... {total - limit} more settings ({total} in all): {hint}"
 
 
 def curve_label(setting: dict) -> str:

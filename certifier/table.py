@@ -19,6 +19,7 @@ SUFFIXES = (".csv", ".jsonl", ".parquet")
 
 
 def _suffix(path) -> str:
+    """The table format of ``--out`` (its suffix); ValueError naming ``--out`` for any other."""
     s = Path(path).suffix.lower()
     if s not in SUFFIXES:
         raise ValueError(f"--out {path}: unknown table format {s or '(none)'!r}; use one of {', '.join(SUFFIXES)}")
@@ -89,11 +90,24 @@ def _clean(obj):
 
 
 def read_table(path) -> pd.DataFrame:
-    """Read a certificate table written by ``write_table`` (``inf`` parsed back to float)."""
+    """Read a certificate table written by ``write_table`` (``inf`` parsed back to float), or a published result file.
+
+    A file whose first line is the tab-separated header ``idx label predict
+    radius correct [time]`` is one of the field's published result files,
+    whatever its name (``certifier.published``); any other file is read by
+    its suffix. Errors name the file as ``results file PATH``.
+    """
+    from .published import is_published, read_published
+
     path = Path(path)
-    suffix = _suffix(path)
     if not path.exists():
         raise FileNotFoundError(f"results file {path} does not exist")
+    if path.is_file() and is_published(path):
+        return read_published(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(f"results file {path}: unknown format: not a certificate table ({', '.join(SUFFIXES)}) nor a "
+                         f"tab-separated result file with the header 'idx label predict radius correct [time]'")
     if suffix == ".csv":
         df = pd.read_csv(path)
     elif suffix == ".jsonl":

@@ -46,9 +46,12 @@ class SampleConfig:
     Fields mirror the ``smoothcert sample`` options: ``models`` (one spec, or
     several for an ensemble: TorchScript files or ``package.module:factory``),
     ``weights`` (the i-th goes to the i-th factory model), ``mean``/``std``
-    (normalisation inside the model, after the noise), ``data``, ``sigma``,
+    (normalisation inside the model, after the noise), ``data`` (the text
+    of ``--data``, or from Python a dataset object, ``sampler.data``), ``sigma``,
     ``n0``, ``n``, ``batch_size``, ``seed``, ``device`` (``auto``, ``cpu``,
-    ``cuda``, ``cuda:N``), ``indices`` (``START:STOP:STEP``), ``dtype`` of the
+    ``cuda``, ``cuda:N``), ``indices`` (``START:STOP:STEP``), ``resize``,
+    ``crop`` and ``classes`` (an image folder's preprocessing and class-list
+    file, ``sampler.images``), ``dtype`` of the
     stored rows, ``shard`` (``K/N``; None: from torchrun/SLURM, else all),
     ``core_model``/``core_weights`` (ACES's core model), ``amp`` (``bf16`` or
     ``fp16``), ``channels_last`` (None: on for images, falling back when the
@@ -66,7 +69,8 @@ class SampleConfig:
     ``replay_of`` data and sigma are then required, and n0, n, seed become
     ``DEFAULT_N0``, ``DEFAULT_N``, ``DEFAULT_SEED``. With ``replay_of`` the
     config opens BASE: sigma, seed, n0, indices and data left None are
-    BASE's, given ones must equal BASE's, and ``n`` (P, required) is at most
+    BASE's (data read with BASE's resize, crop and classes unless those are
+    given), given ones must equal BASE's, and ``n`` (P, required) is at most
     BASE's n; ``replay_base`` holds BASE's settings (``replay.base_settings``).
     The data fingerprint, the selection, the input shape and the number of
     classes are checked against BASE when the run has loaded them, before
@@ -94,6 +98,9 @@ class SampleConfig:
     seed: int | None = None
     device: str | None = "auto"
     indices: str | None = None
+    resize: int | None = None
+    crop: int | None = None
+    classes: str | None = None
     dtype: str = _F.DEFAULT_SAMPLER_DTYPE
     shard: str | None = None
     core_model: str | None = None
@@ -115,6 +122,8 @@ class SampleConfig:
 
     def __post_init__(self):
         from . import noise as _noise
+        from .data import is_spec, preprocessing_options
+        from .images import check_sizes
         from .models import check_normalisation, pair_weights
         from .shard import resolve_shard
 
@@ -136,8 +145,12 @@ class SampleConfig:
                 raise ValueError("--adaptive-radius cannot be combined with --replay-of (a replay store holds "
                                  "n0 + P rows of every input)")
             base = base_settings(self.replay_of, self.storage_options)
+            data_given = self.data is not None
             for name, v in resolve(base, {k: getattr(self, k) for k in INHERITED}, self.n).items():
                 put(name, v)
+            if not data_given and (self.resize, self.crop, self.classes) == (None, None, None):
+                for name, v in preprocessing_options(base["data_preprocessing"]).items():    # BASE's data, read as BASE read it
+                    put(name, v)
             put("replay_base", base)
         else:
             if self.data is None:
@@ -172,7 +185,11 @@ class SampleConfig:
         _noise.input_key(self.seed, 0)                       # validates the seed's range
         if self.shard is not None:
             resolve_shard(self.shard, env={})                # the K/N text; the environment is read at run time
-        put("data", str(self.data))
+        put("data", str(self.data) if is_spec(self.data) else self.data)   # a dataset object from Python stays one
+        resize, crop = check_sizes(self.resize, self.crop)
+        put("resize", resize)
+        put("crop", crop)
+        put("classes", _str_or_none(self.classes))
         for name in ("core_model", "core_weights"):
             put(name, _str_or_none(getattr(self, name)))
         if self.core_weights and not self.core_model:

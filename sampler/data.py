@@ -1,4 +1,4 @@
-"""Data sets the sampler reads: arrays, image folders, or a Python callable.
+"""Data sets the sampler reads: arrays, image folders, CIFAR batches, or a Python dataset.
 
 Every form is turned into a ``Data`` object whose ``get(i)`` returns the clean
 input as float32 (C, H, W) in [0, 1] pixel space and its integer label; the
@@ -8,26 +8,31 @@ noise is added to exactly these values. Forms of ``--data``:
   [0, 1], or uint8 scaled by 1/255;
 * ``IMAGES.npy,LABELS.npy``: the same two arrays as separate ``.npy`` files
   (memory-mapped, so large arrays are not read whole);
-* a folder of images in class sub-folders (``DIR/<class>/<image>``); classes
-  are the sub-folders in sorted order (as torchvision's ImageFolder), images
-  are read with PIL as 8-bit grey (if the first selected image is grey) or RGB;
+* a folder of images in class sub-folders (``DIR/<class>/<image>``), read as
+  torchvision's ImageFolder reads it: always RGB, labels from the sorted
+  sub-folder names or a class-list file, with the field's evaluation
+  preprocessing ``resize``/``crop`` when asked (``sampler.images``);
+* a CIFAR-10/100 python batch (``cifar-10-batches-py/test_batch``,
+  ``cifar-100-python/test``) or the folder holding it, read by a restricted
+  unpickler that runs no pickled code (``sampler.cifar``);
 * ``package.module:callable``: called without arguments, it returns a
   dataset (``len`` and ``ds[i] -> (image, label)``, image a tensor/array
-  (C, H, W) in [0, 1], a uint8 array, or a PIL image), or a tuple/dict of
-  arrays ``(x, y)``.
+  (C, H, W) float in [0, 1] or uint8, label an int or a 0-d tensor), or a
+  tuple/dict of arrays ``(x, y)``; from Python, such a dataset object itself
+  (a torchvision dataset with ``transform=ToTensor()``, for instance). A
+  PIL image in place of the tensor is refused with a hint to add ToTensor.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import re
 import sys
-from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -53,7 +58,7 @@ def is_callable_spec(spec: str) -> bool:
 
 
 def _to_chw_float(img, where: str) -> np.ndarray:
-    """One image (tensor, array or PIL image) as float32 (C, H, W); uint8 is scaled by 1/255."""
+    """One image (tensor or array) as float32 (C, H, W); uint8 is scaled by 1/255. A PIL image is refused."""
     try:
         import torch
 
@@ -62,14 +67,16 @@ def _to_chw_float(img, where: str) -> np.ndarray:
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
     if hasattr(img, "getbands") and hasattr(img, "convert"):   # a PIL image
-        bands = len(img.getbands())
-        img = np.asarray(img.convert("L" if bands == 1 else "RGB"))
-        img = img[None] if img.ndim == 2 else img.transpose(2, 0, 1)
+        raise ValueError(f"{where}: the dataset returned a PIL image ({img.mode} {img.size[0]}x{img.size[1]}), not a "
+                         f"tensor; add transforms.ToTensor() to its transform (image tensors C x H x W in [0, 1])")
     a = np.asarray(img)
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3:
         raise ValueError(f"{where}: an image must have shape (C, H, W), got {a.shape}")
+    if a.shape[0] > 4 and a.shape[-1] in (1, 3, 4):
+        raise ValueError(f"{where}: the image has shape {a.shape}, which looks like (H, W, C); give (C, H, W) "
+                         f"(transforms.ToTensor() does, or x.transpose(2, 0, 1))")
     if a.dtype == np.uint8:
         return a.astype(np.float32) / np.float32(255.0)
     if a.dtype.kind != "f":
@@ -89,13 +96,27 @@ def _check_pixels(x: np.ndarray, where: str) -> None:
 
 
 class Data:
-    """A data set: ``len(data)`` inputs, ``data.get(i) -> (x float32 (C, H, W) in [0, 1], label int)``."""
+    """A data set: ``len(data)`` inputs, ``data.get(i) -> (x float32 (C, H, W) in [0, 1], label int)``.
 
-    def __init__(self, spec: str, n: int, getter, labels=None):
+    ``spec``: the data set's name in messages and in the store (``data``);
+    ``preprocessing``: how its pixels were made (the store's
+    ``data_preprocessing``, store/FORMAT.md), None for arrays and datasets
+    taken as they are; ``notes``: lines the sampler shows the user once.
+    """
+
+    def __init__(self, spec: str, n: int, getter, labels=None, preprocessing=None, notes=(), check=None):
         self.spec = spec
         self._n = int(n)
         self._get = getter
         self._labels = labels
+        self.preprocessing = preprocessing
+        self.notes = list(notes)
+        self._check = check
+
+    def check(self, sel) -> None:
+        """Cheap checks of a selection before any input is read (an image folder: one size); ValueError if bad."""
+        if self._check is not None:
+            self._check(sel)
 
     def __len__(self) -> int:
         return self._n
@@ -108,11 +129,13 @@ class Data:
         where = f"data {self.spec}: input {i}"
         x = _to_chw_float(x, where)
         _check_pixels(x, where)
+        if hasattr(y, "item") and getattr(y, "ndim", 1) == 0:     # a 0-d tensor or numpy scalar
+            y = y.item()
         try:
             y_int = int(y)
         except (TypeError, ValueError):
             raise ValueError(f"{where}: label {y!r} is not an integer") from None
-        if y_int != y or y_int < 0:
+        if isinstance(y, bool) or y_int != y or y_int < 0:
             raise ValueError(f"{where}: label {y!r} is not a non-negative integer")
         return np.ascontiguousarray(x), y_int
 
@@ -162,40 +185,50 @@ def _load_npy_pair(spec: str) -> Data:
     return _arrays(spec, x, y)
 
 
-def _load_folder(spec: str) -> Data:
-    """The class-sub-folder form: label = position of the sub-folder in sorted order, images in sorted order."""
-    root = Path(spec)
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
-        raise ValueError(f"data {spec}: the folder has no class sub-folders (expected DIR/<class>/<image>)")
-    files, labels = [], []
-    for c, name in enumerate(classes):
-        for f in sorted((root / name).rglob("*")):
-            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
-                files.append(f)
-                labels.append(c)
-    if not files:
-        raise ValueError(f"data {spec}: no images ({', '.join(IMAGE_SUFFIXES)}) in its class sub-folders")
-    state = {"mode": None, "size": None}
+def _load_folder(spec: str, resize=None, crop=None, classes=None) -> Data:
+    """The class-sub-folder form, as torchvision's ImageFolder reads it (``sampler.images``)."""
+    from .images import open_folder
 
+    n, get, labels, record, notes, check = open_folder(spec, resize=resize, crop=crop, classes=classes)
+    return Data(spec, n, get, labels=labels, preprocessing=record, notes=notes, check=check)
+
+
+def _load_cifar(spec: str, path) -> Data:
+    """A CIFAR-10/100 python batch (``sampler.cifar``), its uint8 planes as (N, 3, 32, 32)."""
+    from .cifar import load_batch
+
+    x, y, _ = load_batch(path, spec)
+    return _arrays(spec, x, y)
+
+
+def _from_dataset(spec: str, ds) -> Data:
+    """A map-style dataset (``len(ds)``, ``ds[i] -> (image, label)``) as ``Data``."""
     def get(i):
-        from PIL import Image
+        try:
+            item = ds[i]
+        except Exception as e:
+            raise ValueError(f"data {spec}: ds[{i}] failed: {type(e).__name__}: {e}") from e
+        if not (isinstance(item, (tuple, list)) and len(item) >= 2):
+            raise ValueError(f"data {spec}: ds[{i}] must be (image, label), got {type(item).__name__}")
+        return item[0], item[1]
 
-        with Image.open(files[i]) as im:
-            if state["mode"] is None:
-                state["mode"] = "L" if len(im.getbands()) == 1 else "RGB"
-                state["size"] = im.size
-            if im.size != state["size"]:
-                raise ValueError(f"data {spec}: input {i} ({files[i]}) is {im.size[0]}x{im.size[1]}, the first image read "
-                                 f"was {state['size'][0]}x{state['size'][1]}; resize the images or use package.module:callable")
-            a = np.asarray(im.convert(state["mode"]))
-        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-        return a, labels[i]
+    try:
+        n = len(ds)
+    except Exception as e:
+        raise ValueError(f"data {spec}: len() failed: {type(e).__name__}: {e}") from e
+    return Data(spec, n, get)
 
-    d = Data(spec, len(files), get, labels=np.asarray(labels))
-    d.classes = classes
-    d.files = files
-    return d
+
+def _from_object(spec: str, obj) -> Data:
+    """A dataset object, or a tuple/dict of arrays ``(x, y)``, as ``Data`` (``spec`` names it in messages)."""
+    if isinstance(obj, dict) and "x" in obj and "y" in obj:
+        return _arrays(spec, np.asarray(obj["x"]), np.asarray(obj["y"]))
+    if isinstance(obj, tuple) and len(obj) == 2 and all(hasattr(a, "shape") for a in obj):
+        return _arrays(spec, np.asarray(obj[0]), np.asarray(obj[1]))
+    if not (hasattr(obj, "__len__") and hasattr(obj, "__getitem__")):
+        raise ValueError(f"data {spec}: {type(obj).__name__} is not a dataset (len and ds[i] -> (image, label)) "
+                         f"or a pair of arrays (x, y)")
+    return _from_dataset(spec, obj)
 
 
 def _load_callable(spec: str) -> Data:
@@ -205,33 +238,57 @@ def _load_callable(spec: str) -> Data:
         ds = fn()
     except Exception as e:
         raise ValueError(f"data {spec}: calling it failed: {type(e).__name__}: {e}") from e
-    if isinstance(ds, dict) and "x" in ds and "y" in ds:
-        return _arrays(spec, np.asarray(ds["x"]), np.asarray(ds["y"]))
-    if isinstance(ds, tuple) and len(ds) == 2 and all(hasattr(a, "shape") for a in ds):
-        return _arrays(spec, np.asarray(ds[0]), np.asarray(ds[1]))
-    if not (hasattr(ds, "__len__") and hasattr(ds, "__getitem__")):
-        raise ValueError(f"data {spec}: it returned {type(ds).__name__}, not a dataset (len and ds[i] -> (image, label)) "
-                         f"or a pair of arrays (x, y)")
-
-    def get(i):
-        item = ds[i]
-        if not (isinstance(item, (tuple, list)) and len(item) >= 2):
-            raise ValueError(f"data {spec}: ds[{i}] must be (image, label), got {type(item).__name__}")
-        y = item[1]
-        if hasattr(y, "item"):
-            y = y.item()
-        return item[0], y
-
-    return Data(spec, len(ds), get)
+    return _from_object(spec, ds)
 
 
-def load_data(spec: str) -> Data:
-    """Open ``--data`` in any of its forms, or raise ValueError/FileNotFoundError with a one-line message."""
-    spec = str(spec)
+def object_name(obj) -> str:
+    """How a dataset object given from Python is named in messages and in the store's ``data``."""
+    t = type(obj)
+    return f"<{t.__module__}.{t.__qualname__} object>"
+
+
+def is_spec(data) -> bool:
+    """True if ``data`` is written as text or a path (``--data``), False for a dataset object given from Python."""
+    return isinstance(data, (str, os.PathLike))
+
+
+def preprocessing_options(record) -> dict:
+    """``load_data``'s ``resize``, ``crop`` and ``classes`` that read data as a store's ``data_preprocessing`` says."""
+    record = record or {}
+    return {k: record.get(k) for k in ("resize", "crop", "classes")}
+
+
+FORMS = "FILE.npz, IMAGES.npy,LABELS.npy, a folder of class sub-folders, a CIFAR python batch, or package.module:callable"
+
+
+def load_data(spec, resize=None, crop=None, classes=None) -> Data:
+    """Open ``--data`` in any of its forms, or raise ValueError/FileNotFoundError with a one-line message.
+
+    ``spec`` is the text of ``--data`` (or a path), or a dataset object given
+    from Python. ``resize``, ``crop`` (the field's evaluation preprocessing)
+    and ``classes`` (a class-list file) apply to image folders only and are
+    refused for any other form.
+    """
+    if not is_spec(spec):
+        d = _from_object(object_name(spec), spec)
+    else:
+        d = _load_spec(str(spec), resize, crop, classes)
+    if d.preprocessing is None and (resize, crop, classes) != (None, None, None):
+        given = " ".join(f"--{k} {v}" for k, v in (("resize", resize), ("crop", crop), ("classes", classes)) if v is not None)
+        raise ValueError(f"data {d.spec}: {given} applies to image folders only (DIR/<class>/<image>); this data is "
+                         f"used as it is")
+    return d
+
+
+def _load_spec(spec: str, resize, crop, classes) -> Data:
+    """``load_data`` of a ``--data`` text."""
+    from .cifar import batch_file
+
     if "," in spec and spec.endswith(".npy"):
         return _load_npy_pair(spec)
     if os.path.isdir(spec):
-        return _load_folder(spec)
+        batch = batch_file(spec)
+        return _load_cifar(spec, batch) if batch is not None else _load_folder(spec, resize, crop, classes)
     if spec.endswith(".npz"):
         if not os.path.isfile(spec):
             raise FileNotFoundError(f"data {spec}: no such file")
@@ -241,10 +298,11 @@ def load_data(spec: str) -> Data:
     if is_callable_spec(spec):
         return _load_callable(spec)
     if not os.path.exists(spec):
-        raise FileNotFoundError(f"data {spec}: no such file or folder (expected FILE.npz, IMAGES.npy,LABELS.npy, "
-                                f"a folder of class sub-folders, or package.module:callable)")
-    raise ValueError(f"data {spec}: unknown form (expected FILE.npz, IMAGES.npy,LABELS.npy, "
-                     f"a folder of class sub-folders, or package.module:callable)")
+        raise FileNotFoundError(f"data {spec}: no such file or folder (expected {FORMS})")
+    batch = batch_file(spec)
+    if batch is not None:
+        return _load_cifar(spec, batch)
+    raise ValueError(f"data {spec}: unknown form (expected {FORMS})")
 
 
 # ---------------------------------------------------------------- selection
@@ -277,9 +335,20 @@ def indices_spec(sel: range) -> str:
     return f"{sel.start}:{sel.stop}:{sel.step}"
 
 
-def fingerprint(data: Data, sel, progress=None) -> str:
-    """sha256 over the selected inputs as the sampler sees them: index, label, shape and float32 pixels."""
+def fingerprint(data, sel, progress=None) -> str:
+    """sha256 over the selected inputs as the sampler sees them: index, label, shape and float32 pixels.
+
+    When the pixels were resized or cropped (``data.preprocessing``), the
+    preprocessing's settings are hashed first, so another --resize/--crop
+    always gives another fingerprint; data read as it is hashes its pixels
+    only (an image folder without preprocessing and the same images as an
+    .npz have one fingerprint).
+    """
     h = hashlib.sha256(b"smoothcert-data-v1\0")
+    pre = getattr(data, "preprocessing", None) or {}
+    if pre.get("resize") is not None or pre.get("crop") is not None:
+        keys = {k: pre.get(k) for k in ("resize", "crop", "resample")}
+        h.update(b"preprocessing\0" + json.dumps(keys, sort_keys=True).encode())
     for i in sel:
         x, y = data.get(i)
         h.update(np.array([i, y, *x.shape], dtype=np.int64).tobytes())

@@ -11,22 +11,36 @@ from __future__ import annotations
 from ..store.merge import merge_stores as _merge_stores
 
 
-def data_fingerprinter(data):
-    """The function ``spec -> data fingerprint of DATA at --indices spec`` that ``store.merge`` checks parts with."""
-    from .data import fingerprint, load_data, parse_indices
+def data_fingerprinter(data, preprocessing=None):
+    """The function ``spec -> data fingerprint of DATA at --indices spec`` that ``store.merge`` checks parts with.
+
+    ``preprocessing``: the parts' ``data_preprocessing`` (an image folder's
+    resize, crop and class list), with which DATA is read.
+    """
+    from .data import fingerprint, load_data, parse_indices, preprocessing_options
 
     loaded = []
 
     def fp(spec) -> str:
         if not loaded:
-            loaded.append(load_data(str(data)))
+            loaded.append(load_data(str(data), **preprocessing_options(preprocessing)))
         ds = loaded[0]
         return fingerprint(ds, parse_indices(spec, len(ds)))
 
     return fp
 
 
+def _preprocessing(sources, storage_options=None):
+    """The first part's ``data_preprocessing`` (the merge refuses parts that differ in it)."""
+    from ..store import open_store
+
+    with open_store(str(sources[0]), storage_options=storage_options) as st:
+        return st.attrs.get("data_preprocessing")
+
+
 def merge_stores(sources, out, *, data=None, **kwargs) -> dict:
     """``store.merge.merge_stores`` with ``data`` (as ``smoothcert sample --data`` takes it) checked by the sampler."""
-    return _merge_stores(sources, out, data=data, data_fingerprint=None if data is None else data_fingerprinter(data),
-                         **kwargs)
+    fp = None
+    if data is not None:
+        fp = data_fingerprinter(data, _preprocessing(sources, kwargs.get("storage_options")))
+    return _merge_stores(sources, out, data=data, data_fingerprint=fp, **kwargs)

@@ -57,7 +57,7 @@ def base_settings(location, storage_options=None) -> dict:
 
     Returns ``{"location", "n", "n0", "sigma", "seed", "indices", "data",
     "data_fingerprint", "input_shape", "noise_scheme", "num_classes",
-    "n_inputs", "device", "fingerprint"}`` (``fingerprint``:
+    "n_inputs", "device", "data_preprocessing", "fingerprint"}`` (``fingerprint``:
     ``SampleStore.fingerprint()`` of BASE now). ValueError (one line) if
     BASE cannot be opened, was not written by ``smoothcert sample`` (no
     seed, noise scheme, indices or data fingerprint), was drawn with another
@@ -98,7 +98,7 @@ def base_settings(location, storage_options=None) -> dict:
                 "indices": a["indices"], "data": a.get("data"), "data_fingerprint": a["data_fingerprint"],
                 "input_shape": list(a["input_shape"]), "noise_scheme": a["noise_scheme"],
                 "num_classes": base.num_classes, "n_inputs": base.n_inputs, "device": a.get("device"),
-                "fingerprint": base.fingerprint(rec)}
+                "data_preprocessing": a.get("data_preprocessing"), "fingerprint": base.fingerprint(rec)}
 
 
 def resolve(base: dict, given: dict, n) -> dict:

@@ -98,7 +98,8 @@ def check_compatible(store, want: dict) -> None:
         "n_inputs": "number of inputs", "num_classes": "number of classes", "members": "number of models",
         "core_predict": "core model", "model_fingerprint": "model fingerprint",
         "member_fingerprints": "member model fingerprints", "core_model_fingerprint": "core model fingerprint",
-        "data_fingerprint": "data fingerprint", "indices": "indices", "noise_scheme": "noise scheme",
+        "data_fingerprint": "data fingerprint", "data_preprocessing": "data preprocessing",
+        "indices": "indices", "noise_scheme": "noise scheme",
         "normalisation": "normalisation", "amp": "amp", "adaptive": "adaptive sampling rule",
         "layout": "layout", "topk": "top-k (--topk)",
         "replay_of": "replay of a base store with fingerprint",
@@ -334,8 +335,11 @@ def _sample(store, cfg: SampleConfig) -> SampleResult:
         torch.backends.cudnn.deterministic = True
 
     # ---- data, models, fingerprints
-    ds = load_data(cfg.data)
+    ds = load_data(cfg.data, resize=cfg.resize, crop=cfg.crop, classes=cfg.classes)
+    for note in ds.notes:
+        log(note)
     sel = parse_indices(cfg.indices, len(ds))
+    ds.check(sel)
     x0, _ = ds.get(sel[0])
     models = load_models(cfg, dev, x0, sel[0], log)
     members, core = models.members, models.core
@@ -355,12 +359,13 @@ def _sample(store, cfg: SampleConfig) -> SampleResult:
     def check_label(i):
         xi, yi = ds.get(i)
         if yi >= m:
-            raise ValueError(f"data {cfg.data}: input {i} has label {yi}, but the model has {m} classes (0..{m - 1})")
+            raise ValueError(f"data {ds.spec}: input {i} has label {yi}, but the model has {m} classes (0..{m - 1})")
         if xi.shape != x0.shape:
-            raise ValueError(f"data {cfg.data}: input {i} has shape {tuple(xi.shape)}, input {sel[0]} has {tuple(x0.shape)}")
+            raise ValueError(f"data {ds.spec}: input {i} has shape {tuple(xi.shape)}, input {sel[0]} has {tuple(x0.shape)}")
         return xi, yi
 
-    dfp = data_fingerprint(SimpleNamespace(get=check_label), sel)   # also checks every label and shape
+    # also checks every label and shape
+    dfp = data_fingerprint(SimpleNamespace(get=check_label, preprocessing=ds.preprocessing), sel)
     mfps = [lm.fingerprint for lm in members]
     meta = {
         "source": "sample",
@@ -371,8 +376,9 @@ def _sample(store, cfg: SampleConfig) -> SampleResult:
         "member_fingerprints": mfps if k > 1 else None,
         "core_model": cfg.core_model,
         "core_model_fingerprint": core.fingerprint if core else None,
-        "data": cfg.data,
+        "data": ds.spec,
         "data_fingerprint": dfp,
+        "data_preprocessing": ds.preprocessing,
         "indices": indices_spec(sel),
         "input_shape": list(x0.shape),
         "noise_scheme": _noise.SCHEME,

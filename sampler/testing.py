@@ -109,6 +109,43 @@ def tiny_dataset():
     return _DS()
 
 
+def tiny_cifar10():
+    """Tiny network on CIFAR-sized inputs: 3 x 32 x 32 in, 10 classes (fixed weights)."""
+    return _seeded_init(_tiny_cls()(channels=3, m=10, side=32), 3)
+
+
+def tiny_rgb_dataset():
+    """A ``torch.utils.data.Dataset`` of 12 RGB inputs: (float tensor (3, 6, 6) in [0, 1], 0-d int64 tensor label)."""
+    import torch
+
+    x, y = tiny_data(channels=3)
+
+    class _RGB(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(y)
+
+        def __getitem__(self, i):
+            return torch.from_numpy(x[i].astype(np.float32) / np.float32(255.0)), torch.tensor(y[i])
+
+    return _RGB()
+
+
+def tiny_pil_dataset():
+    """``tiny_rgb_dataset``'s inputs as PIL images (a torchvision dataset without ``ToTensor``): refused."""
+    from PIL import Image
+
+    x, y = tiny_data(channels=3)
+
+    class _PIL:
+        def __len__(self):
+            return len(y)
+
+        def __getitem__(self, i):
+            return Image.fromarray(x[i].transpose(1, 2, 0)), int(y[i])
+
+    return _PIL()
+
+
 def cifar_resnet(blocks: int = 3, width: int = 32, num_classes: int = 10):
     """A CIFAR-sized residual network: 3 x 32 x 32 in, ``blocks`` basic residual blocks per stage, 2 stages."""
     import torch

@@ -57,6 +57,7 @@ IDENTITY = (
     ("member_fingerprints", "member model fingerprints"),
     ("core_model_fingerprint", "core model fingerprint"),
     ("normalisation", "normalisation"),
+    ("data_preprocessing", "data preprocessing"),
     ("amp", "amp"),
     ("adaptive", "adaptive sampling rule"),
 )

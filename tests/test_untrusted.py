@@ -80,14 +80,37 @@ def _is_constant_code(node, consts) -> bool:
     return False
 
 
+# The one unpickler the project has: CIFAR batches, resolving numpy's array reconstruction only
+# (test_a_malicious_cifar_pickle_is_refused_and_runs_nothing shows it refusing code).
+RESTRICTED_UNPICKLERS = {("sampler/cifar.py", "NumpyOnlyUnpickler")}
+
+
+def _unpickler_subclass(node, path) -> str | None:
+    """A class deriving from pickle.Unpickler that is not the allow-listed restricted one (or lacks find_class)."""
+    if not isinstance(node, ast.ClassDef):
+        return None
+    bases = [ast.unparse(b) for b in node.bases]
+    if not any(b.split(".")[-1] in ("Unpickler", "_Unpickler") for b in bases):
+        return None
+    rel = str(path.relative_to(ROOT))
+    has_find_class = any(isinstance(n, ast.FunctionDef) and n.name == "find_class" for n in node.body)
+    if (rel, node.name) in RESTRICTED_UNPICKLERS and has_find_class:
+        return None
+    return f"{rel}:{node.lineno} class {node.name}({', '.join(bases)}) (an unpickler not on the allow-list)"
+
+
 def dangerous_calls(path: Path) -> list[str]:
     """Calls that could unpickle or evaluate data: pickle/dill/marshal/joblib loads, eval/exec/compile/
     __import__ of anything but the module's own constant source, np.load(allow_pickle=True), torch.load
-    without weights_only=True, yaml.load, pd.read_pickle, zip/tar extraction without a path guard."""
+    without weights_only=True, yaml.load, pd.read_pickle, zip/tar extraction without a path guard, and
+    any Unpickler subclass but the allow-listed restricted one."""
     tree = ast.parse(path.read_text(), str(path))
     consts = _module_string_constants(tree)
     bad = []
     for node in ast.walk(tree):
+        sub = _unpickler_subclass(node, path)
+        if sub:
+            bad.append(sub)
         if not isinstance(node, ast.Call):
             continue
         name = _call_name(node)
@@ -128,12 +151,14 @@ def test_the_scan_catches_what_it_looks_for(tmp_path):
     p.write_text("import pickle, numpy as np, torch\npickle.loads(b'')\nnp.load('x', allow_pickle=True)\n"
                  "torch.load('w')\ntorch.load('w', weights_only=False)\neval(input())\nimport zipfile\n"
                  "zipfile.ZipFile('a').extractall('b')\nnp.load('x', allow_pickle=False)\n"
-                 "torch.load('w', weights_only=True)\nexec(compile('x = 1', 'f', 'exec'))\n__import__('os')\ntorch.nn.Linear(1, 1).eval()\n")  # the last: a method, not the builtin
+                 "torch.load('w', weights_only=True)\nexec(compile('x = 1', 'f', 'exec'))\n__import__('os')\ntorch.nn.Linear(1, 1).eval()\n"  # a method, not the builtin
+                 "class U(pickle.Unpickler):\n    def find_class(self, m, n):\n        return object\n")
     try:
         bad = dangerous_calls(p)
     finally:
         p.unlink()
-    assert len(bad) == 6, bad
+    assert len(bad) == 7, bad
+    assert any("class U(pickle.Unpickler)" in b for b in bad)
 
 
 def test_a_zarr_v2_store_with_a_pickle_codec_is_refused_without_unpickling(tmp_path):
@@ -188,6 +213,58 @@ def test_a_pickled_checkpoint_is_refused_without_running_it(tmp_path):
     assert "weights_only=True" in line
     assert not marker.exists()
     assert not (tmp_path / "s").exists()
+
+
+class _System:
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+class _Write:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.path), "pwned"))
+
+
+class _Eval:
+    def __init__(self, code):
+        self.code = code
+
+    def __reduce__(self):
+        return (eval, (self.code,))
+
+
+def test_a_malicious_cifar_pickle_is_refused_and_runs_nothing(tmp_path):
+    """CIFAR python batches are pickles: read by an unpickler that resolves numpy's array reconstruction only."""
+    from smoothcert.sampler.data import load_data
+
+    marker = tmp_path / "PWNED"
+    data = np.zeros((2, 3072), np.uint8)
+    cases = {
+        "os.system in a value": {b"data": data, b"labels": [0, 1], b"x": _System(f"touch {marker}")},
+        "os.system as the whole file": _System(f"touch {marker}"),
+        "a file write inside the labels": {b"data": data, b"labels": [0, _Write(marker)]},
+        "eval by name": {b"data": data, b"labels": [0, 1], b"e": _Eval(f"open({str(marker)!r}, 'w').write('x')")},
+    }
+    for name, obj in cases.items():
+        d = tmp_path / name.replace(" ", "_") / "cifar-10-batches-py"
+        d.mkdir(parents=True)
+        with open(d / "test_batch", "wb") as f:
+            pickle.dump(obj, f)
+        with pytest.raises(ValueError, match=r"not a readable CIFAR python batch \(refused to load "
+                                             r"(posix\.system|pathlib\.Path\.write_text|builtins\.eval): only numpy"):
+            load_data(str(d))
+        assert not marker.exists(), name
+        store = tmp_path / f"store-{d.parent.name}"
+        code, out, err, exc = invoke(["sample", "--model", "smoothcert.sampler.testing:tiny_cifar10", "--data", d,
+                                      "--sigma", "0.25", "--n0", "2", "--n", "4", "--device", "cpu", "--no-progress", store])
+        assert "refused to load" in assert_one_line_error(code, err, exc, what=name)
+        assert not marker.exists() and not store.exists(), name
 
 
 def test_there_is_no_unsafe_checkpoint_flag_or_its_help_warns():
