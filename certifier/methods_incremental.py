@@ -25,6 +25,7 @@ import numpy as np
 from ..store import open_store
 from . import incremental
 from .kernels import class_counts
+from .prefixes import prefix_list
 from .registry import Method, Option, frame, level, register
 from .report_incremental import DIRECT, format_incremental_report
 
@@ -112,7 +113,8 @@ def check_options(opts, store=None) -> None:
                          "replay's hard labels are compared as stored)")
     if store is None:
         return
-    P = store.n if opts.n_use is None else int(opts.n_use)
+    plist = prefix_list(opts)
+    P = store.n if opts.n_use is None else (max(plist) if plist is not None else int(opts.n_use))
     with open_store(opts.base) as base:
         check_base(store, base, P)
 
@@ -175,8 +177,8 @@ def _incremental(block, opts):
     base = block.extra
     if base is None:
         raise ValueError("--method incremental: no base rows were read for this block (certify through the engine)")
-    P = int(block.n_use)
-    paired = base["s_labels"], block.s_labels()[:, :P]
+    P = int(block.n_use)  # one prefix of a --n-use list at a time (certifier/prefixes.py); base rows read for the largest
+    paired = base["s_labels"][:, :P], block.s_labels()[:, :P]
     d = incremental.count_disagreements(*paired)
     lost = incremental.count_lost(*paired, incremental.predicted_class(base["counts0"]))
     a = level(opts, spends_twice=True)

@@ -4,8 +4,9 @@ The references below follow section 10 line by line with plain Python and
 scipy.stats.beta.ppf; they share no code with certifier/. The end-to-end
 tests build a base store and a replay store through ``store import`` and
 record the pairing (``replay_of``) through the store API, as the replay
-sampler does; the soundness simulation draws paired hard labels whose true
-probabilities are known exactly.
+sampler does. The soundness simulation, with paired hard labels whose true
+probabilities are known exactly and a 2x-alpha mutant it must catch, is
+tests/soundness/test_power.py::test_incremental_power.
 """
 
 import json
@@ -208,62 +209,6 @@ def test_from_paired_labels_lost_not_disagreements_sets_zeta():
     assert zeta[0] < ref_cp_upper(d, P, a)                        # never looser than the bound on every disagreement
 
 
-# ------------------------------------------------------------ soundness (MC)
-def _simulate(rng, reps, q, r, n0, n, P, m=3):
-    """Paired hard labels with P(f = 0) = q and f' = 1 on a random subset of the rows where f = 0.
-
-    Then P(f != f') = r and P(f' = 0) = q - r exactly: every disagreement
-    removes mass from class 0, the case where the union bound is tight.
-    """
-    probs = np.r_[q, np.full(m - 1, (1 - q) / (m - 1))]
-    f = rng.choice(m, size=(reps, n0 + n), p=probs)
-    flip = (f == 0) & (rng.random(f.shape) < r / q)
-    g = np.where(flip, 1, f)
-    c0 = np.stack([np.bincount(row, minlength=m) for row in f[:, :n0]])
-    c = np.stack([np.bincount(row, minlength=m) for row in f[:, n0:]])
-    return c0, c, f[:, n0:n0 + P], g[:, n0:n0 + P], q - r
-
-
-SCENARIOS = [(0.7, 0.1), (0.9, 0.02), (0.9, 0.1), (0.99, 0.005), (0.99, 0.05), (0.8, 0.2)]
-
-
-def _violation_rates(alpha, joint, reps=1500, seed=11):
-    from smoothcert.certifier.incremental import certify, count_lost
-
-    rng = np.random.default_rng(seed)
-    a = alpha / 2 if joint else alpha
-    out = {"certificate": [], "no_zeta": [], "point_estimates": []}
-    for q, r in SCENARIOS:
-        n0, n, P = 50, 1000, 400
-        c0, c, fb, fr, p_true = _simulate(rng, reps, q, r, n0, n, P)
-        cA = np.argmax(c0, axis=1)  # ties to the lowest index, as top_k
-        d = count_lost(fb, fr, cA)
-        pred, _rad, pA, zeta = certify(c0, c, n, d, P, 1.0, a)
-        true_cA = np.where(cA == 0, p_true, np.where(cA == 1, (1 - q) / 2 + r, (1 - q) / 2))
-        # a violation: a class certified with a bound above the changed model's true probability of that class,
-        # i.e. a radius sigma Phi^-1(pA - zeta) larger than the true sigma Phi^-1(P(f' = cA))
-        out["certificate"].append(np.mean((pred >= 0) & (pA - zeta > true_cA + 1e-12)))
-        out["no_zeta"].append(np.mean((pA >= 0.5) & (pA > true_cA + 1e-12)))
-        kA = np.take_along_axis(c, cA[:, None], 1)[:, 0]
-        est = kA / n - d / P
-        out["point_estimates"].append(np.mean((est >= 0.5) & (est > true_cA + 1e-12)))
-    return {k: np.array(v) for k, v in out.items()}
-
-
-@pytest.mark.parametrize("joint", [True, False])
-def test_soundness_violation_rate_within_alpha_and_negative_controls_caught(joint):
-    alpha = 0.05
-    rates = _violation_rates(alpha, joint)
-    budget = alpha if joint else 2 * alpha  # overall confidence 1 - alpha (joint) or 1 - 2 alpha
-    N = 1500
-    slack = 3 * np.sqrt(budget * (1 - budget) / N)
-    assert (rates["certificate"] <= budget + slack).all(), rates["certificate"]
-    assert rates["certificate"].mean() <= budget
-    # the controls: using the base's pA for the changed model, or point estimates, break the guarantee
-    assert rates["no_zeta"].max() > 0.9, rates["no_zeta"]
-    assert rates["point_estimates"].mean() > 3 * budget, rates["point_estimates"]
-
-
 # ----------------------------------------------------------- end to end (CLI)
 N, M, N0, NB, P = 6, 4, 20, 400, 150
 PAIRED_ATTRS = {"seed": 7, "noise_scheme": "smoothcert-splitmix-bm-v1", "indices": "0:6:1", "data_fingerprint": "d" * 64}
@@ -376,6 +321,28 @@ def test_cli_n_use_pairs_only_the_first_rows(make_store, tmp_path):
     cA = [ref_top1(list(np.bincount(b[i, :N0], minlength=M))) for i in range(N)]
     lost = ref_lost(b[:, N0:N0 + 40].tolist(), r[:, N0:N0 + 40].tolist(), cA)
     assert list(t["disagreements"]) == d and list(t["lost"]) == lost and set(t["rows_used"]) == {40}
+
+
+def test_cli_n_use_list_certifies_each_prefix_at_alpha_over_the_list(make_store, tmp_path):
+    """--n-use 40,150: one certificate per prefix, both bounds at alpha / 2 (section 11's Bonferroni split over the list)."""
+    import pandas as pd
+
+    _y, b, r = _labels()
+    base, out = _pair(make_store, tmp_path, "nlist")
+    tab = tmp_path / "inc.csv"
+    code, _, stderr, _ = _run(["certify", out, "--method", "incremental", "--base", base, "--n-use", "40,150",
+                               "--out", tab, "-q"])
+    assert code == 0, stderr
+    t = pd.read_csv(tab)
+    assert list(t["n_use"]) == [40, 150] * N and list(t["rows_used"]) == [40, 150] * N
+    for (i, t_use), row in zip([(i, t_use) for i in range(N) for t_use in (40, 150)], t.itertuples()):
+        c0, c = np.bincount(b[i, :N0], minlength=M), np.bincount(b[i, N0:], minlength=M)
+        lost = ref_lost([b[i, N0:N0 + t_use].tolist()], [r[i, N0:N0 + t_use].tolist()], [ref_top1(list(c0))])[0]
+        rp, rr, rpA, rz = ref_incremental(list(c0), list(c), lost, t_use, 0.25, 0.001 / 2)
+        assert (row.predict, row.lost) == (rp, lost)
+        assert (row.radius, row.p_lower, row.zeta) == pytest.approx((rr, rpA, rz), rel=1e-10, abs=1e-12)
+    meta = json.loads((tmp_path / "inc.csv.meta.json").read_text())
+    assert meta["confidence"] == pytest.approx(0.998) and meta["prefixes"]["split"] == 2
 
 
 def test_report_shows_incremental_and_direct_side_by_side(make_store, tmp_path):
