@@ -293,3 +293,31 @@ def test_certified_accuracy_counts_a_radius_equal_to_r():
     rad, cor = np.array([0.5, down(0.5), 0.5, 0.0]), np.array([1, 1, 0, 1])
     assert certified_accuracy(rad, cor, 0.5) == 0.25
     assert certified_accuracy(rad, cor, 0.0) == 0.75          # at r = 0: correct and not abstained
+
+
+def test_cdf_thresholds_every_ceil_n_over_K_with_K_capped_at_n_and_ties_counted():
+    """gap = ceil(n/K), K capped at n, s_i = z_(i*gap) while i*gap < n; q_i counts z >= s_i, ties included."""
+    from smoothcert.certifier.cdf import cdf_terms
+
+    z = np.array([0.1, 0.2, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    for K, want in ((10, z), (11, z), (10_000, z), (9, z[::2]), (5, z[::2]), (4, z[::3]), (1, z[:1])):
+        s, q = cdf_terms(z, K, 0.0)
+        assert s.tolist() == want.tolist(), K
+    s, q = cdf_terms(z, 10, 0.25)
+    counts = np.array([10, 9, 9, 7, 6, 5, 4, 3, 2, 1])        # #{z >= 0.2} = 9 for both tied values
+    assert q == pytest.approx(np.maximum(counts / 10 - 0.25, 0.0), abs=1e-15)
+    assert q[-2:].tolist() == [0.0, 0.0] and q[-3] > 0        # max(count / n - eps, 0)
+
+
+# ======================================================================= section 11
+def test_n_use_accepts_every_prefix_up_to_n_and_refuses_n_plus_one():
+    from smoothcert.certifier import CertifyOptions, get_method
+    from smoothcert.certifier.prefixes import check
+
+    cohen = get_method("cohen")
+    assert check(cohen, CertifyOptions(n_use=[1, 400]), 400) == 400
+    assert check(cohen, CertifyOptions(n_use=400), 400) == 400
+    with pytest.raises(ValueError, match="--n-use 401 exceeds the store's n = 400"):
+        check(cohen, CertifyOptions(n_use=[1, 401]), 400)
+    with pytest.raises(ValueError, match="at least 1"):
+        CertifyOptions(n_use=[0, 400]).validate()
