@@ -321,3 +321,29 @@ def test_n_use_accepts_every_prefix_up_to_n_and_refuses_n_plus_one():
         check(cohen, CertifyOptions(n_use=[1, 401]), 400)
     with pytest.raises(ValueError, match="at least 1"):
         CertifyOptions(n_use=[0, 400]).validate()
+
+
+def test_every_test_the_readme_table_names_exists():
+    """tests/README.md's table of pinned comparisons names real tests (``file::name`` or a boundaries name)."""
+    import ast
+    import re
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    table = [ln for ln in (here / "README.md").read_text().splitlines() if re.match(r"\| \d", ln)]
+    assert len(table) >= 35
+    defined = {}
+    for path in here.glob("test_*.py"):
+        defined[path.name] = {n.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.FunctionDef)}
+    for row in table:
+        cell, current, named = row.split(" | ")[-1], "test_boundaries.py", 0
+        for m in re.finditer(r"boundaries|`([^`]+)`", cell):   # a bare name belongs to the file named last
+            span = m.group(1)
+            if span is None:
+                current = "test_boundaries.py"
+                continue
+            file, _, name = span.rpartition("::")
+            current = file or current
+            assert name in defined[current], (row, current, name)
+            named += 1
+        assert named, row
