@@ -302,7 +302,8 @@ def test_soundness_simulation(measure):
 
     Base score f(x) = Phi(x / tau) (margin: 2 f - 1 for 2 classes); under x + sigma N(0, 1) its smoothed
     value at x0 - R is Phi((x0 - R) / sqrt(tau^2 + sigma^2)). A violation is any R on the grid where the bound
-    exceeds the truth. tau small makes f nearly a step, where the bounds are nearly tight.
+    exceeds the truth. tau small makes f nearly a step, where the bounds are nearly tight. A necessary check: at
+    2 alpha it passes too; soundness/test_power.py checks the DKW band and Hoeffding's bound with power.
     """
     from smoothcert.certifier.cdf import cdf_terms, compact_terms, dkw_eps, hoeffding_q, hoeffding_terms, lower_bound
 
