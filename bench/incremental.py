@@ -24,9 +24,11 @@ Stores are built once under bench-out/incremental/ and reused.
 A second table says where the incremental certificate loses accuracy, from
 the same stores' hard labels: with zeta replaced by the observed rate lost/P
 (not a certificate: what is left is lost to the lost cA votes themselves),
-and with the bound of Ugare et al. on every disagreement, zeta =
-CP_upper(d, P) (what ``--method incremental`` computed before section 10 was
-amended). A third lists, per input of a goal case whose radius falls below a
+with the bound of Ugare et al. on every disagreement, zeta = CP_upper(d, P)
+(what ``--method incremental`` computed before section 10 was amended), and
+with a bound on the net change that also credits the cA votes the change
+gains, pA - CP_upper(lost, P, a/2) + CP_lower(gained, P, a/2) (sound by the
+same union bound; not what section 10 computes). A third lists, per input of a goal case whose radius falls below a
 goal radius that full recertification reaches, where its radius goes: the
 base's pA, the lost and gained cA votes on the P paired rows, zeta, and the
 radius at each step.
@@ -214,19 +216,26 @@ def diagnose(base, out, P, full_table, inc_table) -> dict:
         return np.where(p >= 0.5, sigma * norm.ppf(np.clip(p, 0.5, 1.0)), 0.0)
 
     out_ = {}
+    net = pA - cp_upper(lost, P, ALPHA / 2) + cp_lower(gained, P, ALPHA / 2)
     for name, p in (("certified", pA - cp_upper(lost, P, ALPHA)), ("rate known", pA - lost / P),
-                    ("all disagreements", pA - cp_upper(d, P, ALPHA))):
+                    ("all disagreements", pA - cp_upper(d, P, ALPHA)), ("net change", net)):
         ok = (p >= 0.5) & (cA == y)
         rad = np.where(ok, radius(p), 0.0)
         out_[name] = [float(np.mean(ok & (rad >= r))) for r in RADII]
-    full_r = full_table["radius"].to_numpy() * full_table["correct"].to_numpy()
-    inc_r = inc_table["radius"].to_numpy() * inc_table["correct"].to_numpy()
+    def counted(table):
+        """(B, radii) bool: the input counts in certified accuracy at each goal radius (correct, radius >= r)."""
+        rad, ok = table["radius"].to_numpy(), table["correct"].to_numpy() == 1
+        return np.stack([ok & (rad >= r) for r in GOAL_RADII], axis=1), np.where(ok, rad, np.nan)
+
+    full_ok, full_r = counted(full_table)
+    inc_ok, inc_r = counted(inc_table)
     steps = []
-    for i in np.flatnonzero([any(f >= r > g for r in GOAL_RADII) for f, g in zip(full_r, inc_r)]):
-        steps.append(dict(idx=int(i), full=float(full_r[i]), base=float(radius(pA[i])), pA=float(pA[i]),
+    for i in np.flatnonzero((full_ok & ~inc_ok).any(axis=1)):
+        steps.append(dict(idx=int(i), lost_at=[r for r, k in zip(GOAL_RADII, full_ok[i] & ~inc_ok[i]) if k],
+                          full=float(full_r[i]), base=float(radius(pA[i])), pA=float(pA[i]),
                           lost=int(lost[i]), gained=int(gained[i]), d=int(d[i]),
                           known=float(radius(pA[i] - lost[i] / P)), zeta=float(cp_upper(lost[i], P, ALPHA)),
-                          inc=float(inc_r[i])))
+                          inc=float(inc_r[i]), same_class=bool(full_table["predict"].iloc[i] == cA[i])))
     out_["inputs"] = steps
     return out_
 
@@ -267,30 +276,36 @@ def print_why(sigma: float, lines) -> None:
     acc = "/".join(format(r, "g") for r in RADII)
     print(f"\nsigma {sigma:g}: where incremental loses, certified accuracy (%) at r = {acc}")
     print(f"{'change':<10} {'P':>7}  {'full':<14} {'incremental':<14} {'zeta := lost/P (*)':<19} "
-          f"{'zeta from d (**)':<16}")
+          f"{'zeta from d (**)':<17} {'net change (***)':<16}")
     for ln in lines:
         if "diag" not in ln:
             continue
         g = ln["diag"]
         f = "/".join(f"{100 * ln['ref'][f'acc@{r:g}']:.0f}" for r in RADII)
-        cols = ["/".join(f"{100 * v:.0f}" for v in g[k]) for k in ("certified", "rate known", "all disagreements")]
-        print(f"{ln['change']:<10} {ln['passes'] - N0:>7,}  {f:<14} {cols[0]:<14} {cols[1]:<19} {cols[2]:<16}")
+        cols = ["/".join(f"{100 * v:.0f}" for v in g[k])
+                for k in ("certified", "rate known", "all disagreements", "net change")]
+        print(f"{ln['change']:<10} {ln['passes'] - N0:>7,}  {f:<14} {cols[0]:<14} {cols[1]:<19} {cols[2]:<17} "
+              f"{cols[3]:<16}")
 
 
 def print_inputs(sigma: float, lines) -> None:
-    """Per input of a goal case (int8, pruned at P = n/10) that full certifies beyond a goal radius and incremental does not."""
-    rows = [(ln, s) for ln in lines if "diag" in ln and ln["change"] in GOAL_CHANGES and ln["P"] <= ln["n"] / 10
+    """Per input of a goal case (int8, pruned at P = n/10) that full recertification counts at a goal radius and
+    the incremental certificate does not."""
+    rows = [(ln, s) for ln in lines if "diag" in ln and ln["change"] in GOAL_CHANGES and ln["P"] == ln["n"] // 10
             for s in ln["diag"]["inputs"]]
-    print(f"\nsigma {sigma:g}, P = n/10: inputs whose incremental radius falls below a goal radius "
-          f"({', '.join(format(r, 'g') for r in GOAL_RADII)}) that full recertification reaches")
+    print(f"\nsigma {sigma:g}, P = n/10: inputs full recertification counts at a goal radius "
+          f"({', '.join(format(r, 'g') for r in GOAL_RADII)}) and incremental does not")
     if not rows:
         print("  none")
         return
-    print(f"{'change':<8} {'idx':>4} {'full r':>7} {'base r':>7} {'pA':>8} {'lost':>5} {'gained':>6} {'d':>5} "
-          f"{'r(lost/P)':>9} {'zeta':>7} {'incr r':>7}")
+    print(f"{'change':<8} {'idx':>4} {'lost at r':>9} {'full r':>7} {'base r':>7} {'pA':>8} {'lost':>5} {'gained':>6} "
+          f"{'d':>5} {'r(lost/P)':>9} {'zeta':>7} {'incr r':>7}")
     for ln, s in rows:
-        print(f"{ln['change']:<8} {s['idx']:>4} {s['full']:>7.3f} {s['base']:>7.3f} {s['pA']:>8.5f} {s['lost']:>5} "
-              f"{s['gained']:>6} {s['d']:>5} {s['known']:>9.3f} {s['zeta']:>7.4f} {s['inc']:>7.3f}")
+        at = ",".join(format(r, "g") for r in s["lost_at"])
+        inc = "abstain" if np.isnan(s["inc"]) else f"{s['inc']:.3f}"
+        full = f"{s['full']:.3f}" + ("" if s["same_class"] else "*")
+        print(f"{ln['change']:<8} {s['idx']:>4} {at:>9} {full:>7} {s['base']:>7.3f} {s['pA']:>8.5f} {s['lost']:>5} "
+              f"{s['gained']:>6} {s['d']:>5} {s['known']:>9.3f} {s['zeta']:>7.4f} {inc:>7}")
 
 
 def main(argv=None) -> None:
@@ -319,12 +334,15 @@ def main(argv=None) -> None:
     print("(*) not a certificate: the observed rate of lost cA votes in place of its upper bound zeta; what it "
           "loses against full is lost to the lost votes themselves (the bound ignores the votes f' gains).\n"
           "(**) zeta = CP_upper(d, P) over every disagreement, Ugare et al.'s bound (before docs/methods.md "
-          "section 10 was amended): sound and never tighter.")
+          "section 10 was amended): sound and never tighter.\n"
+          "(***) pA - CP_upper(lost, P, alpha/2) + CP_lower(gained, P, alpha/2): credits the cA votes f' gains; sound "
+          "by the same union bound (alpha + alpha/2 + alpha/2), not what --method incremental computes.")
     for sigma, lines in results:
         print_inputs(sigma, lines)
-    print("full r: cohen on the changed model at n; base r: sigma Phi^-1(pA), the base's own radius; lost/gained: "
-          "paired rows (of P) where the change took a cA vote away / added one; r(lost/P): sigma Phi^-1(pA - lost/P), "
-          "not a certificate; incr r: sigma Phi^-1(pA - zeta).")
+    print("full r: cohen on the changed model at n (* where its class, chosen on f''s selection rows, is not the "
+          "base's cA); base r: sigma Phi^-1(pA), the base's own radius; lost/gained: paired rows (of P) where the "
+          "change took a cA vote away / added one; r(lost/P): sigma Phi^-1(pA - lost/P), not a certificate; incr r: "
+          "sigma Phi^-1(pA - zeta).")
     print(f"(bench ran {time.perf_counter() - t:.0f} s)")
 
 
