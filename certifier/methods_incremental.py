@@ -25,6 +25,7 @@ import numpy as np
 from ..store import open_store
 from . import incremental
 from .kernels import class_counts
+from .prefixes import prefix_list
 from .registry import Method, Option, frame, level, register
 from .report_incremental import DIRECT, format_incremental_report
 
@@ -112,7 +113,8 @@ def check_options(opts, store=None) -> None:
                          "replay's hard labels are compared as stored)")
     if store is None:
         return
-    P = store.n if opts.n_use is None else int(opts.n_use)
+    plist = prefix_list(opts)
+    P = store.n if opts.n_use is None else (max(plist) if plist is not None else int(opts.n_use))
     with open_store(opts.base) as base:
         check_base(store, base, P)
 
@@ -175,33 +177,37 @@ def _incremental(block, opts):
     base = block.extra
     if base is None:
         raise ValueError("--method incremental: no base rows were read for this block (certify through the engine)")
-    P = int(block.n_use)
-    d = incremental.count_disagreements(base["s_labels"], block.s_labels()[:, :P])
+    P = int(block.n_use)  # one prefix of a --n-use list at a time (certifier/prefixes.py); base rows read for the largest
+    paired = base["s_labels"][:, :P], block.s_labels()[:, :P]
+    d = incremental.count_disagreements(*paired)
+    lost = incremental.count_lost(*paired, incremental.predicted_class(base["counts0"]))
     a = level(opts, spends_twice=True)
-    pred, rad, pA, zeta = incremental.certify(base["counts0"], base["counts"], base["n"], d, P, block.sigma, a)
+    pred, rad, pA, zeta = incremental.certify(base["counts0"], base["counts"], base["n"], lost, P, block.sigma, a)
     return frame(np.arange(len(block)), predict=pred, radius=rad, p_lower=pA, zeta=zeta, disagreements=d,
-                 rows_used=P)
+                 lost=lost, rows_used=P)
 
 
 def confidence(opts):
-    """Overall confidence: two bounds (pA on BASE, zeta on the paired disagreements) joined by a union bound."""
+    """Overall confidence: two bounds (pA on BASE, zeta on the lost cA votes) joined by a union bound."""
     if opts.joint_alpha:
         return 1 - opts.alpha, (f"1 - alpha = {1 - opts.alpha:g} (--joint-alpha: pA on the base's estimation rows "
-                                f"and zeta on the paired disagreements at alpha/2 each; union bound)")
+                                f"and zeta on the lost cA votes at alpha/2 each; union bound)")
     return 1 - 2 * opts.alpha, (f"1 - 2 alpha = {1 - 2 * opts.alpha:g} (pA on the base's estimation rows at alpha, "
-                                f"zeta on the paired disagreements at alpha; union bound)")
+                                f"zeta on the lost cA votes at alpha; union bound)")
 
 
 def summary(table, opts) -> dict:
-    """Sidecar entry: the base's fingerprint (checked equal to STORE's replay_of), P and the disagreement rates."""
+    """Sidecar entry: the base's fingerprint (checked equal to STORE's replay_of), P, the disagreement and lost-vote rates."""
     with open_store(opts.base) as base:
         fp = base.fingerprint()
     out = {"base_fingerprint": fp,
-           "bound": "P(f'(x+e) = cA) >= pA - zeta: pA from the base store, zeta bounds the paired disagreement rate"}
+           "bound": "P(f'(x+e) = cA) >= pA - zeta: pA from the base store, zeta bounds the rate of paired rows where "
+                    "the base says cA and the changed model does not (lost)"}
     if len(table):
         P = table["rows_used"].to_numpy()
         out["rows_used"] = int(P[0])
         out["disagreement_rate_mean"] = float(np.mean(table["disagreements"].to_numpy() / P))
+        out["lost_rate_mean"] = float(np.mean(table["lost"].to_numpy() / P))
         out["zeta_mean"] = float(table["zeta"].mean())
     return {"incremental": out}
 
@@ -210,7 +216,7 @@ register(Method(
     "incremental", _incremental, confidence, section="10",
     overall="1 - 2 alpha (1 - alpha with `--joint-alpha`)",
     certifies="the changed model's smoothed prediction stays the base's class cA within sigma Phi^-1(pA - zeta): pA "
-              "from the base store, zeta bounds the paired disagreement rate",
+              "from the base store, zeta bounds the rate of cA votes the change lost",
     options=(Option("base", None, "incremental: the base store (original model) whose noisy copies STORE replays; "
                     "refused unless it is the store STORE recorded (replay_of) with the same sigma, n0, seed, noise, "
                     "indices and data.", metavar="BASE"),),

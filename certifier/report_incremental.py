@@ -7,8 +7,8 @@ Direct rows are taken from the other tables only: within one table (the
 demo's, say) cohen and two-step certify the store's own model, not the
 changed one. For the inputs present in every table: certified accuracy at each radius,
 ACR and abstain rate per table, the incremental rows' P, mean paired
-disagreement rate d/P and mean zeta, and how often the two certificates
-agree.
+disagreement rate d/P, mean rate of lost cA votes lost/P and mean zeta (the
+upper bound on the latter), and how often the two certificates agree.
 """
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ def side_by_side(df: pd.DataFrame, radii) -> tuple[pd.DataFrame, dict]:
             P = g["rows_used"].to_numpy(dtype=float)
             rec["P"] = int(P[0]) if np.all(P == P[0]) else float(P.mean())
             rec["d/P"] = float(np.mean(g["disagreements"].to_numpy() / P))
+            rec["lost/P"] = float(np.mean(g["lost"].to_numpy() / P))
             rec["zeta"] = float(g["zeta"].mean())
         recs.append(rec)
     agreement = {}
@@ -83,14 +84,15 @@ def format_incremental_report(df: pd.DataFrame, radii) -> str | None:
             shown[c] = shown[c].map(lambda v: f"{100 * v:.1f}")
         elif c in ("ACR", "zeta"):
             shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
-        elif c == "d/P":
+        elif c in ("d/P", "lost/P"):
             shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
         elif c == "P":
             shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{v:g}")
     n = int(tab["inputs"].max()) if len(tab) else 0
     head = (f"incremental certification (Ugare et al. 2024; docs/methods.md section 10): certified accuracy (%) "
             f"on the {n} inputs in every table;\nincremental radius = sigma Phi^-1(pA - zeta), pA from the base "
-            f"store, zeta the upper bound on the paired disagreement rate d/P")
+            f"store, zeta the upper bound on the rate lost/P of paired rows where the base says cA and the changed "
+            f"model does not; d/P: all paired disagreements")
     lines = [head, shown.to_string(index=False)]
     if agree:
         lines.append(f"incremental vs direct ({agree['inputs']} inputs): same prediction {100 * agree['same_prediction']:.1f}%, "

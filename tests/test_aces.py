@@ -268,7 +268,8 @@ def test_report_table_and_pareto_plot(make_store, tmp_path):
 # ---------------------------------------------------------------- soundness
 def test_certify_soundness_simulation():
     """Known probabilities: a returned class differs from F_ACES(x), or a radius exceeds the one the true
-    probabilities allow, in at most alpha of the runs (each configuration sits near a decision boundary)."""
+    probabilities allow, in at most alpha of the runs (each configuration sits near a decision boundary). A
+    necessary check of the decisions; the bounds' power check is soundness/test_power.py::test_aces_power."""
     from smoothcert.certifier.aces import certify_counts, predict_counts
 
     rng = np.random.default_rng(2024)

@@ -160,7 +160,8 @@ def test_short_adaptive_inputs(tmp_path):
 
 def test_soundness_simulation():
     """Known pA: a certificate claims more than the true radius in at most alpha of the runs, and an early
-    abort gives up on an input robust at r in at most beta of the runs."""
+    abort gives up on an input robust at r in at most beta of the runs. A necessary check; the one with power
+    against alpha doubled is soundness/test_power.py::test_adaptive_power."""
     from smoothcert.stats.adaptive import replay
 
     rng = np.random.default_rng(99)

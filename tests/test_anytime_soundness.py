@@ -7,7 +7,11 @@ lower bound is above p (or upper bound below p). The claim under test:
 that rate stays within alpha for the confidence sequence and for
 Clopper-Pearson at alpha / L, while plain Clopper-Pearson at alpha on each of
 20 prefixes (the "look at every prefix, keep the best" mistake) exceeds it.
-Seeds are fixed; the margins are three binomial standard errors.
+Seeds are fixed; the margins are three binomial standard errors. Over these
+prefixes the sequence errs far below its level (its martingale overshoots
+1/a), so these checks cannot tell a from 2a; the check that can, at every
+prefix of sequences where the sequence is nearly exact, is
+tests/soundness/test_power.py::test_confidence_sequence_power.
 """
 from __future__ import annotations
 

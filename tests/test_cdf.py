@@ -302,7 +302,8 @@ def test_soundness_simulation(measure):
 
     Base score f(x) = Phi(x / tau) (margin: 2 f - 1 for 2 classes); under x + sigma N(0, 1) its smoothed
     value at x0 - R is Phi((x0 - R) / sqrt(tau^2 + sigma^2)). A violation is any R on the grid where the bound
-    exceeds the truth. tau small makes f nearly a step, where the bounds are nearly tight.
+    exceeds the truth. tau small makes f nearly a step, where the bounds are nearly tight. A necessary check: at
+    2 alpha it passes too; soundness/test_power.py checks the DKW band and Hoeffding's bound with power.
     """
     from smoothcert.certifier.cdf import cdf_terms, compact_terms, dkw_eps, hoeffding_q, hoeffding_terms, lower_bound
 
@@ -329,22 +330,55 @@ def test_soundness_simulation(measure):
 
 
 # ---------------------------------------------------------------- radius search
-def test_bisection_precision_and_evaluation_count():
-    """The radius is within 1e-4 below the exact sup, in at most ceil(log2(hi / 1e-4)) evaluations per threshold."""
-    from smoothcert.certifier.cdf import certified_radii, compact_terms, cdf_terms, dkw_eps
+def test_bisection_precision_and_evaluation_count(monkeypatch):
+    """The radius is within 1e-4 below the exact sup, found with at most 1 + ceil(log2(hi / 1e-4)) evaluations of
+    lower(R) per threshold (hi = sigma (max u_i - Phi^-1((t - a) / W)), the bracket's upper end, W = sum w_i) and
+    at most one for Hoeffding's single term (the check of its closed form); plus one of lower(0) per call.
 
+    The evaluations are counted by running the module's bisection loop as plain Python (Numba's ``py_func`` of
+    the same source) with each call of the real compiled ``lower`` counted on its way through.
+    """
+    from smoothcert.certifier import cdf as C
+
+    calls = []
+    real_lower = C._lower
+
+    def counted(R, a, w, u, inv_sigma):
+        calls.append(R)
+        return real_lower(R, a, w, u, inv_sigma)
+
+    monkeypatch.setattr(C, "_lower", counted)
+    monkeypatch.setattr(C, "_bisect", C._bisect.py_func)
     rng = np.random.default_rng(2)
-    for _ in range(10):
+    sigma, bisected = 0.25, 0
+    for trial in range(12):
         z = np.sort(rng.beta(rng.uniform(1, 8), rng.uniform(0.5, 3), size=1000))
-        w, u = compact_terms(*cdf_terms(z, 100, float(dkw_eps(1000, 0.001))), 0.0)
-        ts = np.array([0.05, 0.3, 0.5, 0.9])
-        rad, l0 = certified_radii(0.0, w, u, 0.25, ts)
-        for t, r in zip(ts, rad):
-            def lower(R, w=w, u=u):
-                return 0.0 + float(np.sum(w * stats.norm.cdf(u - R / 0.25)))
+        bound = "hoeffding" if trial % 4 == 3 else "cdf"
+        if bound == "cdf":
+            w, u = C.compact_terms(*C.cdf_terms(z, 100, float(C.dkw_eps(1000, 0.001))), 0.0)
+        else:
+            w, u = C.hoeffding_terms(float(C.hoeffding_q(z.mean(), 1000, 0.001, 0.0, 1.0)), 0.0, 1.0)
+        for t in (0.05, 0.3, 0.5, 0.9):
+            calls.clear()
+            (r,), lower0 = C.certified_radii(0.0, w, u, sigma, [t])
 
+            def lower(R, w=w, u=u):
+                return float(np.sum(w * stats.norm.cdf(u - R / sigma)))
+
+            assert lower0 == pytest.approx(lower(0.0), abs=1e-12)
+            if lower0 < t:
+                assert r == 0.0 and len(calls) == 1
+                continue
             sup = ref_radius(lower, t)
             assert sup - 1e-4 - 1e-12 <= r <= sup + 1e-12
+            hi = sigma * (float(np.max(u)) - stats.norm.ppf(t / float(np.sum(w))))
+            steps = len(calls) - 1                                   # the call's lower(0) aside
+            if bound == "hoeffding":
+                assert steps <= 1                                    # one term: the closed form, checked once
+            else:
+                assert steps <= 1 + math.ceil(math.log2(hi / 1e-4)), (steps, hi)
+                bisected += steps > 0
+    assert bisected >= 10
 
 
 # ---------------------------------------------------------------- CLI and report

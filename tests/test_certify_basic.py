@@ -154,18 +154,20 @@ def test_cohen_pA_just_above_and_below_half(counts_store):
     assert 0 <= table.iloc[1]["radius"] < 0.01
 
 
-def test_cohen_pA_exactly_half_gives_radius_zero():
-    from smoothcert.certifier.cohen import certify as cohen_certify
-
-    # choose alpha so that CP_lower(k, n, alpha) is exactly 0.5: alpha = I_0.5(k, n-k+1)
+def test_cohen_pA_at_one_half_from_real_counts_follows_the_rule_on_either_side():
+    """alpha = I_0.5(k, n - k + 1) puts CP_lower(k, n, alpha) at 0.5 up to rounding: whichever side of 0.5 the bound
+    lands on, the certificate is the rule's (class and radius 0 at or above, abstain below); test_boundaries.py pins
+    0.5 exactly and one ulp either side."""
     from scipy.special import betainc
+
+    from smoothcert.certifier.cohen import certify as cohen_certify
 
     k, n = 60, 100
     alpha = float(betainc(k, n - k + 1, 0.5))
     pred, rad, pA = cohen_certify(np.array([[5, 0]]), np.array([[k, n - k]]), n, 1.0, alpha)
     assert pA[0] == pytest.approx(0.5, abs=1e-12)
-    if pA[0] >= 0.5:
-        assert pred[0] == 0 and rad[0] == pytest.approx(0.0, abs=1e-9)
+    assert pred[0] == (0 if pA[0] >= 0.5 else -1)
+    assert rad[0] == (1.0 * stats.norm.ppf(pA[0]) if pA[0] >= 0.5 else 0.0) and 0.0 <= rad[0] < 1e-9
 
 
 def test_cohen_predict_uses_only_estimation_block(counts_store):

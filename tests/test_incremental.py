@@ -4,8 +4,9 @@ The references below follow section 10 line by line with plain Python and
 scipy.stats.beta.ppf; they share no code with certifier/. The end-to-end
 tests build a base store and a replay store through ``store import`` and
 record the pairing (``replay_of``) through the store API, as the replay
-sampler does; the soundness simulation draws paired hard labels whose true
-probabilities are known exactly.
+sampler does. The soundness simulation, with paired hard labels whose true
+probabilities are known exactly and a 2x-alpha mutant it must catch, is
+tests/soundness/test_power.py::test_incremental_power.
 """
 
 import json
@@ -26,27 +27,37 @@ def ref_cp_upper(k, n, a):
     return 1.0 if k == n else float(stats.beta.ppf(1 - a, k + 1, n - k))
 
 
-def ref_incremental(c0, c, d, P, sigma, a):
-    """(predict, radius, pA, zeta) of section 10 for one input, in plain Python."""
+def ref_incremental(c0, c, lost, P, sigma, a):
+    """(predict, radius, pA, zeta) of section 10 for one input, in plain Python (zeta from the lost cA votes)."""
     n = int(sum(c))
-    cA = min(range(len(c0)), key=lambda k: (-c0[k], k))  # top-1, ties towards the lowest index
+    cA = ref_top1(c0)
     pA = ref_cp_lower(int(c[cA]), n, a)
-    zeta = ref_cp_upper(int(d), int(P), a)
+    zeta = ref_cp_upper(int(lost), int(P), a)
     p = pA - zeta
     if p < 0.5:
         return -1, 0.0, pA, zeta
     return cA, sigma * float(stats.norm.ppf(p)), pA, zeta
 
 
+def ref_top1(c0):
+    return min(range(len(c0)), key=lambda k: (-c0[k], k))  # top-1, ties towards the lowest index
+
+
 def ref_disagreements(a, b):
     return [sum(1 for x, y in zip(ra, rb) if x != y) for ra, rb in zip(a, b)]
 
 
+def ref_lost(a, b, cA):
+    """Per input: paired rows where the base (a) says cA and the replay (b) does not."""
+    return [sum(1 for x, y in zip(ra, rb) if x == c and y != c) for ra, rb, c in zip(a, b, cA)]
+
+
 # ----------------------------------------------------------------- pure math
 CASES = [
-    # (counts0, base counts over n, d, P)
-    ([0, 20, 0], [3, 990, 7], 0, 1000),        # d = 0
-    ([0, 20, 0], [3, 990, 7], 1000, 1000),     # d = P: zeta = 1, abstain
+    # (counts0, base counts over n, lost, P)
+    ([0, 20, 0], [3, 990, 7], 0, 1000),        # lost = 0, P = n
+    ([0, 20, 0], [3, 990, 7], 4, 1000),        # P = n
+    ([0, 20, 0], [3, 990, 7], 500, 500),       # lost = P: zeta = 1, abstain
     ([0, 20, 0], [0, 1000, 0], 0, 1000),       # one observed class: pA = a^(1/n)
     ([0, 20, 0], [0, 1000, 0], 3, 200),
     ([7, 7, 6], [400, 500, 100], 2, 100),      # tie in counts0: class 0 (lower index), though 1 leads in S
@@ -59,14 +70,14 @@ CASES = [
 
 
 @pytest.mark.parametrize("joint", [False, True])
-@pytest.mark.parametrize("c0,c,d,P", CASES)
-def test_certificate_equals_independent_scipy_computation(c0, c, d, P, joint):
+@pytest.mark.parametrize("c0,c,lost,P", CASES)
+def test_certificate_equals_independent_scipy_computation(c0, c, lost, P, joint):
     from smoothcert.certifier.incremental import certify
 
     alpha, sigma = 0.001, 0.37
     a = alpha / 2 if joint else alpha
-    pred, rad, pA, zeta = certify(np.array([c0]), np.array([c]), sum(c), np.array([d]), P, sigma, a)
-    rp, rr, rpA, rz = ref_incremental(c0, c, d, P, sigma, a)
+    pred, rad, pA, zeta = certify(np.array([c0]), np.array([c]), sum(c), np.array([lost]), P, sigma, a)
+    rp, rr, rpA, rz = ref_incremental(c0, c, lost, P, sigma, a)
     assert pred[0] == rp
     assert pA[0] == pytest.approx(rpA, rel=1e-10, abs=1e-14)
     assert zeta[0] == pytest.approx(rz, rel=1e-10, abs=1e-14)
@@ -81,17 +92,18 @@ def test_certificate_vectorised_over_inputs_equals_per_input_reference():
     c0 = rng.multinomial(30, rng.dirichlet(np.ones(m) * 0.5), size=B)
     n = rng.integers(50, 3000, B)
     c = np.stack([rng.multinomial(k, rng.dirichlet(np.ones(m) * 0.3)) for k in n])
-    P = rng.integers(1, 2000, B)
-    d = rng.binomial(P, rng.uniform(0, 0.2, B))
-    d[:10] = 0
-    d[10:20] = P[10:20]
-    pred, rad, pA, zeta = certify(c0, c, n, d, P, 0.5, 0.001)
+    kA = c[np.arange(B), [ref_top1(list(r)) for r in c0]]
+    P = np.minimum(rng.integers(1, 2000, B), n)
+    lost = rng.binomial(np.minimum(P, kA), rng.uniform(0, 0.2, B))
+    lost[:10] = 0
+    lost[10:20] = np.minimum(P, kA)[10:20]
+    pred, rad, pA, zeta = certify(c0, c, n, lost, P, 0.5, 0.001)
     for i in range(B):
-        rp, rr, rpA, rz = ref_incremental(list(c0[i]), list(c[i]), d[i], P[i], 0.5, 0.001)
+        rp, rr, rpA, rz = ref_incremental(list(c0[i]), list(c[i]), lost[i], P[i], 0.5, 0.001)
         assert (pred[i], rad[i], pA[i], zeta[i]) == pytest.approx((rp, rr, rpA, rz), rel=1e-9, abs=1e-12), i
 
 
-def test_one_observed_class_and_no_disagreement_gives_closed_forms():
+def test_one_observed_class_and_no_lost_vote_gives_closed_forms():
     from smoothcert.certifier.incremental import certify
 
     n, P, a = 1000, 200, 0.001
@@ -110,14 +122,14 @@ def test_p_exactly_one_half_gives_radius_zero_and_just_below_abstains():
 
 
 def test_pA_minus_zeta_at_one_half_from_counts_gives_radius_about_zero():
-    # alpha chosen by root finding so that CP_lower(k, n, a) - CP_upper(d, P, a) = 0.5 up to rounding
+    # alpha chosen by root finding so that CP_lower(k, n, a) - CP_upper(lost, P, a) = 0.5 up to rounding
     from scipy.optimize import brentq
 
     from smoothcert.certifier.incremental import certify
 
-    k, n, d, P = 650, 1000, 100, 1000
-    a = brentq(lambda a: ref_cp_lower(k, n, a) - ref_cp_upper(d, P, a) - 0.5, 1e-12, 0.4, xtol=1e-20, rtol=1e-15)
-    pred, rad, pA, zeta = certify(np.array([[9, 1]]), np.array([[k, n - k]]), n, [d], P, 1.0, a)
+    k, n, lost, P = 650, 1000, 100, 1000
+    a = brentq(lambda a: ref_cp_lower(k, n, a) - ref_cp_upper(lost, P, a) - 0.5, 1e-12, 0.4, xtol=1e-20, rtol=1e-15)
+    pred, rad, pA, zeta = certify(np.array([[9, 1]]), np.array([[k, n - k]]), n, [lost], P, 1.0, a)
     p = pA[0] - zeta[0]
     assert p == pytest.approx(0.5, abs=1e-12)
     assert pred[0] == (0 if p >= 0.5 else -1)  # p >= 0.5 keeps the class, even at radius ~0
@@ -138,67 +150,63 @@ def test_disagreements_count_paired_rows_only():
         count_disagreements(a, b[:, :10])
 
 
-def test_disagreements_outside_zero_to_P_are_refused():
+def test_lost_counts_only_cA_votes_the_replay_takes_away():
+    from smoothcert.certifier.incremental import count_disagreements, count_lost
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 4, (60, 90))
+    b = np.where(rng.random((60, 90)) < 0.2, rng.integers(0, 4, (60, 90)), a)
+    cA = rng.integers(0, 4, 60)
+    lost = count_lost(a, b, cA)
+    assert list(lost) == ref_lost(a.tolist(), b.tolist(), cA.tolist())
+    d = count_disagreements(a, b)
+    assert (lost <= d).all() and (lost < d).any()          # d > lost: swaps between other classes, gained votes
+    # by hand: base 0 0 1 2 2, replay 1 0 0 2 1, cA 0 -> row 0 lost (0 -> 1); row 2 gained (1 -> 0); row 4 (2 -> 1)
+    # is a disagreement that touches no cA vote
+    assert count_lost([[0, 0, 1, 2, 2]], [[1, 0, 0, 2, 1]], [0])[0] == 1
+    assert count_disagreements([[0, 0, 1, 2, 2]], [[1, 0, 0, 2, 1]])[0] == 3
+    assert count_lost([[0, 0, 0]], [[1, 2, 3]], [0])[0] == 3          # lost = P
+    assert count_lost([[1, 2, 3]], [[0, 0, 0]], [0])[0] == 0          # only gains: lost = 0, d = P
+    with pytest.raises(ValueError, match="one shape"):
+        count_lost(a, b[:, :10], cA)
+    with pytest.raises(ValueError, match="one class per input"):
+        count_lost(a, b, cA[:5])
+
+
+def test_lost_votes_that_cannot_have_been_counted_against_cA_are_refused():
     from smoothcert.certifier.incremental import certify
 
-    with pytest.raises(ValueError, match="0..P"):
-        certify(np.array([[1, 0]]), np.array([[5, 5]]), 10, [11], 10, 1.0, 0.001)
+    with pytest.raises(ValueError, match="0..min"):
+        certify(np.array([[1, 0]]), np.array([[5, 5]]), 10, [11], 10, 1.0, 0.001)   # lost > P
+    with pytest.raises(ValueError, match="0..min"):
+        certify(np.array([[1, 0]]), np.array([[5, 5]]), 10, [6], 10, 1.0, 0.001)    # lost > the base's count of cA
+    with pytest.raises(ValueError, match="0..min"):
+        certify(np.array([[1, 0]]), np.array([[5, 5]]), 10, [-1], 10, 1.0, 0.001)
 
 
-# ------------------------------------------------------------ soundness (MC)
-def _simulate(rng, reps, q, r, n0, n, P, m=3):
-    """Paired hard labels with P(f = 0) = q and f' = 1 on a random subset of the rows where f = 0.
+def test_from_paired_labels_lost_not_disagreements_sets_zeta():
+    """d > lost (the replay also moves votes between other classes and gains cA votes): zeta is CP_upper(lost, P)."""
+    from smoothcert.certifier.incremental import certify, count_lost, predicted_class
 
-    Then P(f != f') = r and P(f' = 0) = q - r exactly: every disagreement
-    removes mass from class 0, the case where the union bound is tight.
-    """
-    probs = np.r_[q, np.full(m - 1, (1 - q) / (m - 1))]
-    f = rng.choice(m, size=(reps, n0 + n), p=probs)
-    flip = (f == 0) & (rng.random(f.shape) < r / q)
-    g = np.where(flip, 1, f)
-    c0 = np.stack([np.bincount(row, minlength=m) for row in f[:, :n0]])
-    c = np.stack([np.bincount(row, minlength=m) for row in f[:, n0:]])
-    return c0, c, f[:, n0:n0 + P], g[:, n0:n0 + P], q - r
-
-
-SCENARIOS = [(0.7, 0.1), (0.9, 0.02), (0.9, 0.1), (0.99, 0.005), (0.99, 0.05), (0.8, 0.2)]
-
-
-def _violation_rates(alpha, joint, reps=1500, seed=11):
-    from smoothcert.certifier.incremental import certify, count_disagreements
-
-    rng = np.random.default_rng(seed)
-    a = alpha / 2 if joint else alpha
-    out = {"certificate": [], "no_zeta": [], "point_estimates": []}
-    for q, r in SCENARIOS:
-        n0, n, P = 50, 1000, 400
-        c0, c, fb, fr, p_true = _simulate(rng, reps, q, r, n0, n, P)
-        d = count_disagreements(fb, fr)
-        pred, _rad, pA, zeta = certify(c0, c, n, d, P, 1.0, a)
-        cA = np.argmax(c0, axis=1)  # ties to the lowest index, as top_k
-        true_cA = np.where(cA == 0, p_true, np.where(cA == 1, (1 - q) / 2 + r, (1 - q) / 2))
-        # a violation: a class certified with a bound above the changed model's true probability of that class,
-        # i.e. a radius sigma Phi^-1(pA - zeta) larger than the true sigma Phi^-1(P(f' = cA))
-        out["certificate"].append(np.mean((pred >= 0) & (pA - zeta > true_cA + 1e-12)))
-        out["no_zeta"].append(np.mean((pA >= 0.5) & (pA > true_cA + 1e-12)))
-        kA = np.take_along_axis(c, cA[:, None], 1)[:, 0]
-        est = kA / n - d / P
-        out["point_estimates"].append(np.mean((est >= 0.5) & (est > true_cA + 1e-12)))
-    return {k: np.array(v) for k, v in out.items()}
-
-
-@pytest.mark.parametrize("joint", [True, False])
-def test_soundness_violation_rate_within_alpha_and_negative_controls_caught(joint):
-    alpha = 0.05
-    rates = _violation_rates(alpha, joint)
-    budget = alpha if joint else 2 * alpha  # overall confidence 1 - alpha (joint) or 1 - 2 alpha
-    N = 1500
-    slack = 3 * np.sqrt(budget * (1 - budget) / N)
-    assert (rates["certificate"] <= budget + slack).all(), rates["certificate"]
-    assert rates["certificate"].mean() <= budget
-    # the controls: using the base's pA for the changed model, or point estimates, break the guarantee
-    assert rates["no_zeta"].max() > 0.9, rates["no_zeta"]
-    assert rates["point_estimates"].mean() > 3 * budget, rates["point_estimates"]
+    n0, n, P, a = 30, 600, 300, 0.001
+    rng = np.random.default_rng(4)
+    base = rng.choice(3, size=(1, n0 + n), p=[0.9, 0.06, 0.04])
+    replay = base[:, :n0 + P].copy()
+    s = replay[:, n0:]
+    s[:, :5] = np.where(s[:, :5] == 0, 1, 0)                     # rows 0-4 flipped (lost or gained)
+    s[:, 5:40] = np.where(s[:, 5:40] == 1, 2, np.where(s[:, 5:40] == 2, 1, s[:, 5:40]))   # swaps 1 <-> 2
+    c0 = np.bincount(base[0, :n0], minlength=3)
+    c = np.bincount(base[0, n0:], minlength=3)
+    cA = ref_top1(list(c0))
+    lost = ref_lost(base[:, n0:n0 + P].tolist(), s.tolist(), [cA])[0]
+    d = ref_disagreements(base[:, n0:n0 + P].tolist(), s.tolist())[0]
+    assert cA == 0 and 0 < lost < d
+    got_lost = count_lost(base[:, n0:n0 + P], s, predicted_class(c0[None]))
+    assert got_lost[0] == lost
+    pred, rad, pA, zeta = certify(c0[None], c[None], n, got_lost, P, 0.5, a)
+    assert (pred[0], rad[0], pA[0], zeta[0]) == pytest.approx(ref_incremental(list(c0), list(c), lost, P, 0.5, a),
+                                                              rel=1e-10, abs=1e-14)
+    assert zeta[0] < ref_cp_upper(d, P, a)                        # never looser than the bound on every disagreement
 
 
 # ----------------------------------------------------------- end to end (CLI)
@@ -279,20 +287,23 @@ def test_cli_incremental_equals_reference_and_records_confidence(make_store, tmp
         meta = json.loads((tmp_path / f"inc{int(joint)}.csv.meta.json").read_text())
         a = 0.001 / 2 if joint else 0.001
         assert meta["confidence"] == pytest.approx(1 - 0.001 if joint else 1 - 0.002)
-        assert list(t.columns[:10]) == ["idx", "label", "method", "predict", "radius", "correct", "p_lower",
-                                        "rows_used", "zeta", "disagreements"]
+        assert list(t.columns) == ["idx", "label", "method", "predict", "radius", "correct", "p_lower",
+                                   "rows_used", "zeta", "disagreements", "lost"]
         d = ref_disagreements(b[:, N0:N0 + P].tolist(), r[:, N0:].tolist())
-        assert d[1] == 0 and d[2] == P
+        cA = [ref_top1(list(np.bincount(b[i, :N0], minlength=M))) for i in range(N)]
+        lost = ref_lost(b[:, N0:N0 + P].tolist(), r[:, N0:].tolist(), cA)
+        assert d[1] == 0 and d[2] == P and lost[1] == 0 and sum(lost) < sum(d)
         for i in range(N):
             c0 = np.bincount(b[i, :N0], minlength=M)
             c = np.bincount(b[i, N0:], minlength=M)
-            rp, rr, rpA, rz = ref_incremental(list(c0), list(c), d[i], P, 0.25, a)
+            rp, rr, rpA, rz = ref_incremental(list(c0), list(c), lost[i], P, 0.25, a)
             row = t.iloc[i]
-            assert (row["predict"], row["disagreements"], row["rows_used"]) == (rp, d[i], P)
+            assert (row["predict"], row["disagreements"], row["lost"], row["rows_used"]) == (rp, d[i], lost[i], P)
             assert row["radius"] == pytest.approx(rr, rel=1e-10, abs=1e-12)
             assert row["p_lower"] == pytest.approx(rpA, rel=1e-10) and row["zeta"] == pytest.approx(rz, rel=1e-10)
-        assert t.iloc[2]["predict"] == -1  # d = P: zeta = 1
+        assert t.iloc[2]["lost"] == np.sum(b[2, N0:N0 + P] == cA[2])  # d = P: every cA vote of the P rows is lost
         assert meta["incremental"]["rows_used"] == P
+        assert meta["incremental"]["lost_rate_mean"] == pytest.approx(np.mean(np.array(lost) / P), rel=1e-12)
         with __import__("smoothcert.store", fromlist=["open_store"]).open_store(base) as st:
             assert meta["incremental"]["base_fingerprint"] == st.fingerprint()
 
@@ -307,7 +318,31 @@ def test_cli_n_use_pairs_only_the_first_rows(make_store, tmp_path):
     assert code == 0, stderr
     t = pd.read_csv(tab)
     d = ref_disagreements(b[:, N0:N0 + 40].tolist(), r[:, N0:N0 + 40].tolist())
-    assert list(t["disagreements"]) == d and set(t["rows_used"]) == {40}
+    cA = [ref_top1(list(np.bincount(b[i, :N0], minlength=M))) for i in range(N)]
+    lost = ref_lost(b[:, N0:N0 + 40].tolist(), r[:, N0:N0 + 40].tolist(), cA)
+    assert list(t["disagreements"]) == d and list(t["lost"]) == lost and set(t["rows_used"]) == {40}
+
+
+def test_cli_n_use_list_certifies_each_prefix_at_alpha_over_the_list(make_store, tmp_path):
+    """--n-use 40,150: one certificate per prefix, both bounds at alpha / 2 (section 11's Bonferroni split over the list)."""
+    import pandas as pd
+
+    _y, b, r = _labels()
+    base, out = _pair(make_store, tmp_path, "nlist")
+    tab = tmp_path / "inc.csv"
+    code, _, stderr, _ = _run(["certify", out, "--method", "incremental", "--base", base, "--n-use", "40,150",
+                               "--out", tab, "-q"])
+    assert code == 0, stderr
+    t = pd.read_csv(tab)
+    assert list(t["n_use"]) == [40, 150] * N and list(t["rows_used"]) == [40, 150] * N
+    for (i, t_use), row in zip([(i, t_use) for i in range(N) for t_use in (40, 150)], t.itertuples()):
+        c0, c = np.bincount(b[i, :N0], minlength=M), np.bincount(b[i, N0:], minlength=M)
+        lost = ref_lost([b[i, N0:N0 + t_use].tolist()], [r[i, N0:N0 + t_use].tolist()], [ref_top1(list(c0))])[0]
+        rp, rr, rpA, rz = ref_incremental(list(c0), list(c), lost, t_use, 0.25, 0.001 / 2)
+        assert (row.predict, row.lost) == (rp, lost)
+        assert (row.radius, row.p_lower, row.zeta) == pytest.approx((rr, rpA, rz), rel=1e-10, abs=1e-12)
+    meta = json.loads((tmp_path / "inc.csv.meta.json").read_text())
+    assert meta["confidence"] == pytest.approx(0.998) and meta["prefixes"]["split"] == 2
 
 
 def test_report_shows_incremental_and_direct_side_by_side(make_store, tmp_path):
@@ -464,7 +499,7 @@ def test_unchanged_model_replayed_through_the_sampler_has_no_disagreements(tmp_p
                                "--out", tab, "-q"])
     assert code == 0, stderr
     t = pd.read_csv(tab)
-    assert (t["disagreements"] == 0).all() and (t["rows_used"] == 80).all()
+    assert (t["disagreements"] == 0).all() and (t["lost"] == 0).all() and (t["rows_used"] == 80).all()
 
 
 # ----------------------------------------------------------- model variants

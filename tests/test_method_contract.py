@@ -3,7 +3,7 @@
 A method added to the registry is covered here without editing this file:
 on a small real store (with core_predict or per-member rows when its entry
 asks for them) its table is well formed and keeps the abstain rule, the
-sidecar states the overall confidence its confidence function gives, a
+sidecar states the overall confidence written in this file (CONFIDENCE), a
 compact store gets exactly the declared behaviour, and each option's
 declared bad value is a one-line error naming the option. The toy method of
 docs/adding-a-method.md is run through the same checks, registered at run
@@ -144,11 +144,43 @@ def check_table(table: pd.DataFrame, method: registry.Method, labels) -> None:
     assert (table["label"].to_numpy() == np.asarray(labels)[table["idx"].to_numpy()]).all()
 
 
-def check_sidecar(meta: dict, method: registry.Method, opts: CertifyOptions) -> None:
-    level, statement = method.confidence(opts)
+# The overall confidence each sidecar must state, written here from docs/methods.md (sections 0-11), not read
+# from the registry: per method, (level, how the statement begins) for three option sets: the method's example
+# options at the default alpha 0.001; alpha 0.01 with --joint-alpha; alpha 0.001 with --n-use 100,400 (alpha
+# split over the two prefixes on S, the table's confidence unchanged). None: the method refuses that option set.
+ONCE = ((0.999, "1 - alpha = 0.999"), (0.99, "1 - alpha = 0.99"), (0.999, "1 - alpha = 0.999"))
+TWICE = ((0.998, "1 - 2 alpha = 0.998"), (0.99, "1 - alpha = 0.99 (--joint-alpha"), (0.998, "1 - 2 alpha = 0.998"))
+CONFIDENCE = {
+    "cohen": ONCE,
+    "cohen-predict": ONCE,
+    "two-step": TWICE,                     # PREDICT's runner-up test on S0 at alpha, the bounds on S at alpha
+    "uncertainty": TWICE,                  # the same split as two-step
+    "cdf": ONCE,                           # the class is picked on S0 without a test
+    "soft": ONCE,                          # lower bound at alpha/2, the other classes at alpha/(2(m-1)) each
+    "aces": ONCE,                          # pS and pA at alpha/2 each; --joint-alpha changes nothing
+    "aces-predict": ONCE,
+    "adaptive": ONCE[:2] + (None,),        # s stages at alpha/s each; its stages are prefixes: no --n-use list
+    "incremental": TWICE,                  # pA on the base at alpha, zeta on the lost votes at alpha
+    "majority": ONCE,                      # docs/adding-a-method.md's example method
+}
+CASES = ("example", "joint", "n_use")
+CASE_OPTIONS = {"example": {}, "joint": {"alpha": 0.01, "joint_alpha": True}, "n_use": {"n_use": [100, 400]}}
+N_USE_STATEMENT = ("; jointly over the 2 listed prefixes n_use = 100,400 (Bonferroni: every test and bound on S at "
+                   "alpha/2 = 0.0005; tests on S0 at alpha)")
+
+
+def check_sidecar(meta: dict, method: registry.Method, case: str = "example") -> None:
+    """The sidecar states the confidence CONFIDENCE writes for this method and option set (CASES)."""
+    assert method.name in CONFIDENCE, (f"{method.name}: add its overall confidence per option set to CONFIDENCE "
+                                       f"(from its section of docs/methods.md)")
+    level, start = CONFIDENCE[method.name][CASES.index(case)]
     assert meta["method"] == method.name
-    assert meta["confidence"] == pytest.approx(level) and meta["confidence_statement"] == statement
-    assert 0 < meta["confidence"] < 1
+    assert meta["confidence"] == pytest.approx(level, abs=1e-12), (case, meta["confidence"])
+    assert meta["confidence_statement"].startswith(start), (case, meta["confidence_statement"])
+    if case == "n_use":
+        assert meta["confidence_statement"].endswith(N_USE_STATEMENT), meta["confidence_statement"]
+        assert meta["prefixes"] == {"n_use": [100, 400], "split": 2, "alpha_on_s": 0.0005,
+                                    "guarantee": "jointly over the 2 listed prefixes (Bonferroni)"}
 
 
 def check_tie(table: pd.DataFrame, method: registry.Method, core) -> None:
@@ -272,10 +304,17 @@ def test_the_table_is_well_formed_and_the_sidecar_states_the_methods_confidence(
     assert (table["predict"] >= 0).any() and (table["predict"] == -1).any()  # neither all certified nor all abstained
     written, meta = certify_cli(store, method, tmp_path / "t.csv")
     assert list(written.columns) == list(table.columns) and len(written) == len(table)
-    check_sidecar(meta, method, CertifyOptions(**method.example))
-    # another alpha and --joint-alpha: the sidecar follows the confidence function
-    _, meta2 = certify_cli(store, method, tmp_path / "t2.csv", alpha=0.01, joint_alpha=True)
-    check_sidecar(meta2, method, CertifyOptions(**{**method.example, "alpha": 0.01, "joint_alpha": True}))
+    check_sidecar(meta, method, "example")
+    # another alpha and --joint-alpha, and a list of prefixes: the confidence CONFIDENCE writes for each
+    _, meta2 = certify_cli(store, method, tmp_path / "t2.csv", **CASE_OPTIONS["joint"])
+    check_sidecar(meta2, method, "joint")
+    if CONFIDENCE[method.name][CASES.index("n_use")] is None:
+        r = run_cli(["certify", store, "--method", name, "--out", tmp_path / "t3.csv", "-q", "--n-use", "100,400",
+                     *flags(example_for(method, store))])
+        assert r.exit_code != 0 and "--n-use" in r.output and not (tmp_path / "t3.csv").exists()
+    else:
+        _, meta3 = certify_cli(store, method, tmp_path / "t3.csv", **CASE_OPTIONS["n_use"])
+        check_sidecar(meta3, method, "n_use")
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -410,7 +449,7 @@ def test_the_method_of_the_adding_a_method_doc_keeps_the_contract_with_no_other_
     store, labels, _ = method_store(majority)
     table, meta = certify_cli(store, majority, tmp_path / "m.csv", min_share=0.6)
     check_table(table, majority, labels)
-    check_sidecar(meta, majority, CertifyOptions(min_share=0.6))
+    check_sidecar(meta, majority, "example")
     assert meta["options"]["min_share"] == 0.6
     # its certificate, recomputed from the counts with scipy's beta quantile
     for (c0, c, _), (_, row) in zip(INPUTS, table.iterrows()):

@@ -249,7 +249,7 @@ def test_resuming_a_replay_after_base_changed_is_refused(env):
 
 # ------------------------------------------------------- certify --method incremental
 def _ref_incremental(base, out, P, alpha=0.001):
-    """pA, zeta, d, predict, radius per input, from the two stores' hard labels (numpy and scipy only)."""
+    """pA, zeta, d, predict, radius, lost per input, from the two stores' hard labels (numpy and scipy only)."""
     with open_store(str(base)) as b, open_store(str(out)) as o:
         bl, ol = np.asarray(b.root[F.ARGMAX][:]).astype(int), np.asarray(o.root[F.ARGMAX][:]).astype(int)
         n0, n, m, sigma = b.n0, b.n, b.num_classes, b.sigma
@@ -260,10 +260,11 @@ def _ref_incremental(base, out, P, alpha=0.001):
         k = int((lb[n0:n0 + n] == cA).sum())
         pA = 0.0 if k == 0 else stats.beta.ppf(alpha, k, n - k + 1)
         d = int((lb[n0:n0 + P] != lo[n0:n0 + P]).sum())
-        zeta = 1.0 if d == P else stats.beta.ppf(1 - alpha, d + 1, P - d)
+        lost = int(((lb[n0:n0 + P] == cA) & (lo[n0:n0 + P] != cA)).sum())
+        zeta = 1.0 if lost == P else stats.beta.ppf(1 - alpha, lost + 1, P - lost)
         p = pA - zeta
         pred, rad = (cA, sigma * stats.norm.ppf(p)) if p >= 0.5 else (-1, 0.0)
-        res.append((pA, zeta, d, pred, rad))
+        res.append((pA, zeta, d, pred, rad, lost))
     return np.array(res)
 
 
@@ -279,6 +280,7 @@ def test_certify_incremental_on_a_sampled_replay_store_equals_independent_comput
     t = pd.read_csv(tab)
     ref = _ref_incremental(base, env.root / "changed", 200)
     assert (t["disagreements"].to_numpy() == ref[:, 2]).all() and ref[:, 2].max() > 0
+    assert (t["lost"].to_numpy() == ref[:, 5]).all()
     np.testing.assert_allclose(t["p_lower"], ref[:, 0], rtol=1e-12)
     np.testing.assert_allclose(t["zeta"], ref[:, 1], rtol=1e-12)
     assert (t["predict"].to_numpy() == ref[:, 3]).all()

@@ -127,7 +127,8 @@ def test_two_classes_and_pure_function_edges():
 
 def test_soft_soundness_simulation():
     """Known class means (Dirichlet rows): the joint event lower_c <= E[p_c] and p_upper >= max_{j != c} E[p_j]
-    fails at rate <= alpha; bounding only the S0 runner-up is not what is computed (every class is)."""
+    fails at rate <= alpha; bounding only the S0 runner-up is not what is computed (every class is). A necessary
+    check (both bounds are far from exact at n = 200); soundness/test_power.py::test_soft_power has power."""
     from smoothcert.certifier.soft import mean_var, soft_certify
 
     rng = np.random.default_rng(9)

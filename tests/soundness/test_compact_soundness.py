@@ -10,6 +10,9 @@ tight radius of its claim at the true distribution (``sim.ref_cdf``,
 rows' top K. Both rules of ``--compact-rule`` are checked: ``spec`` (sections
 4 and 7 unchanged on the bounded values) and ``dominated``. A check fails when violations exceed the 1 - 1e-6 quantile of
 Binomial(trials, alpha), and requires a fair share of certified inputs.
+A necessary check without power against a 2x-alpha over-claim; the compact
+values only lower the certificates, and test_power.py holds the checks of
+cdf's and soft's bounds that do have it.
 """
 from __future__ import annotations
 
