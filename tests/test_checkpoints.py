@@ -328,3 +328,22 @@ def test_a_checkpoint_fixture_model_equals_a_sequential_of_normalize_and_the_net
     x = torch.rand(3, 3, 32, 32)
     with torch.inference_mode():
         np.testing.assert_allclose(lm.module(x).numpy(), ref(x).numpy(), atol=1e-5, rtol=1e-5)
+
+
+def test_config_keeps_a_module_whole_and_checks_arch():
+    from smoothcert.sampler.config import SampleConfig
+
+    model = locuslab_model("cifar_resnet20", 13)
+    cfg = SampleConfig(models=model, core_model=model, data="d.npz", sigma=0.5)
+    assert cfg.models == (model,) and cfg.core_model is model
+    assert SampleConfig(models=[model, "m.pt"], data="d.npz", sigma=0.5).models == (model, "m.pt")
+    with pytest.raises(ValueError, match="--arch 'resnet18' is not an architecture smoothcert builds"):
+        SampleConfig(models="m.pt", arch="resnet18", data="d.npz", sigma=0.5)
+
+
+def test_sample_help_explains_the_checkpoint_route():
+    code, out, err, exc = invoke(["sample", "--help"])
+    text = " ".join(out.split())
+    assert code == 0
+    assert "checkpoint of the field ({'epoch', 'arch', 'state_dict', 'optimizer'}" in text
+    assert "--arch ARCH resnet50, cifar_resnet20 or cifar_resnet110" in text
