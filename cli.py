@@ -72,9 +72,10 @@ def main():
                    "members see the same noisy copies; each member's log-softmax is stored, and the rows are "
                    "softmax(mean of the members' log-softmax).")
 @click.option("--arch", default=None, metavar="ARCH",
-              help="resnet50, cifar_resnet20 or cifar_resnet110: the architecture of a --model file that holds a bare state_dict (net.state_dict() or that of "
-                   "Sequential(NormalizeLayer, net)); it gets the normalisation of the architecture's data set "
-                   "(ImageNet for resnet50, CIFAR-10 for the others). A checkpoint names its own arch.")
+              help="resnet50, cifar_resnet20 or cifar_resnet110: the architecture of a --model file that holds a "
+                   "bare state_dict (net.state_dict() or that of Sequential(NormalizeLayer, net)); it gets the "
+                   "normalisation of the architecture's data set (ImageNet for resnet50, CIFAR-10 for the others). "
+                   "A checkpoint names its own arch.")
 @click.option("--weights", multiple=True, metavar="FILE",
               help="state_dict for a package.module:factory model (read with torch.load(weights_only=True); "
                    "'module.' prefixes of DataParallel/DDP are removed); the i-th --weights goes to the i-th "
@@ -170,13 +171,13 @@ def sample_cmd(models, arch, weights, mean, std, data, sigma, n0, n, batch_size,
         for name, value in (("data", data), ("sigma", sigma)):
             if value is None:
                 raise click.MissingParameter(ctx=ctx, param=next(p for p in ctx.command.params if p.name == name))
-    config = SampleConfig(models=models, arch=arch, weights=weights, mean=mean, std=std, data=data, sigma=sigma, n0=n0, n=n,
+    config = SampleConfig(models=models, weights=weights, mean=mean, std=std, data=data, sigma=sigma, n0=n0, n=n,
                           batch_size=batch_size, seed=seed, device=device, indices=indices, dtype=dtype, shard=shard,
                           core_model=core_model, core_weights=core_weights, amp=amp, channels_last=channels_last,
                           progress=progress, log=lambda s: click.echo(s, err=True), topk=topk,
                           adaptive_radius=adaptive_radius,
                           adaptive_stages=adaptive_stages, adaptive_alpha=adaptive_alpha, adaptive_beta=adaptive_beta,
-                          replay_of=replay_of)
+                          replay_of=replay_of, arch=arch)
     sample(store_path, config)
 
 

@@ -211,7 +211,7 @@ def _fitted(state: dict, own: dict) -> dict:
 
 
 def _mismatch(own: dict, state: dict) -> str:
-    """'' if ``state`` has exactly the keys and shapes of the network's ``own``; else one line naming a few differences and a fitting prefix."""
+    """'' if ``state`` has the keys and shapes of the network's ``own``; else one line naming differences and a fitting prefix."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if not missing and not unexpected:

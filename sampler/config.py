@@ -77,9 +77,9 @@ class SampleConfig:
     anything is written.
 
     Guarantee: a constructed config is valid in every setting checkable
-    without data, models or machine, and normalised (``models`` a tuple of str
-    and modules, ``weights`` a tuple of str, ``mean``/``std`` tuples of floats of equal length or both
-    None, integers as int, ``adaptive_stages`` a tuple of ints); otherwise
+    without data, models or machine, and normalised (``models`` a tuple of
+    str and modules, ``weights`` a tuple of str, ``mean``/``std`` tuples of
+    floats of equal length or both None, integers as int, ``adaptive_stages`` a tuple of ints); otherwise
     the constructor raises ValueError with the same one-line message as
     ``smoothcert sample``. ``dataclasses.replace`` re-validates.
     ``adaptive_plan`` is the validated stopping rule (stages clipped to n)

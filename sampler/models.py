@@ -1,4 +1,4 @@
-"""Loading the classifier: a TorchScript file, a checkpoint of the field, ``package.module:factory`` plus a state_dict, or a module.
+"""Loading the classifier: TorchScript, a checkpoint of the field, ``package.module:factory`` + state_dict, a module.
 
 The loaded network is wrapped in ``Normalized`` so that the per-channel
 mean/std normalisation runs *inside* the model, after the noise: the sampler
@@ -173,7 +173,7 @@ def _load_state_dict(weights: str, spec: str) -> dict:
 
 
 def _copy_module(module):
-    """A deep copy of the caller's module (so that eval mode, the device and the memory format stay ours), or itself if it cannot be copied."""
+    """A deep copy of the caller's module (eval mode, device and memory format stay ours), or itself if it cannot be copied."""
     try:
         return copy.deepcopy(module)
     except Exception:  # noqa: BLE001 - a module holding something uncopyable is used as it is

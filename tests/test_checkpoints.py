@@ -248,12 +248,14 @@ def _bad_files(tmp_path, marker):
     files["unknown --arch"] = (tmp_path / "c20b.pth.tar", ["--arch", "vgg16"], "--arch 'vgg16' is not an architecture")
     good = (tmp_path / "c20b.pth.tar").read_bytes()
     (tmp_path / "cut.pth.tar").write_bytes(good[: len(good) // 2])
-    files["truncated zip"] = (tmp_path / "cut.pth.tar", [], "torch.load(weights_only=True) cannot read it (a damaged or truncated zip")
+    files["truncated zip"] = (tmp_path / "cut.pth.tar", [],
+                              "torch.load(weights_only=True) cannot read it (a damaged or truncated zip")
     legacy = tmp_path / "legacy.pth.tar"
     torch.save({"arch": "cifar_resnet20", "state_dict": model.state_dict()}, legacy, _use_new_zipfile_serialization=False)
     raw = legacy.read_bytes()
     (tmp_path / "cut_legacy.pth.tar").write_bytes(raw[: len(raw) // 2])
-    files["truncated old format"] = (tmp_path / "cut_legacy.pth.tar", [], "cannot read it (the file ends too early: truncated or damaged)")
+    files["truncated old format"] = (tmp_path / "cut_legacy.pth.tar", [],
+                                     "cannot read it (the file ends too early: truncated or damaged)")
 
     class Evil:
         def __reduce__(self):
