@@ -66,14 +66,23 @@ def main():
 # --------------------------------------------------------------------------- sample
 @main.command("sample")
 @click.option("--model", "models", multiple=True, required=True, metavar="MODEL",
-              help="A TorchScript file, or package.module:factory (with --weights). Repeat for an ensemble: all "
+              help="A TorchScript file; a checkpoint of the locuslab/smoothing format (Cohen et al. 2019; read with "
+                   "torch.load(weights_only=True), with its architecture's normalisation); a file holding a bare "
+                   "state_dict (with --arch); or package.module:factory (with --weights). Repeat for an ensemble: all "
                    "members see the same noisy copies; each member's log-softmax is stored, and the rows are "
                    "softmax(mean of the members' log-softmax).")
+@click.option("--arch", default=None, metavar="ARCH",
+              help="resnet50, cifar_resnet20 or cifar_resnet110: the architecture of a --model file that holds a "
+                   "bare state_dict (net.state_dict() or that of Sequential(NormalizeLayer, net)); it gets the "
+                   "normalisation of the architecture's data set (ImageNet for resnet50, CIFAR-10 for the others). "
+                   "A checkpoint names its own arch.")
 @click.option("--weights", multiple=True, metavar="FILE",
-              help="state_dict for a package.module:factory model (read with torch.load(weights_only=True)); "
-                   "the i-th --weights goes to the i-th factory model.")
+              help="state_dict for a package.module:factory model (read with torch.load(weights_only=True); "
+                   "'module.' prefixes of DataParallel/DDP are removed); the i-th --weights goes to the i-th "
+                   "factory model.")
 @click.option("--mean", default=None, metavar="M[,M,...]",
-              help="Per-channel mean of the normalisation (x - mean) / std, applied inside the model AFTER the noise.")
+              help="Per-channel mean of the normalisation (x - mean) / std, applied inside the model AFTER the noise. "
+                   "Refused for a checkpoint or --arch model, which brings its own.")
 @click.option("--std", default=None, metavar="S[,S,...]", help="Per-channel std of the normalisation (see --mean).")
 @click.option("--data", default=None, metavar="DATA",
               help="FILE.npz with x (N, C, H, W) float in [0, 1] or uint8 (scaled by 1/255) and y (N,); "
@@ -137,8 +146,8 @@ def main():
                    "estimation rows (P <= BASE's n), for certify --method incremental --base BASE. sigma, seed, n0, "
                    "--indices and --data are BASE's (given ones must match); STORE records BASE's fingerprint.")
 @click.argument("store_path", metavar="STORE")
-def sample_cmd(models, weights, mean, std, data, resize, crop, preprocess, classes, sigma, n0, n, batch_size, seed,
-               device, indices, dtype, shard, core_model, core_weights, amp, channels_last, progress, topk,
+def sample_cmd(models, arch, weights, mean, std, data, resize, crop, preprocess, classes, sigma, n0, n, batch_size,
+               seed, device, indices, dtype, shard, core_model, core_weights, amp, channels_last, progress, topk,
                adaptive_radius, adaptive_stages, adaptive_alpha, adaptive_beta, replay_of, store_path):
     """Evaluate a classifier once on n0 + n Gaussian-noisy copies of each input, into STORE.
 
@@ -146,6 +155,11 @@ def sample_cmd(models, weights, mean, std, data, resize, crop, preprocess, class
     unclipped, and the --mean/--std normalisation is applied after the noise, inside
     the model (as in Cohen et al.). The model returns logits; the store keeps the
     softmax rows and the argmax of the full-precision softmax.
+
+    A published checkpoint of the field ({'epoch', 'arch', 'state_dict', 'optimizer'},
+    arch resnet50, cifar_resnet20 or cifar_resnet110) is read directly: --model
+    checkpoint.pth.tar builds the network and puts its data set's normalisation in
+    front of it; the store records the arch and the file's sha256 (store info).
 
     Re-running the same command resumes: complete inputs are skipped and a
     half-written input is redone. A STORE made with other settings (sigma, n0, n,
@@ -178,7 +192,7 @@ def sample_cmd(models, weights, mean, std, data, resize, crop, preprocess, class
                           progress=progress, log=lambda s: click.echo(s, err=True), topk=topk,
                           adaptive_radius=adaptive_radius,
                           adaptive_stages=adaptive_stages, adaptive_alpha=adaptive_alpha, adaptive_beta=adaptive_beta,
-                          replay_of=replay_of)
+                          replay_of=replay_of, arch=arch)
     sample(store_path, config)
 
 

@@ -1,7 +1,11 @@
 """Sampler throughput against two baselines, measured side by side in one run.
 
-For the demo CNN (digits, 1 x 8 x 8) and a CIFAR-sized residual network
-(3 x 32 x 32, ``sampler.testing:cifar_resnet``), noisy samples per second of
+For the demo CNN (digits, 1 x 8 x 8), a CIFAR-sized residual network
+(3 x 32 x 32, ``sampler.testing:cifar_resnet``) and the CIFAR ResNet-110 of
+Cohen et al.'s code as its published checkpoints hold it (a checkpoint of
+the locuslab/smoothing format with random weights, written the way that
+code's ``train.py`` saves one and given to the sampler as ``--model
+checkpoint.pth.tar``), noisy samples per second of
 
 * ``full``: ``sampler.run.sample`` writing everything to a fresh store (rows,
   hard labels, checksums; the throughput the sampler itself records: its
@@ -12,14 +16,21 @@ For the demo CNN (digits, 1 x 8 x 8) and a CIFAR-sized residual network
 * ``cohen``: a re-implementation of Cohen et al.'s reference ``_sample_noise``
   (for n0 then n: ``x.repeat``, ``randn_like * sigma``, forward, argmax,
   ``.cpu().numpy()``, count), which stores nothing, on the model as the user
-  gives it (as the reference code runs it);
+  gives it (as the reference code runs it; for the checkpoint, the model
+  that code's ``certify.py`` builds: ``Sequential(NormalizeLayer, net)``
+  with the checkpoint's state_dict loaded, its normalisation as that code
+  computes it, with ``repeat`` and ``permute``). Counting uses
+  ``np.bincount``, faster than that code's Python loop over the
+  predictions, so the baseline is, if anything, flattered;
 * ``cohen-cl``: the same loop given the sampler's channels-last model (not a
   goal; it shows how much of full/cohen the memory format accounts for).
 
 The digits inputs have the sampler's default n0 + n = 100 + 100,000 rows, so
 that the per-input costs (one store write per 100 batches) weigh as in a real
 run; the CIFAR input has 2,000 rows (its forward passes dominate whatever the
-number). Repetitions (1-4 s per variant) are interleaved: each runs
+number); the ResNet-110 input has 100 + 1,900 rows (``--quick``: 100 +
+300) in batches of 400, the batch size of that code's published commands.
+Repetitions (1-4 s per variant, ResNet-110 longer) are interleaved: each runs
 ``bare``, ``full``, ``bare`` again, then ``cohen`` and ``cohen-cl`` in
 alternating order; full/bare compares ``full`` with the mean of the two
 ``bare`` runs around it (a machine whose speed drifts over seconds, as
@@ -27,7 +38,11 @@ shared ones do, shifts both sides alike). The samples/s are medians over
 ``--reps`` repetitions and the ratios are medians of the ratios within each
 repetition. Goals: full/bare >= 0.9, full/cohen >= 1.0.
 
-    python bench/sampler.py [--reps 3] [--device cpu] [--quick] [--json FILE]
+    python bench/sampler.py [--reps 3] [--device cpu] [--quick] [--cases resnet110-ckpt,...] [--json FILE]
+
+On a GPU machine (what the README's row asks for): ``python bench/sampler.py
+--device cuda --cases resnet110-ckpt`` (the same loops, noise by torch on
+the device).
 """
 from __future__ import annotations
 
@@ -46,9 +61,14 @@ import torch  # noqa: E402
 
 
 def cases(quick: bool, tmp: Path):
-    """(name, model spec, weights, data path, inputs, n0, n, batch size) of each benchmarked network."""
+    """(name, model spec, weights, data path, inputs, n0, n, batch size, reference model) of each benchmarked network.
+
+    The reference model is what Cohen et al.'s loop runs (None: the model
+    the sampler loads, without its channels-last format).
+    """
     from smoothcert import demo
     from smoothcert.sampler import testing, train
+    from smoothcert.sampler.testing_checkpoints import locuslab_model, save_checkpoint
 
     digits = tmp / "digits.npz"
     demo.write_test_split(digits)
@@ -56,12 +76,26 @@ def cases(quick: bool, tmp: Path):
     cifar = tmp / "cifar.npz"
     np.savez(cifar, x=rng.integers(0, 256, (8, 3, 32, 32), dtype=np.uint8), y=rng.integers(0, 10, 8))
     del testing
+    ckpt = tmp / "cifar_resnet110.pth.tar"
+    save_checkpoint(locuslab_model("cifar_resnet110", seed=110), "cifar_resnet110", ckpt)
     return [
         ("digits-cnn", "smoothcert.sampler.train:digits_cnn", str(train.CHECKPOINT), str(digits),
-         2, 100, 1_900 if quick else 100_000, 1000),
+         2, 100, 1_900 if quick else 100_000, 1000, None),
         ("cifar-resnet", "smoothcert.sampler.testing:cifar_resnet", None, str(cifar),
-         1, 100, 400 if quick else 1_900, 250),
+         1, 100, 400 if quick else 1_900, 250, None),
+        ("resnet110-ckpt", str(ckpt), None, str(cifar), 1, 100, 300 if quick else 1_900, 400,
+         lambda: locuslab_as_certify_builds_it(ckpt)),
     ]
+
+
+def locuslab_as_certify_builds_it(path: Path) -> torch.nn.Module:
+    """The model Cohen et al.'s ``certify.py`` runs: its arch's Sequential(NormalizeLayer, net), state_dict loaded, eval."""
+    from smoothcert.sampler.testing_checkpoints import locuslab_model
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model = locuslab_model(ckpt["arch"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
 
 
 def bare_loop(module, x_shape, inputs, R, bs, device) -> float:
@@ -122,6 +156,7 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="cpu")
     p.add_argument("--sigma", type=float, default=0.25)
     p.add_argument("--quick", action="store_true", help="fewer inputs and rows (a smoke run)")
+    p.add_argument("--cases", default=None, help="comma-separated case names (default: all)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     a = p.parse_args(argv)
 
@@ -136,8 +171,11 @@ def main(argv=None) -> dict:
     print(f"sampler bench on {device} ({torch.get_num_threads()} torch threads), medians of {a.reps} interleaved reps")
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
-        for name, spec, weights, data, inputs, n0, n, bs in cases(a.quick, tmp):
+        for name, spec, weights, data, inputs, n0, n, bs, reference in cases(a.quick, tmp):
+            if a.cases and name not in a.cases.split(","):
+                continue
             lm = load_model(spec, weights, device=device)            # as the user gives it (Cohen's loop)
+            cohen_model = lm.module if reference is None else reference().to(device)
             ds = load_data(data)
             xs = [ds.get(i)[0] for i in range(inputs)]
             lm_cl = load_model(spec, weights, device=device, channels_last=xs[0].ndim == 3)  # as the sampler runs it
@@ -156,7 +194,7 @@ def main(argv=None) -> dict:
                         bares.append(bare_loop(lm_cl.module, xs[0].shape, inputs, R, bs, device))
                         got["bare"] = statistics.mean(bares)
                     elif v == "cohen":
-                        got["cohen"] = cohen_loop(lm.module, xs, n0, n, bs, a.sigma, m, device)
+                        got["cohen"] = cohen_loop(cohen_model, xs, n0, n, bs, a.sigma, m, device)
                     else:
                         got["cohen-cl"] = cohen_loop(lm_cl.module, xs, n0, n, bs, a.sigma, m, device)
                 if rep:
@@ -174,7 +212,7 @@ def main(argv=None) -> dict:
                    "full_over_cohen_cl": r_cohen_cl, "full_end_to_end_s": med["full_wall_s"],
                    "reps": {k: v for k, v in res.items()}}
             out["cases"][name] = rec
-            print(f"{name:<13} {inputs} inputs x {R:,} rows, batch {bs}: full {med['full']:>9,.0f}/s  "
+            print(f"{name:<14} {inputs} inputs x {R:,} rows, batch {bs}: full {med['full']:>9,.0f}/s  "
                   f"bare {med['bare']:>9,.0f}/s  cohen {med['cohen']:>9,.0f}/s  "
                   f"full/bare {rec['full_over_bare']:.3f} (goal >= 0.9)  full/cohen {rec['full_over_cohen']:.3f} (goal >= 1.0)  "
                   f"[cohen on the channels-last model {med['cohen-cl']:,.0f}/s: full/cohen-cl {r_cohen_cl:.3f}]")

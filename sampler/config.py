@@ -43,8 +43,12 @@ def _str_or_none(v):
 class SampleConfig:
     """The settings of one sampling run (everything ``sample`` takes but the STORE location).
 
-    Fields mirror the ``smoothcert sample`` options: ``models`` (one spec, or
-    several for an ensemble: TorchScript files or ``package.module:factory``),
+    Fields mirror the ``smoothcert sample`` options: ``models`` (one model, or
+    several for an ensemble: TorchScript files, checkpoints of the
+    locuslab/smoothing format, files holding a state_dict of ``arch``,
+    ``package.module:factory`` specs, or ``torch.nn.Module`` objects, which
+    are copied), ``arch`` (the architecture of a file holding a bare
+    state_dict, ``sampler.checkpoints.ARCHITECTURES``),
     ``weights`` (the i-th goes to the i-th factory model), ``mean``/``std``
     (normalisation inside the model, after the noise), ``data`` (the text
     of ``--data``, or from Python a dataset object, ``sampler.data``), ``sigma``,
@@ -77,9 +81,9 @@ class SampleConfig:
     anything is written.
 
     Guarantee: a constructed config is valid in every setting checkable
-    without data, models or machine, and normalised (``models``/``weights``
-    tuples of str, ``mean``/``std`` tuples of floats of equal length or both
-    None, integers as int, ``adaptive_stages`` a tuple of ints); otherwise
+    without data, models or machine, and normalised (``models`` a tuple of
+    str and modules, ``weights`` a tuple of str, ``mean``/``std`` tuples of
+    floats of equal length or both None, integers as int, ``adaptive_stages`` a tuple of ints); otherwise
     the constructor raises ValueError with the same one-line message as
     ``smoothcert sample``. ``dataclasses.replace`` re-validates.
     ``adaptive_plan`` is the validated stopping rule (stages clipped to n)
@@ -103,7 +107,7 @@ class SampleConfig:
     classes: str | None = None
     dtype: str = _F.DEFAULT_SAMPLER_DTYPE
     shard: str | None = None
-    core_model: str | None = None
+    core_model: Any = None
     core_weights: str | None = None
     amp: str | None = None
     channels_last: bool | None = None
@@ -118,22 +122,26 @@ class SampleConfig:
     adaptive_beta: float = 0.0001
     adaptive_plan: dict | None = field(init=False, default=None, compare=False, hash=False, repr=False)
     replay_of: str | None = None
+    arch: str | None = None
     replay_base: dict | None = field(init=False, default=None, compare=False, hash=False, repr=False)
 
     def __post_init__(self):
         from . import noise as _noise
+        from .checkpoints import check_arch
         from .data import is_spec, preprocessing_options
         from .images import check_sizes
-        from .models import check_normalisation, pair_weights
+        from .models import check_normalisation, is_module, pair_weights
         from .shard import resolve_shard
 
         def put(name, value):
             object.__setattr__(self, name, value)
 
-        models = [self.models] if isinstance(self.models, str) else list(self.models)
+        # a Sequential is iterable: one module is one model, as one spec is
+        models = [self.models] if isinstance(self.models, str) or is_module(self.models) else list(self.models)
         if not models:
             raise ValueError("give at least one --model")
-        put("models", tuple(str(m) for m in models))
+        put("models", tuple(m if is_module(m) else str(m) for m in models))
+        put("arch", check_arch(_str_or_none(self.arch)))
         weights = [self.weights] if isinstance(self.weights, str) else list(self.weights or ())
         put("weights", tuple(str(w) for w in weights))
         # ---- replay of a base store's noisy copies (sampler/replay.py): settings from BASE, or checked against it
@@ -191,8 +199,9 @@ class SampleConfig:
         put("crop", crop)
         put("classes", _str_or_none(self.classes))
         for name in ("core_model", "core_weights"):
-            put(name, _str_or_none(getattr(self, name)))
-        if self.core_weights and not self.core_model:
+            v = getattr(self, name)
+            put(name, v if is_module(v) else _str_or_none(v))
+        if self.core_weights and self.core_model is None:
             raise ValueError("--core-weights needs --core-model")
         pair_weights(self.models, self.weights)
         mean, std = check_normalisation(self.mean, self.std)

@@ -93,16 +93,20 @@ def load_models(cfg: SampleConfig, dev, x0, first_index: int, log) -> Models:
     cuDNN's too; a model whose forward cannot take it (e.g. a ``.view()``
     over C, H, W) falls back to the contiguous format, with a note through
     ``log``, unless ``channels_last`` was asked for. ValueError (one line,
-    naming the model) if a forward pass fails, the logits are not (batch,
+    naming the model) if a model cannot be loaded, ``--arch`` fits no model
+    file, a forward pass fails, the logits are not (batch,
     classes >= 2), or the members disagree on the number of classes.
     """
     from .models import load_model, pair_weights
 
     cl = (True if cfg.channels_last is None else cfg.channels_last) and x0.ndim == 3
-    members = [load_model(m, w, cfg.mean, cfg.std, dev, channels_last=cl)
+    members = [load_model(m, w, cfg.mean, cfg.std, dev, channels_last=cl, arch=cfg.arch)
                for m, w in zip(cfg.models, pair_weights(cfg.models, cfg.weights))]
-    core = (load_model(cfg.core_model, cfg.core_weights, cfg.mean, cfg.std, dev, channels_last=cl)
-            if cfg.core_model else None)
+    core = (load_model(cfg.core_model, cfg.core_weights, cfg.mean, cfg.std, dev, channels_last=cl, arch=cfg.arch)
+            if cfg.core_model is not None else None)
+    if cfg.arch is not None and not any(lm.checkpoint for lm in members + [core] if lm is not None):
+        raise ValueError(f"--arch {cfg.arch} applies only to a model file holding a checkpoint or a bare state_dict; "
+                         f"{members[0].spec} is not one")
     models = Models(members, core, dev, cfg.amp, cl)
     probe = torch.from_numpy(np.stack([x0, x0])).to(dev)     # a batch of two: a .view() that only fits one row fails here
     if cl and cfg.channels_last is None:

@@ -1,18 +1,39 @@
-"""Loading the classifier: a TorchScript file, or ``package.module:factory`` plus a state_dict.
+"""Loading the classifier: TorchScript, a checkpoint of the field, ``package.module:factory`` + state_dict, a module.
 
 The loaded network is wrapped in ``Normalized`` so that the per-channel
 mean/std normalisation runs *inside* the model, after the noise: the sampler
-adds Gaussian noise in [0, 1] pixel space, as Cohen et al. do.
+adds Gaussian noise in [0, 1] pixel space, as Cohen et al. do. A checkpoint
+of the locuslab/smoothing format (``sampler/checkpoints.py``) brings the
+normalisation of its architecture's data set, so ``--mean/--std`` are
+refused for it. A ``torch.nn.Module`` given from Python is copied, so the
+caller's module is never put in eval mode or moved.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checkpoints import FORMAT, NORMALISATION, build_network, interpret, is_torchscript, load_into, read_torch_file
 from .data import import_object, is_callable_spec
+
+
+def is_module(obj) -> bool:
+    """True if ``obj`` is a ``torch.nn.Module`` (without importing torch: a module object means torch is loaded)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def model_label(model) -> str:
+    """How a model is named in messages and in the store's metadata: its spec, or ``<torch.nn.Module CLASS>`` for a module."""
+    if is_module(model):
+        cls = type(model)
+        return f"<torch.nn.Module {cls.__module__}.{cls.__qualname__}>"
+    return str(model)
 
 
 def _normalized_cls():
@@ -47,6 +68,8 @@ class LoadedModel:
     fingerprint: str
     weights: str | None = None
     extra: dict = field(default_factory=dict)
+    checkpoint: dict | None = None       # a checkpoint's or --arch state_dict's record (``checkpoint_record``)
+    normalisation: dict | None = None    # {mean, std} applied inside the model, or None
 
 
 def parse_floats(text, what: str):
@@ -139,15 +162,9 @@ def file_sha256(path: str) -> str:
 
 def _load_state_dict(weights: str, spec: str) -> dict:
     """The state_dict in ``weights``, read with ``weights_only=True`` (a ``{'state_dict': ...}`` wrapper is unwrapped)."""
-    import torch
-
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"model {spec}: no such weights file {weights}")
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"model {spec}: cannot read weights {weights} as a state_dict "
-                         f"(loaded with weights_only=True): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+    state = read_torch_file(weights, f"model {spec}: weights {weights}:")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -155,10 +172,40 @@ def _load_state_dict(weights: str, spec: str) -> dict:
     return state
 
 
-def load_network(spec: str, weights: str | None = None, device="cpu"):
-    """The bare network of ``spec`` (TorchScript file or factory + state_dict) and its fingerprint."""
+def _copy_module(module):
+    """A deep copy of the caller's module (eval mode, device and memory format stay ours), or itself if it cannot be copied."""
+    try:
+        return copy.deepcopy(module)
+    except Exception:  # noqa: BLE001 - a module holding something uncopyable is used as it is
+        return module
+
+
+def checkpoint_record(info: dict, sha256: str) -> dict:
+    """The store's record of a network built from a file by architecture name (``interpret``'s ``info``)."""
+    return {"format": f"{FORMAT} checkpoint" if info["kind"] == "checkpoint" else "state_dict",
+            "arch": info["arch"], "dataset": info["dataset"], "epoch": info["epoch"], "sha256": sha256}
+
+
+def load_network(spec, weights: str | None = None, device="cpu", arch: str | None = None):
+    """The bare network of ``spec``, its fingerprint and, for a file built by architecture, its ``checkpoint_record``.
+
+    ``spec`` is a ``torch.nn.Module`` (copied; fingerprint: sha256 over its
+    class name and its state_dict's keys, dtypes, shapes and bytes), a
+    ``package.module:factory`` (with ``weights``, a state_dict whose
+    ``module.`` prefixes are removed; fingerprint: the same over the spec and
+    the loaded state_dict), a TorchScript file, or a file ``torch.save`` wrote
+    holding a checkpoint of the locuslab/smoothing format or a bare
+    state_dict of architecture ``arch`` (fingerprint of a file: the sha256 of
+    its bytes). Returns ``(network, fingerprint, record or None)``.
+    """
     import torch
 
+    if is_module(spec):
+        if weights is not None:
+            raise ValueError(f"model {model_label(spec)}: --weights applies only to package.module:factory models; "
+                             f"load the state_dict into the module before passing it")
+        net = _copy_module(spec)
+        return net, state_dict_fingerprint(net.state_dict(), model_label(spec)), None
     spec = str(spec)
     if is_callable_spec(spec):
         factory = import_object(spec, "model")
@@ -169,34 +216,48 @@ def load_network(spec: str, weights: str | None = None, device="cpu"):
         if not isinstance(net, torch.nn.Module):
             raise ValueError(f"model {spec}: the factory returned {type(net).__name__}, not a torch.nn.Module")
         if weights is not None:
-            state = _load_state_dict(weights, spec)
-            try:
-                net.load_state_dict(state, strict=True)
-            except RuntimeError as e:
-                first = " ".join(str(e).split())[:300]
-                raise ValueError(f"model {spec}: weights {weights} do not fit the factory's network: {first}") from e
+            load_into(net, _load_state_dict(weights, spec), f"model {spec}: weights {weights} do not fit the factory's network")
         fp = state_dict_fingerprint(net.state_dict(), spec)
-        return net, fp
+        return net, fp, None
     if weights is not None:
         raise ValueError(f"model {spec}: --weights applies only to the package.module:factory form, "
-                         f"a TorchScript file carries its own weights")
+                         f"a model file carries its own weights")
     if not os.path.exists(spec):
-        raise FileNotFoundError(f"model {spec}: no such file (expected a TorchScript file or package.module:factory)")
-    try:
-        net = torch.jit.load(spec, map_location=torch.device(device))
-    except Exception as e:
-        raise ValueError(f"model {spec}: not a TorchScript file ({type(e).__name__}); save one with "
-                         f"torch.jit.save(torch.jit.script(model), path), or use package.module:factory with --weights") from e
-    return net, file_sha256(spec)
+        raise FileNotFoundError(f"model {spec}: no such file (expected a TorchScript file, a checkpoint or "
+                                f"package.module:factory)")
+    if is_torchscript(spec):
+        try:
+            net = torch.jit.load(spec, map_location=torch.device(device))
+        except Exception as e:
+            raise ValueError(f"model {spec}: a damaged TorchScript file ({type(e).__name__}: "
+                             f"{' '.join(str(e).split())[:200]})") from e
+        return net, file_sha256(spec), None
+    obj = read_torch_file(spec, f"model {spec}: not a TorchScript file, and")
+    info = interpret(obj, spec, arch)
+    net = build_network(info, f"model {spec}")
+    sha = file_sha256(spec)
+    return net, sha, checkpoint_record(info, sha)
 
 
-def load_model(spec: str, weights: str | None = None, mean=None, std=None, device="cpu",
-               channels_last: bool = False) -> LoadedModel:
-    """``spec`` loaded, wrapped with its normalisation, in eval mode on ``device`` without gradients."""
+def load_model(spec, weights: str | None = None, mean=None, std=None, device="cpu",
+               channels_last: bool = False, arch: str | None = None) -> LoadedModel:
+    """``spec`` loaded, wrapped with its normalisation, in eval mode on ``device`` without gradients.
+
+    A network built by architecture (a checkpoint, or a state_dict with
+    ``arch``) gets the normalisation of the architecture's data set, and
+    ``mean``/``std`` given with it are refused (ValueError): the model
+    already normalises.
+    """
     import torch
 
-    net, fp = load_network(spec, weights, device)
+    net, fp, record = load_network(spec, weights, device, arch)
     mean, std = check_normalisation(mean, std)
+    if record is not None:
+        if mean is not None:
+            raise ValueError(f"model {spec}: a {record['arch']} {record['format']} normalises inside the model "
+                             f"({record['dataset']} mean {NORMALISATION[record['dataset']]['mean']}, std "
+                             f"{NORMALISATION[record['dataset']]['std']}, after the noise); drop --mean/--std")
+        mean, std = NORMALISATION[record["dataset"]]["mean"], NORMALISATION[record["dataset"]]["std"]
     model = _normalized_cls()(net, mean, std)
     model.eval()
     for p in model.parameters():
@@ -204,16 +265,35 @@ def load_model(spec: str, weights: str | None = None, mean=None, std=None, devic
     model.to(torch.device(device))
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    return LoadedModel(spec=spec, module=model, fingerprint=fp, weights=weights)
+    return LoadedModel(spec=model_label(spec), module=model, fingerprint=fp, weights=weights, checkpoint=record,
+                       normalisation=None if mean is None else {"mean": list(mean), "std": list(std)})
+
+
+def members_metadata(members: list) -> dict:
+    """The store attributes that describe the member models' checkpoints and normalisation (one value, or one per member).
+
+    ``model_checkpoint``: ``checkpoint_record`` of each member built from a
+    file by architecture (None: no member was); ``normalisation``: the
+    ``{mean, std}`` applied inside the models (None: none), a list when the
+    members differ.
+    """
+    def one_or_list(values):
+        if len(values) == 1 or all(v == values[0] for v in values):
+            return values[0]
+        return values
+
+    records = [lm.checkpoint for lm in members]
+    return {"model_checkpoint": (records[0] if len(records) == 1 else records) if any(records) else None,
+            "normalisation": one_or_list([lm.normalisation for lm in members])}
 
 
 def pair_weights(models, weights) -> list:
     """The ``--weights`` of each ``--model``: the i-th ``--weights`` goes to the i-th factory-form model."""
     models, weights = list(models), list(weights or [])
-    factories = [i for i, m in enumerate(models) if is_callable_spec(str(m))]
+    factories = [i for i, m in enumerate(models) if isinstance(m, str) and is_callable_spec(m)]
     if weights and not factories:
-        raise ValueError(f"--weights applies only to package.module:factory models; {models[0]} is a file "
-                         f"(a TorchScript file carries its own weights)")
+        raise ValueError(f"--weights applies only to package.module:factory models; {model_label(models[0])} is "
+                         f"{'a module' if is_module(models[0]) else 'a file'} (it carries its own weights)")
     if weights and len(weights) != len(factories):
         raise ValueError(f"{len(weights)} --weights for {len(factories)} package.module:factory models; "
                          f"give one --weights per factory model, in order")

@@ -35,6 +35,7 @@ from .config import SampleConfig, row_batches  # noqa: F401  (row_batches: re-ex
 from .data import fingerprint as data_fingerprint
 from .data import indices_spec, load_data, parse_indices
 from .host import keep_freed_memory
+from .models import members_metadata
 from .replay import REPLAY_ATTR, replay_fingerprint
 from .shard import local_device_index, resolve_shard
 
@@ -370,11 +371,11 @@ def _sample(store, cfg: SampleConfig) -> SampleResult:
     meta = {
         "source": "sample",
         "seed": cfg.seed,
-        "model": cfg.models[0] if k == 1 else list(cfg.models),
+        "model": members[0].spec if k == 1 else [lm.spec for lm in members],
         "weights": [lm.weights for lm in members] if k > 1 else members[0].weights,
         "model_fingerprint": mfps[0] if k == 1 else hashlib.sha256("\n".join(mfps).encode()).hexdigest(),
         "member_fingerprints": mfps if k > 1 else None,
-        "core_model": cfg.core_model,
+        "core_model": core.spec if core else None,
         "core_model_fingerprint": core.fingerprint if core else None,
         "data": ds.spec,
         "data_fingerprint": dfp,
@@ -383,7 +384,7 @@ def _sample(store, cfg: SampleConfig) -> SampleResult:
         "input_shape": list(x0.shape),
         "noise_scheme": _noise.SCHEME,
         "noise_space": "[0, 1] pixels, x + sigma * eps, unclipped; normalisation applied after the noise",
-        "normalisation": {"mean": list(cfg.mean), "std": list(cfg.std)} if cfg.mean is not None else None,
+        **members_metadata(members),       # model_checkpoint (arch, sha256, ...) and the normalisation inside the model(s)
         "amp": cfg.amp,
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
