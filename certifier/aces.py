@@ -34,11 +34,11 @@ import math
 
 import numba as nb
 import numpy as np
-from scipy.stats import norm
 
 from ..stats.bounds import cp_lower
 from ..stats.hypotheses import binom_p
 from ..stats.counts import top_k
+from ..stats.normal import norm_ppf
 from .kernels import class_counts
 from . import report_aces
 from .registry import Floats, Method, Option, exact_on_compact, frame, register
@@ -244,8 +244,8 @@ def certify_counts(counts0, counts, sel0, sel, n0, n, core, sigma: float, alpha:
     cA2 = np.broadcast_to(cA[:, None], (B, T))
     predict = np.where(b1 | b3, cA2, np.where(b2, core[:, None], -1)).astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        radius = np.where(b1, sigma * norm.ppf(np.where(b1, p, 0.5)), 0.0)
-        rs = sigma * norm.ppf(np.where(pS > 0.5, pS, 0.5))
+        radius = np.where(b1, sigma * norm_ppf(np.where(b1, p, 0.5)), 0.0)
+        rs = sigma * norm_ppf(np.where(pS > 0.5, pS, 0.5))
     selection = np.where(b1, 1, np.where(b2, 0, -1)).astype(np.int64)
     select_radius = np.where(pS > 0.5, np.where(s_hat == 1, rs, -rs), 0.0)
     return {"predict": predict, "radius": radius.astype(np.float64), "selection": selection,
