@@ -1,4 +1,4 @@
-"""``cdf`` (certified confidence, docs/methods.md section 4) and ``soft`` (section 7) as registry entries.
+"""The computations of ``cdf`` (certified confidence, docs/methods.md section 4) and ``soft`` (section 7).
 
 Both pick the class c on S0 only (argmax of the mean S0 row) and estimate on S
 only. Picking a class is not a test and spends no alpha, so:
@@ -16,7 +16,7 @@ On a compact store that keeps its selection rows whole both run on bounds of
 the values outside each row's top K (``compact_confidence``, docs/methods.md
 section 9), by ``--compact-rule``: ``spec`` (default; certificate
 ``bounded``) or ``dominated`` (``conservative``); on an older compact store
-they refuse in one line.
+they refuse in one line. Their registry entries are in ``entries_confidence``.
 """
 from __future__ import annotations
 
@@ -25,59 +25,7 @@ import numpy as np
 from . import cdf as C
 from . import compact_confidence as CC
 from . import soft as S
-from .registry import OVERALL_ONCE, Compact, Floats, Method, Names, Option, frame, level, register
-from .report_confidence import format_confidence_report, plot_confidence
-
-# Why cdf and soft refuse a compact store that does not keep its selection rows whole (after "--method NAME").
-REFUSED = ("needs full softmax rows: its class is the argmax of the mean of the S0 rows, and a compact store "
-           "does not know the probabilities outside each row's top-k, so the certificate could be neither exact nor "
-           "provably conservative")
-COMPACT_RULES = CC.RULES
-_PICKED = "the class is picked on the whole selection rows"
-COMPACT_WHY = {
-    ("cdf", "spec"): (f"bounded: {_PICKED}; a class outside an estimation row's top-k is bounded by [0, t_i] (score 0, "
-                      "margin -p_(1)) and the bound of section 4 runs unchanged on these values (--compact-rule spec): "
-                      "sound at the same confidence, equal to the full-row certificate where rows_bounded = 0, rarely "
-                      "above it elsewhere (exact tie counting is not monotone)"),
-    ("cdf", "dominated"): (f"conservative: {_PICKED}; a class outside an estimation row's top-k is bounded by [0, t_i] "
-                           "(score 0, margin -p_(1)) and the cdf bound then credits no ties (--compact-rule dominated): "
-                           "never above the full-row certificate, equal to it where rows_bounded = 0"),
-    ("soft", "spec"): (f"bounded: {_PICKED}; values outside a row's top-k are bounded by [0, t_i] (the lower bound of "
-                       "the class from 0, the upper bounds of the others from t_i) and section 7 runs unchanged on "
-                       "them, bernstein with their sample variances (--compact-rule spec): sound at the same "
-                       "confidence, equal to the full-row certificate when k = m, rarely above it otherwise (the "
-                       "sample variance is not monotone)"),
-    ("soft", "dominated"): (f"conservative: {_PICKED}; values outside a row's top-k are bounded by [0, t_i] (the lower "
-                            "bound of the class from 0, the upper bounds of the others from t_i), bernstein with a "
-                            "variance bound over every column the top-k allow (--compact-rule dominated): never above "
-                            "the full-row certificate, equal to it where rows_bounded = 0 (always when k = m)"),
-}
-
-
-def _compact_rule(v):
-    if v not in COMPACT_RULES:
-        raise ValueError(f"--compact-rule must be one of {', '.join(COMPACT_RULES)}, got {v!r}")
-
-
-# One declaration for both methods (one option name means one thing).
-COMPACT_RULE = Option("compact_rule", "spec", "on a compact store with whole selection rows (docs/methods.md "
-                      "section 9): spec (sections 4 and 7 unchanged on the bounded values) or dominated (never above "
-                      "the full store's certificate); ignored on a full store.", validate=_compact_rule,
-                      metavar="spec|dominated", bad="x")
-
-
-def on_compact(method: str, radius_tol: float = 0.0) -> Compact:
-    """The compact-store entry of ``cdf``/``soft``: section 9 on a store keeping its selection rows whole, the
-    certificate by ``--compact-rule``; refused (as on every older compact store) without them."""
-    labels = {"spec": "bounded", "dominated": "conservative"}
-    return Compact(True, COMPACT_WHY[(method, "spec")], reads=("argmax", "compact", "rows0"), certificate="bounded",
-                   radius_tol=radius_tol, needs_full_s0=True, without_full_s0=REFUSED, option="compact_rule",
-                   choices=tuple((r, labels[r], COMPACT_WHY[(method, r)]) for r in COMPACT_RULES))
-
-
-def _at_least_one_K(v):
-    if v < 1:
-        raise ValueError(f"--K must be at least 1, got {v}")
+from .registry import frame, level
 
 
 def cdf_settings(opts):
@@ -178,41 +126,11 @@ def confidence_soft(opts):
                    f"upper bounds on every other class at alpha/(2(m-1)) each: Bonferroni sums to alpha)")
 
 
-def _check_cdf(opts, store=None):
+def check_cdf(opts, store=None):
+    """ValueError on bad cdf options, before any row is read."""
     cdf_settings(opts)
 
 
-def _check_soft(opts, store=None):
+def check_soft(opts, store=None):
+    """ValueError on bad soft options, before any row is read."""
     soft_settings(opts)
-
-
-BOUNDS = Names(("cdf", "hoeffding", "bernstein"))  # one parser for both methods' --bound: one error message
-CDF_OPTIONS = (
-    Option("measure", ["score", "margin"], "score and/or margin.", parse=Names(tuple(C.MEASURES)), bad="x"),
-    Option("bound", [], "cdf,hoeffding [default both].", parse=BOUNDS, bad="x"),
-    Option("threshold", [], "confidence thresholds (default: the measure's cutoff, 0.5 or 0).", parse=Floats(),
-           bad="x"),
-    Option("K", 10_000, "number of CDF thresholds (capped at n).", type=int, flag="--K", validate=_at_least_one_K,
-           bad="0"),
-    COMPACT_RULE,
-)
-
-register(Method("cdf", certify_cdf, confidence_cdf, fields=("argmax", "rows"), section="4",
-                summary="Certified confidence (Kumar et al.): radius within which the smoothed score/margin of the "
-                        "S0-mean argmax stays >= threshold (CDF or Hoeffding bound).",
-                certifies="the smoothed score or margin of the class picked on S0 stays >= the threshold within the "
-                          "radius (Kumar et al. 2020)",
-                overall="1 - alpha per (input, measure, bound), all thresholds at once",
-                options=CDF_OPTIONS, check=_check_cdf, settings=("measure", "bound", "threshold"),
-                example={"threshold": [0.5, 0.8], "K": 100},
-                compact=on_compact("cdf", radius_tol=C.TOL), report=format_confidence_report, plot=plot_confidence))
-register(Method("soft", certify_soft, confidence_soft, fields=("argmax", "rows"), section="7",
-                summary="Soft-classifier radius sigma/2 (Phi^-1(lower_c) - Phi^-1(pB)), every other class bounded "
-                        "(Bonferroni); bernstein (default) or hoeffding mean bounds.",
-                certifies="the argmax of the smoothed soft classifier stays the class picked on S0 within "
-                          "sigma/2 (Phi^-1(lower_c) - Phi^-1(pB))",
-                overall=OVERALL_ONCE,
-                options=(Option("bound", [], "bernstein|hoeffding [default bernstein].", parse=BOUNDS, bad="x"),
-                         COMPACT_RULE),
-                check=_check_soft, settings=("bound",), example={"bound": ["bernstein", "hoeffding"]},
-                compact=on_compact("soft")))
