@@ -39,9 +39,8 @@ import numba as nb
 import numpy as np
 from scipy import special
 
-from .entries_confidence import CDF_RADIUS_TOL as TOL  # absolute precision of every certified radius
-
 _JIT = dict(nogil=True, cache=True)
+TOL = 1e-4           # absolute precision of every certified radius
 _SLACK = 1e-12       # floating-point slack when re-checking lower(R) >= t at a closed-form bracket end
 _SQRT2 = math.sqrt(2.0)
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from .registry import OVERALL_ONCE, Compact, Floats, Method, Names, Option, register
 
-MEASURES = ("score", "margin")  # cdf's measures (certifier/cdf.py defines each)
+# As the computations define them (a test checks that they agree): cdf's measures (cdf.MEASURES), the compact rules
+# (compact_confidence.RULES) and the absolute precision of a cdf radius, found by bisection (cdf.TOL).
+MEASURES = ("score", "margin")
 COMPACT_RULES = ("spec", "dominated")
-CDF_RADIUS_TOL = 1e-4  # absolute precision of a cdf radius, found by bisection (cdf.TOL)
+CDF_RADIUS_TOL = 1e-4
 
 # Why cdf and soft refuse a compact store that does not keep its selection rows whole (after "--method NAME").
 REFUSED = ("needs full softmax rows: its class is the argmax of the mean of the S0 rows, and a compact store "

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from .registry import Method, Option, register
 
-DIRECT = ("cohen", "two-step")  # direct certificates of the changed model its report sets beside it
+# The direct certificates of the changed model its report sets beside it (report_incremental.DIRECT; a test
+# checks that they agree).
+DIRECT = ("cohen", "two-step")
 
 
 def confidence(opts):

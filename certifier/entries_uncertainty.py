@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .registry import OVERALL_TWICE, Floats, Method, Names, Option, confidence_twice, exact_on_compact, register
 
-FUNCTIONS = ("entropy", "confidence", "margin")  # the uncertainty functions (certifier/uncertainty.py)
+# The names the options take, as certifier/uncertainty.py defines them (a test checks that they agree).
+FUNCTIONS = ("entropy", "confidence", "margin")
 GUARANTEES = ("cc", "ncl", "ncl-strict")
 
 OPTIONS = (

@@ -45,9 +45,10 @@ from scipy import special
 
 from ..stats.bounds import cp_lower, cp_upper
 from ..stats.hypotheses import binom_p
-from .entries_uncertainty import FUNCTIONS, GUARANTEES  # noqa: F401  (the names the options take)
 from .kernels_uncertainty import CONFIDENCE, ENTROPY, MARGIN, ncl_strict_r2, theta_histogram, top3
 
+FUNCTIONS = ("entropy", "confidence", "margin")
+GUARANTEES = ("cc", "ncl", "ncl-strict")
 _CODE = {"entropy": ENTROPY, "confidence": CONFIDENCE, "margin": MARGIN}
 NONE = -1
 
