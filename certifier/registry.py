@@ -64,17 +64,11 @@ class Ref:
         return resolve_name(module, __package__) if module.startswith(".") else module
 
     def resolve(self) -> Callable:
-        """The function itself (its module is imported on the first call)."""
-        fn = _RESOLVED.get(self.target)
-        if fn is None:
-            fn = _RESOLVED[self.target] = getattr(import_module(self.module), self.target.partition(":")[2])
-        return fn
+        """The function itself (its module is imported on the first call, then found in ``sys.modules``)."""
+        return getattr(import_module(self.module), self.target.partition(":")[2])
 
     def __call__(self, *args, **kwargs):
         return self.resolve()(*args, **kwargs)
-
-
-_RESOLVED: dict[str, Callable] = {}
 
 
 def _refs(obj, names: tuple) -> None:
