@@ -48,6 +48,11 @@ def soft_settings(opts):
     return bounds
 
 
+def _compact(block) -> bool:
+    """A block of a compact store with whole selection rows (section 9): its values come from compact_confidence."""
+    return block.rows is None and block.compact is not None
+
+
 def certify_cdf(block, opts):
     """One row per (input, measure, bound, threshold): w.p. >= 1 - alpha, E[z_c(x + d)] >= threshold for ||d|| <= radius.
 
@@ -55,24 +60,46 @@ def certify_cdf(block, opts):
     (radius 0). Below the measure's cutoff a certificate bounds the
     confidence of c but does not imply that c stays the smoothed argmax.
     """
-    if block.rows is None and block.compact is not None:  # compact store with whole selection rows (section 9)
-        return CC.certify_cdf(block, opts, cdf_settings(opts))
-    measures, bounds, thr = cdf_settings(opts)
+    settings = cdf_settings(opts)
     alpha = level(opts, spends_twice=False)
-    B = len(block)
-    cls = C.predicted_class(block.s0_rows())
-    n_i = block.n_i
-    cols = {k: [] for k in ("_pos", "measure", "bound", "threshold", "predict", "radius", "lower0", "_order")}
+    if _compact(block):
+        cls, values, terms = CC.cdf_values(block, opts, alpha)
+    else:
+        cls = C.predicted_class(block.s0_rows())
+
+        def values(measure):
+            return C.measure_values(block.rows, cls, measure.name, start=block.n0, stop=block.n0 + block.n_i), None
+
+        def terms(z_sorted, bound, measure, bounded):
+            return C.input_terms(z_sorted, bound, measure, opts.K, alpha)
+
+    return cdf_table(cls, settings, block.n_i, block.sigma, values, terms, rows_bounded=_compact(block))
+
+
+def cdf_table(cls, settings, n_i, sigma: float, values, terms, rows_bounded: bool = False):
+    """The cdf rows of a block, input by input (then measure, bound, threshold): ``predict = cls`` and the radius
+    of ``cdf.certified_radii`` where the lower bound at radius 0 reaches the threshold, else -1 and 0.
+
+    ``values(measure)`` -> (values of the rows of S (B, R), rows_bounded (B,)
+    or None); ``terms(sorted values of input b, bound, measure,
+    rows_bounded[b] or None)`` -> the bound's ``(w, u)``. With
+    ``rows_bounded`` the table has that column too.
+    """
+    measures, bounds, thr = settings
+    B = len(cls)
+    names = ("_pos", "measure", "bound", "threshold", "predict", "radius", "lower0") + \
+        (("rows_bounded",) if rows_bounded else ()) + ("_order",)
+    cols = {k: [] for k in names}
     n_set = len(bounds) * max(len(t) for t in thr.values())
     for mi, ms in enumerate(measures):
         t = thr[ms.name]
-        z = C.measure_values(block.rows, cls, ms.name, start=block.n0, stop=block.n0 + n_i)
+        z, bounded = values(ms)
         z.sort(axis=1)
         for b in range(B):
             zs = z[b, : n_i[b]]
             for bi, bound in enumerate(bounds):
-                w, u = C.input_terms(zs, bound, ms, opts.K, alpha)
-                rad, lower0 = C.certified_radii(ms.a, w, u, block.sigma, t)
+                w, u = terms(zs, bound, ms, None if bounded is None else bounded[b])
+                rad, lower0 = C.certified_radii(ms.a, w, u, sigma, t)
                 ok = lower0 >= t
                 T = t.size
                 cols["_pos"].append(np.full(T, b))
@@ -82,10 +109,13 @@ def certify_cdf(block, opts):
                 cols["predict"].append(np.where(ok, cls[b], -1))
                 cols["radius"].append(np.where(ok, rad, 0.0))
                 cols["lower0"].append(np.full(T, lower0))
+                if rows_bounded:
+                    cols["rows_bounded"].append(np.full(T, bounded[b], dtype=np.int64))
                 cols["_order"].append((b * len(measures) + mi) * n_set + bi * T + np.arange(T))
     if not cols["_pos"]:
-        return frame(np.zeros(0, np.int64), measure=np.zeros(0, object), bound=np.zeros(0, object),
-                     threshold=np.zeros(0), predict=np.zeros(0, np.int64), radius=np.zeros(0), lower0=np.zeros(0))
+        empty = dict(measure=np.zeros(0, object), bound=np.zeros(0, object), threshold=np.zeros(0),
+                     predict=np.zeros(0, np.int64), radius=np.zeros(0), lower0=np.zeros(0))
+        return frame(np.zeros(0, np.int64), **empty, **({"rows_bounded": np.zeros(0, np.int64)} if rows_bounded else {}))
     cat = {k: np.concatenate([np.asarray(v) for v in vs]) for k, vs in cols.items()}
     order = np.argsort(cat.pop("_order"), kind="stable")
     pos = cat.pop("_pos")[order]
@@ -94,16 +124,22 @@ def certify_cdf(block, opts):
 
 def certify_soft(block, opts):
     """One row per (input, bound): w.p. >= 1 - alpha, c = argmax E[p(x + d)] for ||d|| < radius (else -1, 0)."""
-    if block.rows is None and block.compact is not None:  # compact store with whole selection rows (section 9)
-        return CC.certify_soft(block, opts, soft_settings(opts))
     bounds = soft_settings(opts)
-    cls = C.predicted_class(block.s0_rows())
     n_i = block.n_i
-    mean, var = S.mean_var(block.rows, block.n0, block.n0 + n_i)
+    if _compact(block):
+        cls, mean, var, extra = CC.soft_values(block, opts)
+    else:
+        cls = C.predicted_class(block.s0_rows())
+        mean, var = S.mean_var(block.rows, block.n0, block.n0 + n_i)
+
+        def extra(bound):
+            return {}
+
     parts = []
     for bound in bounds:
         pred, rad, pl, pu = S.soft_certify(mean, var, n_i, cls, block.sigma, opts.alpha, bound)
-        parts.append(frame(np.arange(len(block)), bound=bound, predict=pred, radius=rad, p_lower=pl, p_upper=pu))
+        parts.append(frame(np.arange(len(block)), bound=bound, predict=pred, radius=rad, p_lower=pl, p_upper=pu,
+                           **extra(bound)))
     import pandas as pd
 
     df = pd.concat(parts, ignore_index=True)
