@@ -260,6 +260,23 @@ def _dominated_stats(topk_p, topk_c, start, n, i, m, cnt, s_exact, t_exact, t, t
 
 
 @nb.njit(**_JIT)
+def _sum_over_other_rows(t, rows_of, lo, hi, mu, square):
+    """Sum, in row order, of ``t[r]`` (``square``: of ``(t[r] - mu)^2``) over the rows r not listed in the
+    ascending ``rows_of[lo:hi]``."""
+    q = lo
+    out = 0.0
+    for r in range(t.shape[0]):
+        if q < hi and rows_of[q] == r:
+            while q < hi and rows_of[q] == r:
+                q += 1
+        elif square:
+            out += (t[r] - mu) * (t[r] - mu)
+        else:
+            out += t[r]
+    return out
+
+
+@nb.njit(**_JIT)
 def _spec_stats(topk_p, topk_c, start, n, i, m, cnt, s_exact, t_exact, t, t_all, mean_lower, var_lower, mean_upper,
                 var_upper):
     """``spec``: the means and unbiased sample variances of L and of U, for input i after pass 1."""
@@ -290,15 +307,7 @@ def _spec_stats(topk_p, topk_c, start, n, i, m, cnt, s_exact, t_exact, t, t_all,
         if cnt[j] == n:
             mean_upper[i, j] = s_exact[j] / n
         elif freq[j]:
-            q = off[j]
-            tb = 0.0
-            for r in range(n):
-                if q < off[j + 1] and rows_of[q] == r:
-                    while q < off[j + 1] and rows_of[q] == r:
-                        q += 1
-                else:
-                    tb += t[r]
-            mean_upper[i, j] = (s_exact[j] + tb) / n
+            mean_upper[i, j] = (s_exact[j] + _sum_over_other_rows(t, rows_of, off[j], off[j + 1], 0.0, False)) / n
         else:
             mean_upper[i, j] = (s_exact[j] + max(t_all - t_exact[j], 0.0)) / n
     # pass 2, row order: squared deviations of the exact values from each mean, and of t_r over the exact rows
@@ -328,15 +337,7 @@ def _spec_stats(topk_p, topk_c, start, n, i, m, cnt, s_exact, t_exact, t, t_all,
         if cnt[j] == n:
             var_upper[i, j] = dev_u[j] / (n - 1)
         elif freq[j]:
-            q = off[j]
-            sb = 0.0
-            for r in range(n):
-                if q < off[j + 1] and rows_of[q] == r:
-                    while q < off[j + 1] and rows_of[q] == r:
-                        q += 1
-                else:
-                    sb += (t[r] - mu) * (t[r] - mu)
-            var_upper[i, j] = (dev_u[j] + sb) / (n - 1)
+            var_upper[i, j] = (dev_u[j] + _sum_over_other_rows(t, rows_of, off[j], off[j + 1], mu, True)) / (n - 1)
         else:  # sum over all rows of (t_r - mu)^2 = m2_t + n (t_bar - mu)^2, less the exact rows'
             every = m2_t + n * (t_bar - mu) * (t_bar - mu)
             var_upper[i, j] = (dev_u[j] + max(every - dev_t[j], 0.0)) / (n - 1)
