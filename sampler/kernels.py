@@ -15,29 +15,36 @@ import numpy as np
 from ..store.kernels import f16_bits, topk_insert
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _softmax_into(logits, i, out, o):
+    """``out[o] = softmax(logits[i])`` in float32; returns (the sum of the exponentials, the first argmax)."""
+    m = logits.shape[1]
+    mx = logits[i, 0]
+    for c in range(1, m):
+        if logits[i, c] > mx:
+            mx = logits[i, c]
+    s = np.float32(0.0)
+    for c in range(m):
+        e = np.float32(np.exp(logits[i, c] - mx))
+        out[o, c] = e
+        s += e
+    best, am = np.float32(-1.0), 0
+    for c in range(m):
+        p = out[o, c] / s
+        out[o, c] = p
+        if p > best:
+            best, am = p, c
+    return s, am
+
+
 @nb.njit(cache=True, nogil=True)
 def softmax_argmax_at(logits, rows, arg, offset):
     """``rows[offset + i] = softmax(logits[i])`` (float32) and ``arg[offset + i]`` its first argmax, for every row
     ``i`` of ``logits``; returns the first row whose softmax is not finite, or -1."""
-    B, m = logits.shape
     bad = -1
-    for i in range(B):
+    for i in range(logits.shape[0]):
         o = offset + i
-        mx = logits[i, 0]
-        for c in range(1, m):
-            if logits[i, c] > mx:
-                mx = logits[i, c]
-        s = np.float32(0.0)
-        for c in range(m):
-            e = np.float32(np.exp(logits[i, c] - mx))
-            rows[o, c] = e
-            s += e
-        best, am = np.float32(-1.0), 0
-        for c in range(m):
-            p = rows[o, c] / s
-            rows[o, c] = p
-            if p > best:
-                best, am = p, c
+        s, am = _softmax_into(logits, i, rows, o)
         if not (s > 0 and s < np.inf) and bad < 0:
             bad = i
         arg[o] = am
@@ -73,26 +80,13 @@ def softmax_topk_at(logits, top_p, top_c, ent, arg, rows0, f16_values, f16_terms
     k = top_p.shape[1]
     n0 = rows0.shape[0]
     f16 = f16_values.shape[0] > 0
-    sc = np.empty(m, np.float32)
+    row = np.empty((1, m), np.float32)  # the softmax row being compacted
+    sc = row[0]
     bits = sc.view(np.uint32)
     bad = -1
     for i in range(B):
         o = offset + i
-        mx = logits[i, 0]
-        for c in range(1, m):
-            if logits[i, c] > mx:
-                mx = logits[i, c]
-        s = np.float32(0.0)
-        for c in range(m):
-            e = np.float32(np.exp(logits[i, c] - mx))
-            sc[c] = e
-            s += e
-        best, am = np.float32(-1.0), 0
-        for c in range(m):
-            p = sc[c] / s
-            sc[c] = p
-            if p > best:
-                best, am = p, c
+        s, am = _softmax_into(logits, i, row, 0)
         arg[o] = am
         if o < n0:
             for c in range(m):
@@ -114,7 +108,8 @@ def softmax_topk_at(logits, top_p, top_c, ent, arg, rows0, f16_values, f16_terms
                 p64 = np.float64(v)
                 if p64 > 0.0:
                     h -= p64 * math.log(p64)
-            cnt = topk_insert(top_p, top_c, o, k, cnt, v, c)  # the store's insertion, bit for bit
+            if cnt < k or v > top_p[o, k - 1]:  # the store's insertion into the top k, bit for bit
+                cnt = topk_insert(top_p, top_c, o, k, cnt, v, c)
         ent[o] = h
     return bad
 

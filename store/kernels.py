@@ -61,20 +61,18 @@ def f32_to_f16_bits(src, dst):
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def topk_insert(top_p, top_c, r, k, cnt, v, c):
-    """Value ``v`` of class ``c`` into row ``r``'s descending top k (``cnt`` filled so far; classes come in
-    ascending order, so a tie keeps the lower class first); returns the new ``cnt``."""
-    if cnt < k or v > top_p[r, k - 1]:
-        j = cnt if cnt < k else k - 1
-        while j > 0 and top_p[r, j - 1] < v:
-            if j < k:
-                top_p[r, j] = top_p[r, j - 1]
-                top_c[r, j] = top_c[r, j - 1]
-            j -= 1
-        top_p[r, j] = v
-        top_c[r, j] = c
-        if cnt < k:
-            cnt += 1
-    return cnt
+    """Value ``v`` of class ``c`` into row ``r``'s descending top k, ``cnt`` of them filled so far, where it
+    belongs (callers test ``cnt < k or v > top_p[r, k - 1]`` first, the rare case); classes come in ascending
+    order, so a tie keeps the lower class first. Returns the new ``cnt``."""
+    j = cnt if cnt < k else k - 1
+    while j > 0 and top_p[r, j - 1] < v:
+        if j < k:
+            top_p[r, j] = top_p[r, j - 1]
+            top_c[r, j] = top_c[r, j - 1]
+        j -= 1
+    top_p[r, j] = v
+    top_c[r, j] = c
+    return cnt + 1 if cnt < k else cnt
 
 
 @nb.njit(parallel=True, nogil=True, cache=True)
@@ -90,5 +88,6 @@ def compact_rows_kernel(rows, k, top_p, top_c, ent):
             p = np.float64(v)
             if p > 0.0:
                 h -= p * math.log(p)
-            cnt = topk_insert(top_p, top_c, r, k, cnt, v, c)
+            if cnt < k or v > top_p[r, k - 1]:
+                cnt = topk_insert(top_p, top_c, r, k, cnt, v, c)
         ent[r] = h
