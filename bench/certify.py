@@ -5,7 +5,8 @@ store and a 1-input store of the same rows, then measures side by side in
 rounds, every phase in its own process:
 
   in process     (timed inside, from the first import; the peak memory is the phase's own)
-    read       - read and decompress every stored part of every input once (Dask threads, same blocks)
+    read       - read and decompress every stored part of every input once (Dask threads, cohen's blocks;
+                 the process imports the store and Dask, not the certifier)
     cohen      - smoothcert.certify(..., "cohen") (checksums verified)
     two-step
   whole process  (timed from outside: interpreter start, imports, the work, the exit; what a user waits for)
@@ -37,10 +38,8 @@ from common import bench_store, du_mb
 READ = r"""
 import dask
 from smoothcert.store import open_store
-from smoothcert.certifier.engine import _block_size
-path = {path!r}
+path, bs = {path!r}, {bs}
 st = open_store(path)
-bs = _block_size(st, ["argmax"], ["rows"])
 N = st.n_inputs
 def read(s):
     with open_store(path) as s2:
@@ -65,9 +64,20 @@ print(json.dumps({{"seconds": dt, "peak_mb": resource.getrusage(resource.RUSAGE_
 """
 
 
+def read_code(path) -> str:
+    """The plain read of ``path`` in the blocks cohen's tasks read (the block size is found here, so that the read
+    process imports the store and Dask only)."""
+    from smoothcert.certifier.engine import _block_size
+    from smoothcert.store import open_store
+
+    with open_store(path) as st:
+        bs = _block_size(st, ["argmax"], ["rows"])
+    return READ.format(path=str(path), bs=bs)
+
+
 def in_process(phase, path):
     """(seconds timed inside the process, its peak memory in MB)."""
-    code = IN_PROCESS.format(phase=phase, path=str(path), read=READ.format(path=str(path)))
+    code = IN_PROCESS.format(phase=phase, path=str(path), read=read_code(path))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     return r["seconds"], r["peak_mb"]
@@ -106,7 +116,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="bench-certify-")
     try:
         whole = {
-            "read": [sys.executable, "-c", READ.format(path=str(path))],
+            "read": [sys.executable, "-c", read_code(path)],
             "cohen": certify_argv(path, "cohen", os.path.join(tmp, "cohen.csv")),
             "two-step": certify_argv(path, "two-step", os.path.join(tmp, "two-step.csv")),
             "cohen 1-input": certify_argv(one, "cohen", os.path.join(tmp, "one.csv")),
