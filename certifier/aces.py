@@ -26,7 +26,8 @@ Overall confidence (worked out from section 5 and Theorem B.1/B.2 of Horváth et
 Both already spend alpha once overall, so ``--joint-alpha`` changes nothing.
 Each threshold's certificates hold at that level; choosing the best threshold
 afterwards on the same test inputs is post-hoc selection (calibrate on a
-validation store).
+validation store). The registry entries of ``aces`` and ``aces-predict`` are
+in ``entries_aces``.
 """
 from __future__ import annotations
 
@@ -34,14 +35,13 @@ import math
 
 import numba as nb
 import numpy as np
-from scipy.stats import norm
 
 from ..stats.bounds import cp_lower
 from ..stats.hypotheses import binom_p
 from ..stats.counts import top_k
+from ..stats.normal import norm_ppf
 from .kernels import class_counts
-from . import report_aces
-from .registry import Floats, Method, Option, exact_on_compact, frame, register
+from .registry import frame
 
 _JIT = dict(nogil=True, cache=True)
 DEFAULT_THETAS = tuple(i / 100 for i in range(101))  # the reference code's grid 0, 0.01, ..., 1
@@ -244,8 +244,8 @@ def certify_counts(counts0, counts, sel0, sel, n0, n, core, sigma: float, alpha:
     cA2 = np.broadcast_to(cA[:, None], (B, T))
     predict = np.where(b1 | b3, cA2, np.where(b2, core[:, None], -1)).astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        radius = np.where(b1, sigma * norm.ppf(np.where(b1, p, 0.5)), 0.0)
-        rs = sigma * norm.ppf(np.where(pS > 0.5, pS, 0.5))
+        radius = np.where(b1, sigma * norm_ppf(np.where(b1, p, 0.5)), 0.0)
+        rs = sigma * norm_ppf(np.where(pS > 0.5, pS, 0.5))
     selection = np.where(b1, 1, np.where(b2, 0, -1)).astype(np.int64)
     select_radius = np.where(pS > 0.5, np.where(s_hat == 1, rs, -rs), 0.0)
     return {"predict": predict, "radius": radius.astype(np.float64), "selection": selection,
@@ -293,16 +293,18 @@ def thetas_of(opts) -> np.ndarray:
     return arr
 
 
-def _check(opts, store=None):
+def check_options(opts, store=None):
+    """ValueError on a threshold outside [0, 1], before any row is read."""
     thetas_of(opts)
 
 
-# ------------------------------------------------------------ registry entries
+# ------------------------------------------- computations (entries_aces)
 def _expand(B, thetas):
     return np.repeat(np.arange(B), len(thetas)), np.tile(thetas, B)
 
 
-def _aces(block, opts):
+def certify_aces(block, opts):
+    """One row per (input, theta): ACES CERTIFY (Alg. 1), predict and radius w.p. >= 1 - alpha."""
     thetas = thetas_of(opts)
     B = len(block)
     n_i = block.n_i
@@ -315,7 +317,8 @@ def _aces(block, opts):
     return frame(pos, theta=th, **{k: v.reshape(-1) for k, v in res.items()})
 
 
-def _aces_predict(block, opts):
+def predict_aces(block, opts):
+    """One row per (input, theta): ACES PREDICT (Alg. 4), the class of F_ACES w.p. >= 1 - alpha; radius 0."""
     thetas = thetas_of(opts)
     B = len(block)
     n_i = block.n_i
@@ -324,36 +327,3 @@ def _aces_predict(block, opts):
     pred, selection = predict_counts(c, sel, n_i, block.core_predict, opts.alpha, opts.binom_test)
     pos, th = _expand(B, thetas)
     return frame(pos, theta=th, predict=pred.reshape(-1), radius=0.0, selection=selection.reshape(-1))
-
-
-def _conf_certify(opts):
-    return 1 - opts.alpha, (f"1 - alpha = {1 - opts.alpha:g} (ACES CERTIFY: selection bound pS and class bound pA on S "
-                            f"at alpha/2 each, union bound; --joint-alpha changes nothing)")
-
-
-def _conf_predict(opts):
-    return 1 - opts.alpha, (f"1 - alpha = {1 - opts.alpha:g} (ACES PREDICT: binomial tests on S at alpha/2, at most two "
-                            f"per branch; --joint-alpha changes nothing)")
-
-
-THETA = Option("theta", [], "normalised-entropy thresholds in [0, 1]: LIST or start:stop:count [default 0, 0.01, "
-               "..., 1].", parse=Floats(), bad="x")
-_ON_COMPACT = "exact: the selection's normalised entropy is the stored per-row entropy"
-
-register(Method("aces", _aces, _conf_certify, fields=("argmax", "rows"), needs_core_predict=True, section="5",
-                summary="ACES CERTIFY (Horváth et al. 2022, ACES Alg. 1): entropy selection between the smoothed model and the core model, "
-                        "one row per (input, theta in [0, 1]).",
-                certifies="per theta: the entropy-selected classifier F_ACES returns the class within the radius "
-                          "(selection 1), or the core model's clean prediction (selection 0, radius 0)",
-                overall="1 - alpha", options=(THETA,), check=_check, settings=("theta",), example={"theta": [0.1, 0.5, 1.0]},
-                compact=exact_on_compact(f"{_ON_COMPACT} (bit-identical to the full-row kernel's) times 1/ln(m); "
-                                         f"hard labels from the stored argmax"),
-                report=report_aces.aces_report, plot=report_aces.pareto_plot, report_rows=("aces", "aces-predict"),
-                notes=("selection 1: certified model, radius min(R_select, R_certify); 0: core model, radius 0; "
-                       "-1: core and smoothed model agree (radius 0) or abstain",)))
-register(Method("aces-predict", _aces_predict, _conf_predict, fields=("argmax", "rows"), needs_core_predict=True,
-                section="5", predict_only=True,
-                summary="ACES PREDICT (Horváth et al. 2022, ACES Alg. 4) on S: the class for natural accuracy (NAC), radius 0.",
-                certifies="per theta: the returned class is F_ACES(x) (radius 0; natural accuracy NAC)",
-                overall="1 - alpha", options=(THETA,), check=_check, settings=("theta",), example={"theta": [0.1, 0.5, 1.0]},
-                compact=exact_on_compact(f"{_ON_COMPACT} times 1/ln(m); hard labels from the stored argmax")))

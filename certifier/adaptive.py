@@ -21,21 +21,21 @@ sampling) that the replay would need beyond its rows abstains with outcome
 ``short`` (never a certificate from rows that do not exist); the meta
 sidecar and the report count such inputs. ``rows_used`` is n_i of the
 deciding stage (n_s after the last stage; the last completed stage for a
-short input), and SampleRF = n / mean rows_used.
+short input), and SampleRF = n / mean rows_used. The registry entry and
+options are in ``entries_adaptive``.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
 from ..stats.adaptive import ABORTED, ABSTAINED, CERTIFIED, SHORT, online_decision, online_plan, plan_stages, replay  # noqa: F401
 from ..stats.counts import top_k
 from .kernels import class_counts
-from .registry import Ints, Method, Option, frame, register
+from .registry import frame
 
 
-def _check(opts, store=None):
+def check_options(opts, store=None):
+    """ValueError without --radius or with stages that cannot be planned on the store's n, before any work."""
     if opts.radius is None:
         raise ValueError("--method adaptive needs --radius R (the target radius to certify)")
     n = store.n if store is not None else None
@@ -44,8 +44,9 @@ def _check(opts, store=None):
     plan_stages(opts.stages, n if n is not None else max(opts.stages))
 
 
-def _adaptive(block, opts):
-    _check(opts)
+def certify_adaptive(block, opts):
+    """One row per input: CERTIFYADP replayed on nested prefixes of S (certified w.p. >= 1 - alpha)."""
+    check_options(opts)
     stages, clipped = plan_stages(opts.stages, block.n_use)
     B = len(block)
     n_i = block.n_i
@@ -81,11 +82,6 @@ def summary(table, opts) -> dict:
     return {"adaptive": out}
 
 
-def _confidence(opts):
-    return 1 - opts.alpha, (f"1 - alpha = {1 - opts.alpha:g} (CERTIFYADP: each of s stages bounds at alpha/s, Bonferroni; "
-                            f"an early abort is wrong with probability <= beta = {opts.beta:g})")
-
-
 # ------------------------------------------------------------------ report
 def adaptive_report(df, radii) -> str:
     """The adaptive section of ``smoothcert report``: acc_cert, outcomes per stage, SampleRF, and whether stages were clipped."""
@@ -119,34 +115,3 @@ def adaptive_report(df, radii) -> str:
     lines.append(pd.DataFrame(recs).drop(columns=["stages_requested"]).to_string(index=False))
     lines.extend(dict.fromkeys(notes))
     return "\n".join(lines)
-
-
-def _radius(v):
-    if v is not None and not (v >= 0 and math.isfinite(v)):
-        raise ValueError(f"--radius must be a finite number >= 0, got {v}")
-
-
-def _stages(v):
-    if any(s < 1 for s in v):
-        raise ValueError(f"--stages must be positive integers, got {v}")
-
-
-def _beta(v):
-    if not (0 < v < 1):
-        raise ValueError(f"--beta must be in (0, 1), got {v}")
-
-
-OPTIONS = (
-    Option("radius", None, "target radius r.", type=float, validate=_radius, bad="-1"),
-    Option("stages", [1_000, 10_000, 125_000], "stage sizes n_1 < ... < n_s.", parse=Ints(), validate=_stages,
-           bad="0,5"),
-    Option("beta", 0.0001, "early-abort level.", type=float, validate=_beta, bad="1"),
-)
-
-register(Method("adaptive", _adaptive, _confidence, fields=("argmax",), variable_rows=True, extra_summary=summary,
-                section="6", overall="1 - alpha (early aborts wrong with probability <= beta)",
-                summary="CERTIFYADP (Horváth et al. 2022, ensembles Alg. 2): certify a target --radius on nested stages of S, abort early "
-                        "when the upper bound rules it out; rows_used per input, SampleRF in the report.",
-                certifies="the prediction stays cA within a radius >= the target --radius, decided on nested stages "
-                          "of S with early aborts",
-                options=OPTIONS, check=_check, example={"radius": 0.25}, report=adaptive_report))

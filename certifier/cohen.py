@@ -5,12 +5,12 @@ Pure functions over per-input count vectors; vectorised over inputs.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm
 
 from ..stats.bounds import cp_lower
 from ..stats.confseq import cs_lower
 from ..stats.hypotheses import binom_p
 from ..stats.counts import top_k
+from ..stats.normal import norm_ppf
 
 
 def certify(counts0: np.ndarray, counts: np.ndarray, n, sigma: float, alpha: float, interval: str = "cp"):
@@ -26,7 +26,7 @@ def certify(counts0: np.ndarray, counts: np.ndarray, n, sigma: float, alpha: flo
     kA = np.take_along_axis(counts, cA[:, None], axis=1)[:, 0]
     pA = np.atleast_1d((cs_lower if interval == "cs" else cp_lower)(kA, n, alpha))
     ok = pA >= 0.5
-    radius = np.where(ok, sigma * norm.ppf(np.where(ok, pA, 0.5)), 0.0)
+    radius = np.where(ok, sigma * norm_ppf(np.where(ok, pA, 0.5)), 0.0)
     predict = np.where(ok, cA, -1)
     return predict.astype(np.int64), radius.astype(np.float64), pA
 

@@ -189,81 +189,166 @@ def _clip01(v):
 
 
 @nb.njit(**_JIT)
-def _soft_stats_kernel(topk_p, topk_c, start, stops, m, mean_lower, mean_upper, var, bounded):
-    B, _, K = topk_p.shape
-    for i in range(B):
-        n = stops[i] - start
-        if n <= 0:  # as soft._mean_var: zeros
-            for j in range(m):
-                mean_lower[i, j] = 0.0
-                mean_upper[i, j] = 0.0
-                var[i, j] = 0.0
-                bounded[i, j] = 0
-            continue
-        cnt = np.zeros(m, np.int64)
-        s_exact = np.zeros(m)   # sum of exact values, in row order (the full kernel's order)
-        s_t = np.zeros(m)       # sum of t_i over the rows where the class is exact
-        t = np.empty(n)
-        t_all = 0.0
-        for r in range(start, stops[i]):
-            tr = _clip01(np.float64(topk_p[i, r, K - 1]))
-            t[r - start] = tr
-            t_all += tr
-            for k in range(K):
-                j = topk_c[i, r, k]
-                s_exact[j] += _clip01(np.float64(topk_p[i, r, k]))
-                cnt[j] += 1
-                s_t[j] += tr
-        centre = np.empty(m)
-        for j in range(m):
-            nb_j = n - cnt[j]
-            bounded[i, j] = nb_j
-            ml = s_exact[j] / n
-            mean_lower[i, j] = ml
-            if nb_j == 0:
-                mean_upper[i, j] = ml
-                centre[j] = ml
-            else:
-                bt = max(t_all - s_t[j], 0.0)  # sum of t_i over the bounded rows
-                slack = 4.0 * (n + 2) * _U * (s_exact[j] + t_all + s_t[j])
-                mean_upper[i, j] = (s_exact[j] + bt + slack) / n
-                centre[j] = (s_exact[j] + 0.5 * bt) / n
-        # second pass: squared deviations of the exact values (the full kernel's order), and the box term
-        # max(c0, t_i - c0)^2 over the rows where the class is exact (to subtract from the all-rows sum)
-        dev = np.zeros(m)
-        box_exact = np.zeros(m)
-        for r in range(start, stops[i]):
-            tr = t[r - start]
-            for k in range(K):
-                j = topk_c[i, r, k]
-                d = _clip01(np.float64(topk_p[i, r, k])) - centre[j]
-                dev[j] += d * d
-                if cnt[j] < n:
-                    c0 = centre[j]
-                    box_exact[j] += (tr - c0) * (tr - c0) if tr >= 2.0 * c0 else c0 * c0
-        ts = np.sort(t)
-        suf1 = np.zeros(n + 1)  # sums from the top (largest first): small relative error on any tail
-        suf2 = np.zeros(n + 1)
-        for r in range(n - 1, -1, -1):
-            suf1[r] = suf1[r + 1] + ts[r]
-            suf2[r] = suf2[r + 1] + ts[r] * ts[r]
-        for j in range(m):
-            if cnt[j] == n:
-                var[i, j] = dev[j] / (n - 1) if n > 1 else np.nan
-                continue
-            c0 = centre[j]
-            at = np.searchsorted(ts, 2.0 * c0)  # rows with t >= 2 c0 take (t - c0)^2, the others c0^2
-            hi = n - at
-            box_all = (suf2[at] - 2.0 * c0 * suf1[at] + hi * c0 * c0) + at * c0 * c0
-            box_bounded = max(box_all - box_exact[j], 0.0)
-            mag = suf2[at] + 2.0 * c0 * suf1[at] + n * c0 * c0 + box_exact[j] + dev[j]
-            slack = 16.0 * (n + 4) * _U * mag + 4.0 * n * n * n * _U * _U
-            var[i, j] = (dev[j] + box_bounded + slack) / (n - 1) if n > 1 else np.nan
+def _exact_sums(topk_p, topk_c, start, stop, i, m):
+    """Pass 1 over rows ``start:stop`` of input i, in row order: per class the sum of its exact values (the full
+    kernel's order), how many rows hold it and the sum of t_r over those rows; t_r of each row and their sum."""
+    K = topk_p.shape[2]
+    cnt = np.zeros(m, np.int64)
+    s_exact = np.zeros(m)
+    t_exact = np.zeros(m)
+    t = np.empty(stop - start)
+    t_all = 0.0
+    for r in range(start, stop):
+        tr = _clip01(np.float64(topk_p[i, r, K - 1]))
+        t[r - start] = tr
+        t_all += tr
+        for k in range(K):
+            j = topk_c[i, r, k]
+            s_exact[j] += _clip01(np.float64(topk_p[i, r, k]))
+            cnt[j] += 1
+            t_exact[j] += tr
+    return cnt, s_exact, t_exact, t, t_all
 
 
 @nb.njit(**_JIT)
-def _spec_soft_stats_kernel(topk_p, topk_c, start, stops, m, mean_lower, var_lower, mean_upper, var_upper, bounded):
-    B, _, K = topk_p.shape
+def _dominated_stats(topk_p, topk_c, start, n, i, m, cnt, s_exact, t_exact, t, t_all, mean_lower, mean_upper, var):
+    """``dominated``: the means of L and U and one variance bound over the box, for input i after pass 1."""
+    K = topk_p.shape[2]
+    centre = np.empty(m)
+    for j in range(m):
+        ml = s_exact[j] / n
+        mean_lower[i, j] = ml
+        if cnt[j] == n:
+            mean_upper[i, j] = ml
+            centre[j] = ml
+        else:
+            bt = max(t_all - t_exact[j], 0.0)  # sum of t_i over the bounded rows
+            slack = 4.0 * (n + 2) * _U * (s_exact[j] + t_all + t_exact[j])
+            mean_upper[i, j] = (s_exact[j] + bt + slack) / n
+            centre[j] = (s_exact[j] + 0.5 * bt) / n
+    # second pass: squared deviations of the exact values (the full kernel's order), and the box term
+    # max(c0, t_i - c0)^2 over the rows where the class is exact (to subtract from the all-rows sum)
+    dev = np.zeros(m)
+    box_exact = np.zeros(m)
+    for r in range(start, start + n):
+        tr = t[r - start]
+        for k in range(K):
+            j = topk_c[i, r, k]
+            d = _clip01(np.float64(topk_p[i, r, k])) - centre[j]
+            dev[j] += d * d
+            if cnt[j] < n:
+                c0 = centre[j]
+                box_exact[j] += (tr - c0) * (tr - c0) if tr >= 2.0 * c0 else c0 * c0
+    ts = np.sort(t)
+    suf1 = np.zeros(n + 1)  # sums from the top (largest first): small relative error on any tail
+    suf2 = np.zeros(n + 1)
+    for r in range(n - 1, -1, -1):
+        suf1[r] = suf1[r + 1] + ts[r]
+        suf2[r] = suf2[r + 1] + ts[r] * ts[r]
+    for j in range(m):
+        if cnt[j] == n:
+            var[i, j] = dev[j] / (n - 1) if n > 1 else np.nan
+            continue
+        c0 = centre[j]
+        at = np.searchsorted(ts, 2.0 * c0)  # rows with t >= 2 c0 take (t - c0)^2, the others c0^2
+        hi = n - at
+        box_all = (suf2[at] - 2.0 * c0 * suf1[at] + hi * c0 * c0) + at * c0 * c0
+        box_bounded = max(box_all - box_exact[j], 0.0)
+        mag = suf2[at] + 2.0 * c0 * suf1[at] + n * c0 * c0 + box_exact[j] + dev[j]
+        slack = 16.0 * (n + 4) * _U * mag + 4.0 * n * n * n * _U * _U
+        var[i, j] = (dev[j] + box_bounded + slack) / (n - 1) if n > 1 else np.nan
+
+
+@nb.njit(**_JIT)
+def _sum_over_other_rows(t, rows_of, lo, hi, mu, square):
+    """Sum, in row order, of ``t[r]`` (``square``: of ``(t[r] - mu)^2``) over the rows r not listed in the
+    ascending ``rows_of[lo:hi]``."""
+    q = lo
+    out = 0.0
+    for r in range(t.shape[0]):
+        if q < hi and rows_of[q] == r:
+            while q < hi and rows_of[q] == r:
+                q += 1
+        elif square:
+            out += (t[r] - mu) * (t[r] - mu)
+        else:
+            out += t[r]
+    return out
+
+
+@nb.njit(**_JIT)
+def _spec_stats(topk_p, topk_c, start, n, i, m, cnt, s_exact, t_exact, t, t_all, mean_lower, var_lower, mean_upper,
+                var_upper):
+    """``spec``: the means and unbiased sample variances of L and of U, for input i after pass 1."""
+    K = topk_p.shape[2]
+    t_bar = t_all / n
+    m2_t = 0.0
+    for r in range(n):
+        m2_t += (t[r] - t_bar) * (t[r] - t_bar)
+    # classes held by at least half the rows but not all ("frequent"; at most 2K of them): their bounded rows
+    # are walked one by one, since "all rows minus the exact rows" would cancel; rows listed per class (CSR)
+    freq = np.zeros(m, np.bool_)
+    off = np.zeros(m + 1, np.int64)
+    for j in range(m):
+        freq[j] = 2 * cnt[j] >= n and cnt[j] < n
+        off[j + 1] = off[j] + (cnt[j] if freq[j] else 0)
+    rows_of = np.empty(off[m], np.int64)
+    fill = off[:m].copy()
+    if off[m] > 0:
+        for r in range(start, start + n):
+            for k in range(K):
+                j = topk_c[i, r, k]
+                if freq[j]:
+                    rows_of[fill[j]] = r - start
+                    fill[j] += 1
+    # means: L (exact or 0) and U (exact or t_r)
+    for j in range(m):
+        mean_lower[i, j] = s_exact[j] / n
+        if cnt[j] == n:
+            mean_upper[i, j] = s_exact[j] / n
+        elif freq[j]:
+            mean_upper[i, j] = (s_exact[j] + _sum_over_other_rows(t, rows_of, off[j], off[j + 1], 0.0, False)) / n
+        else:
+            mean_upper[i, j] = (s_exact[j] + max(t_all - t_exact[j], 0.0)) / n
+    # pass 2, row order: squared deviations of the exact values from each mean, and of t_r over the exact rows
+    dev_l = np.zeros(m)
+    dev_u = np.zeros(m)
+    dev_t = np.zeros(m)
+    for r in range(start, start + n):
+        tr = t[r - start]
+        for k in range(K):
+            j = topk_c[i, r, k]
+            x = _clip01(np.float64(topk_p[i, r, k]))
+            d = x - mean_lower[i, j]
+            dev_l[j] += d * d
+            d = x - mean_upper[i, j]
+            dev_u[j] += d * d
+            if cnt[j] < n and not freq[j]:
+                d = tr - mean_upper[i, j]
+                dev_t[j] += d * d
+    for j in range(m):
+        if n < 2:
+            var_lower[i, j] = np.nan
+            var_upper[i, j] = np.nan
+            continue
+        ml = mean_lower[i, j]
+        var_lower[i, j] = (dev_l[j] + (n - cnt[j]) * ml * ml) / (n - 1)
+        mu = mean_upper[i, j]
+        if cnt[j] == n:
+            var_upper[i, j] = dev_u[j] / (n - 1)
+        elif freq[j]:
+            var_upper[i, j] = (dev_u[j] + _sum_over_other_rows(t, rows_of, off[j], off[j + 1], mu, True)) / (n - 1)
+        else:  # sum over all rows of (t_r - mu)^2 = m2_t + n (t_bar - mu)^2, less the exact rows'
+            every = m2_t + n * (t_bar - mu) * (t_bar - mu)
+            var_upper[i, j] = (dev_u[j] + max(every - dev_t[j], 0.0)) / (n - 1)
+
+
+@nb.njit(**_JIT)
+def _soft_stats_kernel(topk_p, topk_c, start, stops, m, dominated, mean_lower, var_lower, mean_upper, var_upper,
+                       bounded):
+    """Both rules' statistics per input: pass 1 shared, then ``_dominated_stats`` (one variance bound, written to
+    ``var_lower``; the caller passes the same array as ``var_upper``) or ``_spec_stats``."""
+    B = topk_p.shape[0]
     for i in range(B):
         n = stops[i] - start
         if n <= 0:  # as soft._mean_var: zeros
@@ -274,99 +359,15 @@ def _spec_soft_stats_kernel(topk_p, topk_c, start, stops, m, mean_lower, var_low
                 var_upper[i, j] = 0.0
                 bounded[i, j] = 0
             continue
-        # pass 1, row order: per class the sum of its exact values (the full kernel's order), how many rows hold
-        # it, and the sum of t_r over those rows; t_r and its total
-        cnt = np.zeros(m, np.int64)
-        s_exact = np.zeros(m)
-        t_exact = np.zeros(m)
-        t = np.empty(n)
-        t_all = 0.0
-        for r in range(start, stops[i]):
-            tr = _clip01(np.float64(topk_p[i, r, K - 1]))
-            t[r - start] = tr
-            t_all += tr
-            for k in range(K):
-                j = topk_c[i, r, k]
-                s_exact[j] += _clip01(np.float64(topk_p[i, r, k]))
-                cnt[j] += 1
-                t_exact[j] += tr
-        t_bar = t_all / n
-        m2_t = 0.0
-        for r in range(n):
-            m2_t += (t[r] - t_bar) * (t[r] - t_bar)
-        # classes held by at least half the rows but not all ("frequent"; at most 2K of them): their bounded rows
-        # are walked one by one, since "all rows minus the exact rows" would cancel; rows listed per class (CSR)
-        freq = np.zeros(m, np.bool_)
-        off = np.zeros(m + 1, np.int64)
-        for j in range(m):
-            freq[j] = 2 * cnt[j] >= n and cnt[j] < n
-            off[j + 1] = off[j] + (cnt[j] if freq[j] else 0)
-        rows_of = np.empty(off[m], np.int64)
-        fill = off[:m].copy()
-        if off[m] > 0:
-            for r in range(start, stops[i]):
-                for k in range(K):
-                    j = topk_c[i, r, k]
-                    if freq[j]:
-                        rows_of[fill[j]] = r - start
-                        fill[j] += 1
-        # means: L (exact or 0) and U (exact or t_r)
+        cnt, s_exact, t_exact, t, t_all = _exact_sums(topk_p, topk_c, start, stops[i], i, m)
         for j in range(m):
             bounded[i, j] = n - cnt[j]
-            mean_lower[i, j] = s_exact[j] / n
-            if cnt[j] == n:
-                mean_upper[i, j] = s_exact[j] / n
-            elif freq[j]:
-                q = off[j]
-                tb = 0.0
-                for r in range(n):
-                    if q < off[j + 1] and rows_of[q] == r:
-                        while q < off[j + 1] and rows_of[q] == r:
-                            q += 1
-                    else:
-                        tb += t[r]
-                mean_upper[i, j] = (s_exact[j] + tb) / n
-            else:
-                mean_upper[i, j] = (s_exact[j] + max(t_all - t_exact[j], 0.0)) / n
-        # pass 2, row order: squared deviations of the exact values from each mean, and of t_r over the exact rows
-        dev_l = np.zeros(m)
-        dev_u = np.zeros(m)
-        dev_t = np.zeros(m)
-        for r in range(start, stops[i]):
-            tr = t[r - start]
-            for k in range(K):
-                j = topk_c[i, r, k]
-                x = _clip01(np.float64(topk_p[i, r, k]))
-                d = x - mean_lower[i, j]
-                dev_l[j] += d * d
-                d = x - mean_upper[i, j]
-                dev_u[j] += d * d
-                if cnt[j] < n and not freq[j]:
-                    d = tr - mean_upper[i, j]
-                    dev_t[j] += d * d
-        for j in range(m):
-            if n < 2:
-                var_lower[i, j] = np.nan
-                var_upper[i, j] = np.nan
-                continue
-            ml = mean_lower[i, j]
-            var_lower[i, j] = (dev_l[j] + (n - cnt[j]) * ml * ml) / (n - 1)
-            mu = mean_upper[i, j]
-            if cnt[j] == n:
-                var_upper[i, j] = dev_u[j] / (n - 1)
-            elif freq[j]:
-                q = off[j]
-                sb = 0.0
-                for r in range(n):
-                    if q < off[j + 1] and rows_of[q] == r:
-                        while q < off[j + 1] and rows_of[q] == r:
-                            q += 1
-                    else:
-                        sb += (t[r] - mu) * (t[r] - mu)
-                var_upper[i, j] = (dev_u[j] + sb) / (n - 1)
-            else:  # sum over all rows of (t_r - mu)^2 = m2_t + n (t_bar - mu)^2, less the exact rows'
-                every = m2_t + n * (t_bar - mu) * (t_bar - mu)
-                var_upper[i, j] = (dev_u[j] + max(every - dev_t[j], 0.0)) / (n - 1)
+        if dominated:
+            _dominated_stats(topk_p, topk_c, start, n, i, m, cnt, s_exact, t_exact, t, t_all, mean_lower, mean_upper,
+                             var_lower)
+        else:
+            _spec_stats(topk_p, topk_c, start, n, i, m, cnt, s_exact, t_exact, t, t_all, mean_lower, var_lower,
+                        mean_upper, var_upper)
 
 
 @dataclass(frozen=True)
@@ -407,6 +408,16 @@ def _soft_parts(topk_p, topk_c, m, start, stop):
     return topk_p, topk_c, stops
 
 
+def _soft_stats(topk_p, topk_c, m: int, start, stop, dominated: bool) -> SoftStats:
+    topk_p, topk_c, stops = _soft_parts(topk_p, topk_c, m, start, stop)
+    B = topk_p.shape[0]
+    ml, vl, mu = (np.empty((B, m), np.float64) for _ in range(3))
+    vu = vl if dominated else np.empty((B, m), np.float64)  # dominated: one variance bound serves both bounds
+    bd = np.empty((B, m), np.int64)
+    _soft_stats_kernel(topk_p, topk_c, int(start), stops, int(m), bool(dominated), ml, vl, mu, vu, bd)
+    return SoftStats(ml, vl, mu, vu, bd)
+
+
 def soft_stats_spec(topk_p, topk_c, m: int, start: int = 0, stop=None) -> SoftStats:
     """Section 9's values for ``soft`` under ``--compact-rule spec``: the mean and the unbiased sample variance of
     L (exact or 0) and of U (exact or t_i) per class, over rows ``start:stop[b]``.
@@ -421,12 +432,7 @@ def soft_stats_spec(topk_p, topk_c, m: int, start: int = 0, stop=None) -> SoftSt
     most 2K classes, where that difference would cancel), a walk over those
     rows.
     """
-    topk_p, topk_c, stops = _soft_parts(topk_p, topk_c, m, start, stop)
-    B = topk_p.shape[0]
-    ml, vl, mu, vu = (np.empty((B, m), np.float64) for _ in range(4))
-    bd = np.empty((B, m), np.int64)
-    _spec_soft_stats_kernel(topk_p, topk_c, int(start), stops, int(m), ml, vl, mu, vu, bd)
-    return SoftStats(ml, vl, mu, vu, bd)
+    return _soft_stats(topk_p, topk_c, m, start, stop, dominated=False)
 
 
 def soft_stats_dominated(topk_p, topk_c, m: int, start: int = 0, stop=None) -> SoftStats:
@@ -439,12 +445,7 @@ def soft_stats_dominated(topk_p, topk_c, m: int, start: int = 0, stop=None) -> S
     var_lower)`` at or below; both are the full rows' floats for a class in
     every row's top K.
     """
-    topk_p, topk_c, stops = _soft_parts(topk_p, topk_c, m, start, stop)
-    B = topk_p.shape[0]
-    ml, mu, v = (np.empty((B, m), np.float64) for _ in range(3))
-    bd = np.empty((B, m), np.int64)
-    _soft_stats_kernel(topk_p, topk_c, int(start), stops, int(m), ml, mu, v, bd)
-    return SoftStats(ml, v, mu, v, bd)
+    return _soft_stats(topk_p, topk_c, m, start, stop, dominated=True)
 
 
 SOFT_STATS = {"spec": soft_stats_spec, "dominated": soft_stats_dominated}

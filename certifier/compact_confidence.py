@@ -16,8 +16,10 @@ A block without ``rows0`` (a compact store that does not keep its selection
 rows) never reaches these functions: ``certifier.compact.compact_fields``
 refuses it before any work, with the message of a plain compact store.
 
-Both functions return the table of their full-store counterparts in
-``methods_confidence`` (same rows, columns and order) plus ``rows_bounded``:
+``cdf_values`` and ``soft_values`` give ``methods_confidence`` what the
+full-store procedure takes (the class, the values or statistics of S), so
+that one assembly builds both tables: a compact block's table is the full
+store's (same rows, columns and order) plus ``rows_bounded``:
 
 - ``cdf``: rows of S in which the class c is outside the top K (its value was
   replaced by a bound); 0 means the certificate equals the full store's
@@ -42,8 +44,6 @@ import numpy as np
 
 from . import cdf as C
 from . import compact_bounds as CB
-from . import soft as S
-from .registry import frame, level
 
 ROWS0 = "rows0"
 RULES = ("spec", "dominated")
@@ -76,74 +76,45 @@ def _parts(block):
     return cls, comp["topk_p"], comp["topk_c"]
 
 
-def certify_cdf(block, opts, settings):
-    """``methods_confidence.certify_cdf`` on section 9's values; ``settings`` = ``cdf_settings(opts)``.
+def cdf_values(block, opts, alpha: float):
+    """Section 9's inputs of ``cdf`` on a compact block: ``(cls, values, terms)`` for ``methods_confidence``.
 
-    One row per (input, measure, bound, threshold), in the full-store order.
-    ``spec``: section 4's procedure on the replaced values. ``dominated``:
-    where ``rows_bounded > 0`` the ``cdf`` bound counts without crediting
-    ties (``compact_bounds.tie_free_cdf_terms``). Where ``rows_bounded`` is
-    0, either is the full store's procedure on the full store's values.
+    ``values(measure)`` gives the lower values L of the rows of S (B, R) and
+    ``rows_bounded`` (B,); ``terms(sorted L of one input, bound, measure,
+    its rows_bounded)`` gives section 4's ``(w, u)``: unchanged under
+    ``spec``; under ``dominated``, where rows were bounded, counting
+    without crediting ties (``compact_bounds.tie_free_cdf_terms``). Where
+    ``rows_bounded`` is 0, either is the full store's procedure on the full
+    store's values.
     """
-    measures, bounds, thr = settings
     tie_free = rule_of(opts) == "dominated"
-    alpha = level(opts, spends_twice=False)
     cls, topk_p, topk_c = _parts(block)
-    B = len(block)
-    n_i = block.n_i
-    n_set = len(bounds) * max(len(t) for t in thr.values())
-    cols = {k: [] for k in ("_pos", "measure", "bound", "threshold", "predict", "radius", "lower0", "rows_bounded",
-                            "_order")}
-    for mi, ms in enumerate(measures):
-        t = thr[ms.name]
-        z, bounded = CB.measure_lower_values(topk_p, topk_c, cls, ms.name, start=block.n0, stop=block.n0 + n_i)
-        z.sort(axis=1)
-        for b in range(B):
-            zs = z[b, : n_i[b]]
-            for bi, bound in enumerate(bounds):
-                w, u = CB.input_terms(zs, bound, ms, opts.K, alpha, bounded=tie_free and bool(bounded[b] > 0))
-                rad, lower0 = C.certified_radii(ms.a, w, u, block.sigma, t)
-                ok = lower0 >= t
-                T = t.size
-                cols["_pos"].append(np.full(T, b))
-                cols["measure"].append([ms.name] * T)
-                cols["bound"].append([bound] * T)
-                cols["threshold"].append(t)
-                cols["predict"].append(np.where(ok, cls[b], -1))
-                cols["radius"].append(np.where(ok, rad, 0.0))
-                cols["lower0"].append(np.full(T, lower0))
-                cols["rows_bounded"].append(np.full(T, bounded[b], dtype=np.int64))
-                cols["_order"].append((b * len(measures) + mi) * n_set + bi * T + np.arange(T))
-    if not cols["_pos"]:
-        return frame(np.zeros(0, np.int64), measure=np.zeros(0, object), bound=np.zeros(0, object),
-                     threshold=np.zeros(0), predict=np.zeros(0, np.int64), radius=np.zeros(0), lower0=np.zeros(0),
-                     rows_bounded=np.zeros(0, np.int64))
-    cat = {k: np.concatenate([np.asarray(v) for v in vs]) for k, vs in cols.items()}
-    order = np.argsort(cat.pop("_order"), kind="stable")
-    pos = cat.pop("_pos")[order]
-    return frame(pos, **{k: v[order] for k, v in cat.items()})
+    start, stop = block.n0, block.n0 + block.n_i
+
+    def values(measure):
+        return CB.measure_lower_values(topk_p, topk_c, cls, measure.name, start=start, stop=stop)
+
+    def terms(z_sorted, bound, measure, bounded):
+        return CB.input_terms(z_sorted, bound, measure, opts.K, alpha, bounded=tie_free and bool(bounded > 0))
+
+    return cls, values, terms
 
 
-def certify_soft(block, opts, bounds):
-    """``methods_confidence.certify_soft`` on section 9's statistics; ``bounds`` = ``soft_settings(opts)``.
+def soft_values(block, opts):
+    """Section 9's inputs of ``soft`` on a compact block: ``(cls, mean, var, extra)`` for ``methods_confidence``.
 
-    ``soft.soft_certify`` runs unchanged on ``SoftStats.for_class(c)`` (the
-    rule's means and variances): one row per (input, bound), in the
-    full-store order.
+    ``soft.soft_certify`` runs unchanged on ``mean, var`` =
+    ``SoftStats.for_class(cls)`` (the rule's means and variances);
+    ``extra(bound)`` is the ``rows_bounded`` column of that bound's rows.
     """
     rule = rule_of(opts)
     cls, topk_p, topk_c = _parts(block)
     n_i = block.n_i
     st = CB.soft_stats(topk_p, topk_c, block.m, block.n0, block.n0 + n_i, rule=rule)
     mean, var = st.for_class(cls)
-    parts = []
-    for bound in bounds:
-        pred, rad, pl, pu = S.soft_certify(mean, var, n_i, cls, block.sigma, opts.alpha, bound)
-        other = CB.binding_class(st, n_i, cls, opts.alpha, bound)
-        rb = CB.rows_bounded_soft(topk_c, cls, other, block.n0, block.n0 + n_i)
-        parts.append(frame(np.arange(len(block)), bound=bound, predict=pred, radius=rad, p_lower=pl, p_upper=pu,
-                           rows_bounded=rb))
-    import pandas as pd
 
-    df = pd.concat(parts, ignore_index=True)
-    return df.sort_values("_pos", kind="mergesort").reset_index(drop=True)
+    def extra(bound):
+        other = CB.binding_class(st, n_i, cls, opts.alpha, bound)
+        return {"rows_bounded": CB.rows_bounded_soft(topk_c, cls, other, block.n0, block.n0 + n_i)}
+
+    return cls, mean, var, extra

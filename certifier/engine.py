@@ -137,6 +137,7 @@ def _run_tasks(make_tasks, scheduler, workers, progress, desc):
     import os
 
     import dask
+    from dask.threaded import get as threaded_get
     from tqdm.auto import tqdm
 
     bar = tqdm(total=0, desc=desc, unit="block", disable=not progress, leave=False)
@@ -159,8 +160,8 @@ def _run_tasks(make_tasks, scheduler, workers, progress, desc):
                     if key in keys:
                         bar.update(1)
 
-            with _Bar():
-                return list(dask.compute(*tasks, scheduler="threads"))
+            with _Bar():  # the threaded scheduler itself: scheduler="threads" imports distributed (~0.2 s) to look
+                return list(dask.compute(*tasks, scheduler=threaded_get))  # for a Client first
         from distributed import Client, as_completed
 
         cluster = None

@@ -41,10 +41,10 @@ Pure functions over arrays, vectorised over inputs.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm
 
 from ..stats.bounds import cp_lower, cp_upper
 from ..stats.counts import top_k
+from ..stats.normal import norm_ppf
 
 
 def _paired(base_labels, replay_labels) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +139,6 @@ def decide(cA, p, sigma: float):
     cA = np.asarray(cA)
     p = np.asarray(p, dtype=np.float64)
     ok = p >= 0.5
-    radius = np.where(ok, sigma * norm.ppf(np.where(ok, p, 0.5)), 0.0)
+    radius = np.where(ok, sigma * norm_ppf(np.where(ok, p, 0.5)), 0.0)
     predict = np.where(ok, cA, -1)
     return predict.astype(np.int64), radius.astype(np.float64)

@@ -1,4 +1,4 @@
-"""``cdf`` (certified confidence, docs/methods.md section 4) and ``soft`` (section 7) as registry entries.
+"""The computations of ``cdf`` (certified confidence, docs/methods.md section 4) and ``soft`` (section 7).
 
 Both pick the class c on S0 only (argmax of the mean S0 row) and estimate on S
 only. Picking a class is not a test and spends no alpha, so:
@@ -16,7 +16,7 @@ On a compact store that keeps its selection rows whole both run on bounds of
 the values outside each row's top K (``compact_confidence``, docs/methods.md
 section 9), by ``--compact-rule``: ``spec`` (default; certificate
 ``bounded``) or ``dominated`` (``conservative``); on an older compact store
-they refuse in one line.
+they refuse in one line. Their registry entries are in ``entries_confidence``.
 """
 from __future__ import annotations
 
@@ -25,59 +25,7 @@ import numpy as np
 from . import cdf as C
 from . import compact_confidence as CC
 from . import soft as S
-from .registry import OVERALL_ONCE, Compact, Floats, Method, Names, Option, frame, level, register
-from .report_confidence import format_confidence_report, plot_confidence
-
-# Why cdf and soft refuse a compact store that does not keep its selection rows whole (after "--method NAME").
-REFUSED = ("needs full softmax rows: its class is the argmax of the mean of the S0 rows, and a compact store "
-           "does not know the probabilities outside each row's top-k, so the certificate could be neither exact nor "
-           "provably conservative")
-COMPACT_RULES = CC.RULES
-_PICKED = "the class is picked on the whole selection rows"
-COMPACT_WHY = {
-    ("cdf", "spec"): (f"bounded: {_PICKED}; a class outside an estimation row's top-k is bounded by [0, t_i] (score 0, "
-                      "margin -p_(1)) and the bound of section 4 runs unchanged on these values (--compact-rule spec): "
-                      "sound at the same confidence, equal to the full-row certificate where rows_bounded = 0, rarely "
-                      "above it elsewhere (exact tie counting is not monotone)"),
-    ("cdf", "dominated"): (f"conservative: {_PICKED}; a class outside an estimation row's top-k is bounded by [0, t_i] "
-                           "(score 0, margin -p_(1)) and the cdf bound then credits no ties (--compact-rule dominated): "
-                           "never above the full-row certificate, equal to it where rows_bounded = 0"),
-    ("soft", "spec"): (f"bounded: {_PICKED}; values outside a row's top-k are bounded by [0, t_i] (the lower bound of "
-                       "the class from 0, the upper bounds of the others from t_i) and section 7 runs unchanged on "
-                       "them, bernstein with their sample variances (--compact-rule spec): sound at the same "
-                       "confidence, equal to the full-row certificate when k = m, rarely above it otherwise (the "
-                       "sample variance is not monotone)"),
-    ("soft", "dominated"): (f"conservative: {_PICKED}; values outside a row's top-k are bounded by [0, t_i] (the lower "
-                            "bound of the class from 0, the upper bounds of the others from t_i), bernstein with a "
-                            "variance bound over every column the top-k allow (--compact-rule dominated): never above "
-                            "the full-row certificate, equal to it where rows_bounded = 0 (always when k = m)"),
-}
-
-
-def _compact_rule(v):
-    if v not in COMPACT_RULES:
-        raise ValueError(f"--compact-rule must be one of {', '.join(COMPACT_RULES)}, got {v!r}")
-
-
-# One declaration for both methods (one option name means one thing).
-COMPACT_RULE = Option("compact_rule", "spec", "on a compact store with whole selection rows (docs/methods.md "
-                      "section 9): spec (sections 4 and 7 unchanged on the bounded values) or dominated (never above "
-                      "the full store's certificate); ignored on a full store.", validate=_compact_rule,
-                      metavar="spec|dominated", bad="x")
-
-
-def on_compact(method: str, radius_tol: float = 0.0) -> Compact:
-    """The compact-store entry of ``cdf``/``soft``: section 9 on a store keeping its selection rows whole, the
-    certificate by ``--compact-rule``; refused (as on every older compact store) without them."""
-    labels = {"spec": "bounded", "dominated": "conservative"}
-    return Compact(True, COMPACT_WHY[(method, "spec")], reads=("argmax", "compact", "rows0"), certificate="bounded",
-                   radius_tol=radius_tol, needs_full_s0=True, without_full_s0=REFUSED, option="compact_rule",
-                   choices=tuple((r, labels[r], COMPACT_WHY[(method, r)]) for r in COMPACT_RULES))
-
-
-def _at_least_one_K(v):
-    if v < 1:
-        raise ValueError(f"--K must be at least 1, got {v}")
+from .registry import frame, level
 
 
 def cdf_settings(opts):
@@ -100,6 +48,11 @@ def soft_settings(opts):
     return bounds
 
 
+def _compact(block) -> bool:
+    """A block of a compact store with whole selection rows (section 9): its values come from compact_confidence."""
+    return block.rows is None and block.compact is not None
+
+
 def certify_cdf(block, opts):
     """One row per (input, measure, bound, threshold): w.p. >= 1 - alpha, E[z_c(x + d)] >= threshold for ||d|| <= radius.
 
@@ -107,24 +60,46 @@ def certify_cdf(block, opts):
     (radius 0). Below the measure's cutoff a certificate bounds the
     confidence of c but does not imply that c stays the smoothed argmax.
     """
-    if block.rows is None and block.compact is not None:  # compact store with whole selection rows (section 9)
-        return CC.certify_cdf(block, opts, cdf_settings(opts))
-    measures, bounds, thr = cdf_settings(opts)
+    settings = cdf_settings(opts)
     alpha = level(opts, spends_twice=False)
-    B = len(block)
-    cls = C.predicted_class(block.s0_rows())
-    n_i = block.n_i
-    cols = {k: [] for k in ("_pos", "measure", "bound", "threshold", "predict", "radius", "lower0", "_order")}
+    if _compact(block):
+        cls, values, terms = CC.cdf_values(block, opts, alpha)
+    else:
+        cls = C.predicted_class(block.s0_rows())
+
+        def values(measure):
+            return C.measure_values(block.rows, cls, measure.name, start=block.n0, stop=block.n0 + block.n_i), None
+
+        def terms(z_sorted, bound, measure, bounded):
+            return C.input_terms(z_sorted, bound, measure, opts.K, alpha)
+
+    return cdf_table(cls, settings, block.n_i, block.sigma, values, terms, rows_bounded=_compact(block))
+
+
+def cdf_table(cls, settings, n_i, sigma: float, values, terms, rows_bounded: bool = False):
+    """The cdf rows of a block, input by input (then measure, bound, threshold): ``predict = cls`` and the radius
+    of ``cdf.certified_radii`` where the lower bound at radius 0 reaches the threshold, else -1 and 0.
+
+    ``values(measure)`` -> (values of the rows of S (B, R), rows_bounded (B,)
+    or None); ``terms(sorted values of input b, bound, measure,
+    rows_bounded[b] or None)`` -> the bound's ``(w, u)``. With
+    ``rows_bounded`` the table has that column too.
+    """
+    measures, bounds, thr = settings
+    B = len(cls)
+    names = ("_pos", "measure", "bound", "threshold", "predict", "radius", "lower0") + \
+        (("rows_bounded",) if rows_bounded else ()) + ("_order",)
+    cols = {k: [] for k in names}
     n_set = len(bounds) * max(len(t) for t in thr.values())
     for mi, ms in enumerate(measures):
         t = thr[ms.name]
-        z = C.measure_values(block.rows, cls, ms.name, start=block.n0, stop=block.n0 + n_i)
+        z, bounded = values(ms)
         z.sort(axis=1)
         for b in range(B):
             zs = z[b, : n_i[b]]
             for bi, bound in enumerate(bounds):
-                w, u = C.input_terms(zs, bound, ms, opts.K, alpha)
-                rad, lower0 = C.certified_radii(ms.a, w, u, block.sigma, t)
+                w, u = terms(zs, bound, ms, None if bounded is None else bounded[b])
+                rad, lower0 = C.certified_radii(ms.a, w, u, sigma, t)
                 ok = lower0 >= t
                 T = t.size
                 cols["_pos"].append(np.full(T, b))
@@ -134,10 +109,13 @@ def certify_cdf(block, opts):
                 cols["predict"].append(np.where(ok, cls[b], -1))
                 cols["radius"].append(np.where(ok, rad, 0.0))
                 cols["lower0"].append(np.full(T, lower0))
+                if rows_bounded:
+                    cols["rows_bounded"].append(np.full(T, bounded[b], dtype=np.int64))
                 cols["_order"].append((b * len(measures) + mi) * n_set + bi * T + np.arange(T))
     if not cols["_pos"]:
-        return frame(np.zeros(0, np.int64), measure=np.zeros(0, object), bound=np.zeros(0, object),
-                     threshold=np.zeros(0), predict=np.zeros(0, np.int64), radius=np.zeros(0), lower0=np.zeros(0))
+        empty = dict(measure=np.zeros(0, object), bound=np.zeros(0, object), threshold=np.zeros(0),
+                     predict=np.zeros(0, np.int64), radius=np.zeros(0), lower0=np.zeros(0))
+        return frame(np.zeros(0, np.int64), **empty, **({"rows_bounded": np.zeros(0, np.int64)} if rows_bounded else {}))
     cat = {k: np.concatenate([np.asarray(v) for v in vs]) for k, vs in cols.items()}
     order = np.argsort(cat.pop("_order"), kind="stable")
     pos = cat.pop("_pos")[order]
@@ -146,16 +124,22 @@ def certify_cdf(block, opts):
 
 def certify_soft(block, opts):
     """One row per (input, bound): w.p. >= 1 - alpha, c = argmax E[p(x + d)] for ||d|| < radius (else -1, 0)."""
-    if block.rows is None and block.compact is not None:  # compact store with whole selection rows (section 9)
-        return CC.certify_soft(block, opts, soft_settings(opts))
     bounds = soft_settings(opts)
-    cls = C.predicted_class(block.s0_rows())
     n_i = block.n_i
-    mean, var = S.mean_var(block.rows, block.n0, block.n0 + n_i)
+    if _compact(block):
+        cls, mean, var, extra = CC.soft_values(block, opts)
+    else:
+        cls = C.predicted_class(block.s0_rows())
+        mean, var = S.mean_var(block.rows, block.n0, block.n0 + n_i)
+
+        def extra(bound):
+            return {}
+
     parts = []
     for bound in bounds:
         pred, rad, pl, pu = S.soft_certify(mean, var, n_i, cls, block.sigma, opts.alpha, bound)
-        parts.append(frame(np.arange(len(block)), bound=bound, predict=pred, radius=rad, p_lower=pl, p_upper=pu))
+        parts.append(frame(np.arange(len(block)), bound=bound, predict=pred, radius=rad, p_lower=pl, p_upper=pu,
+                           **extra(bound)))
     import pandas as pd
 
     df = pd.concat(parts, ignore_index=True)
@@ -178,41 +162,11 @@ def confidence_soft(opts):
                    f"upper bounds on every other class at alpha/(2(m-1)) each: Bonferroni sums to alpha)")
 
 
-def _check_cdf(opts, store=None):
+def check_cdf(opts, store=None):
+    """ValueError on bad cdf options, before any row is read."""
     cdf_settings(opts)
 
 
-def _check_soft(opts, store=None):
+def check_soft(opts, store=None):
+    """ValueError on bad soft options, before any row is read."""
     soft_settings(opts)
-
-
-BOUNDS = Names(("cdf", "hoeffding", "bernstein"))  # one parser for both methods' --bound: one error message
-CDF_OPTIONS = (
-    Option("measure", ["score", "margin"], "score and/or margin.", parse=Names(tuple(C.MEASURES)), bad="x"),
-    Option("bound", [], "cdf,hoeffding [default both].", parse=BOUNDS, bad="x"),
-    Option("threshold", [], "confidence thresholds (default: the measure's cutoff, 0.5 or 0).", parse=Floats(),
-           bad="x"),
-    Option("K", 10_000, "number of CDF thresholds (capped at n).", type=int, flag="--K", validate=_at_least_one_K,
-           bad="0"),
-    COMPACT_RULE,
-)
-
-register(Method("cdf", certify_cdf, confidence_cdf, fields=("argmax", "rows"), section="4",
-                summary="Certified confidence (Kumar et al.): radius within which the smoothed score/margin of the "
-                        "S0-mean argmax stays >= threshold (CDF or Hoeffding bound).",
-                certifies="the smoothed score or margin of the class picked on S0 stays >= the threshold within the "
-                          "radius (Kumar et al. 2020)",
-                overall="1 - alpha per (input, measure, bound), all thresholds at once",
-                options=CDF_OPTIONS, check=_check_cdf, settings=("measure", "bound", "threshold"),
-                example={"threshold": [0.5, 0.8], "K": 100},
-                compact=on_compact("cdf", radius_tol=C.TOL), report=format_confidence_report, plot=plot_confidence))
-register(Method("soft", certify_soft, confidence_soft, fields=("argmax", "rows"), section="7",
-                summary="Soft-classifier radius sigma/2 (Phi^-1(lower_c) - Phi^-1(pB)), every other class bounded "
-                        "(Bonferroni); bernstein (default) or hoeffding mean bounds.",
-                certifies="the argmax of the smoothed soft classifier stays the class picked on S0 within "
-                          "sigma/2 (Phi^-1(lower_c) - Phi^-1(pB))",
-                overall=OVERALL_ONCE,
-                options=(Option("bound", [], "bernstein|hoeffding [default bernstein].", parse=BOUNDS, bad="x"),
-                         COMPACT_RULE),
-                check=_check_soft, settings=("bound",), example={"bound": ["bernstein", "hoeffding"]},
-                compact=on_compact("soft")))

@@ -1,4 +1,4 @@
-"""``--method incremental --base BASE``: certify a changed model from its base store's samples (docs/methods.md section 10).
+"""The computation of ``--method incremental --base BASE``: a changed model from its base store's samples (section 10).
 
 The store being certified (OUT) is a *replay store*: the changed model f'
 evaluated on BASE's own noisy copies (BASE's n0 selection rows and its first
@@ -16,7 +16,8 @@ Every block of OUT is paired with the same slots of BASE by the engine's
 ``read_extra`` hook (this module's ``read_base``), which reduces BASE's rows
 to what the certificate needs (selection counts, estimation counts, the
 first P estimation labels) a bounded number of inputs at a time; the
-certificate itself is the pure ``certifier.incremental.certify``.
+certificate itself is the pure ``certifier.incremental.certify``. The
+registry entry is in ``entries_incremental``.
 """
 from __future__ import annotations
 
@@ -26,8 +27,7 @@ from ..store import open_store
 from . import incremental
 from .kernels import class_counts
 from .prefixes import prefix_list
-from .registry import Method, Option, frame, level, register
-from .report_incremental import DIRECT, format_incremental_report
+from .registry import frame, level
 
 REPLAY_ATTR = "replay_of"  # in OUT's group attributes: {"location": str, "fingerprint": str} of its base store
 
@@ -173,7 +173,8 @@ def read_base(block, opts, storage_options, start: int, stop: int, verify_all: b
     return out
 
 
-def _incremental(block, opts):
+def certify_incremental(block, opts):
+    """One row per input: the base's cA within sigma Phi^-1(pA - zeta), at the level of entries_incremental.confidence."""
     base = block.extra
     if base is None:
         raise ValueError("--method incremental: no base rows were read for this block (certify through the engine)")
@@ -185,15 +186,6 @@ def _incremental(block, opts):
     pred, rad, pA, zeta = incremental.certify(base["counts0"], base["counts"], base["n"], lost, P, block.sigma, a)
     return frame(np.arange(len(block)), predict=pred, radius=rad, p_lower=pA, zeta=zeta, disagreements=d,
                  lost=lost, rows_used=P)
-
-
-def confidence(opts):
-    """Overall confidence: two bounds (pA on BASE, zeta on the lost cA votes) joined by a union bound."""
-    if opts.joint_alpha:
-        return 1 - opts.alpha, (f"1 - alpha = {1 - opts.alpha:g} (--joint-alpha: pA on the base's estimation rows "
-                                f"and zeta on the lost cA votes at alpha/2 each; union bound)")
-    return 1 - 2 * opts.alpha, (f"1 - 2 alpha = {1 - 2 * opts.alpha:g} (pA on the base's estimation rows at alpha, "
-                                f"zeta on the lost cA votes at alpha; union bound)")
 
 
 def summary(table, opts) -> dict:
@@ -211,21 +203,3 @@ def summary(table, opts) -> dict:
         out["zeta_mean"] = float(table["zeta"].mean())
     return {"incremental": out}
 
-
-register(Method(
-    "incremental", _incremental, confidence, section="10",
-    overall="1 - 2 alpha (1 - alpha with `--joint-alpha`)",
-    certifies="the changed model's smoothed prediction stays the base's class cA within sigma Phi^-1(pA - zeta): pA "
-              "from the base store, zeta bounds the rate of cA votes the change lost",
-    options=(Option("base", None, "incremental: the base store (original model) whose noisy copies STORE replays; "
-                    "refused unless it is the store STORE recorded (replay_of) with the same sigma, n0, seed, noise, "
-                    "indices and data.", metavar="BASE"),),
-    check=check_options,     # before any work: --base given and BASE is the store STORE replays
-    companion="base",
-    read_extra=read_base,    # for every block, after reading STORE's rows: the base's rows of these inputs
-    report=format_incremental_report, report_rows=("incremental",) + DIRECT,
-    summary="Ugare et al. 2024: a changed model's radius sigma * Phi^-1(pA - zeta) from its base store's samples "
-            "(--base BASE; STORE replays BASE's noisy copies).",
-    extra_summary=summary,
-    notes=("The predicted class is the base's cA, chosen on the base's selection rows.",),
-))

@@ -1,4 +1,4 @@
-"""``--method uncertainty``: R_CC, R_NCL and ncl-strict for every uncertainty function and threshold.
+"""The computation of ``--method uncertainty``: R_CC, R_NCL and ncl-strict for every function and threshold.
 
 One row per (input, uncertainty, theta, guarantee), in that nesting order
 (functions and thresholds in the order given). Thresholds: ``--theta`` (a
@@ -12,20 +12,17 @@ Extra columns: ``runner_up`` (m = the uncertain class V, -1 none),
 for ncl; of the runner-up), ``top_class`` (PREDICT's top class on S0, m for V,
 -1 when its test abstained), ``n_uncertain`` (rows of S labelled V) and
 ``num_classes`` (m, the index that stands for V in ``runner_up`` and ``top_class``).
+The registry entry and options are in ``entries_uncertainty``.
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import report_uncertainty
 from . import uncertainty as U
-from .calibrate import apply_theta_from
-from .registry import (OVERALL_TWICE, Floats, Method, Names, Option, confidence_twice, exact_on_compact, level,
-                       register)
+from .registry import level
 from .uncertainty import extended_counts_per_function_of
 from .prefixes import s0_opts
 
@@ -73,7 +70,8 @@ def check_options(opts, store=None) -> None:
     thetas_per_function(opts)
 
 
-def _uncertainty(block, opts):
+def certify_uncertainty(block, opts):
+    """One row per (input, function, theta, guarantee), each at the level of ``confidence_twice`` (section 3)."""
     funcs = _names(opts.uncertainty, U.FUNCTIONS, "uncertainty")
     guarantees = _names(opts.guarantee, U.GUARANTEES, "guarantee")
     per_f = thetas_per_function(opts)
@@ -114,7 +112,8 @@ def _uncertainty(block, opts):
     })
 
 
-def _summary(table, opts):
+def summary(table, opts):
+    """The sidecar's ``uncertainty`` entry: the thetas of each function and what each guarantee says."""
     per_f = thetas_per_function(opts)
     return {"uncertainty": {"thetas": {f: [("inf" if math.isinf(t) and t > 0 else t) for t in v] for f, v in per_f.items()},
                             "guarantees": {
@@ -122,38 +121,3 @@ def _summary(table, opts):
                                 "ncl": "Däubener et al.'s R_NCL: 'cA or uncertain' keeps more mass than any single other class; "
                                        "does NOT imply g(x + d) in {cA, V} (docs/methods.md section 3)",
                                 "ncl-strict": "g(x + d) in {cA, V} for ||d|| < radius (bounds on S at alpha/3 each)"}}}
-
-
-OPTIONS = (
-    Option("uncertainty", ["entropy"], "comma list of entropy, confidence, margin.", parse=Names(U.FUNCTIONS),
-           bad="x"),
-    Option("theta", [], "LIST or start:stop:count (write negatives as --theta=-0.5,inf); rows with u >= theta are "
-           "labelled V; default inf alone (plain labels, = two-step); add inf to get the reference R in the same "
-           "table, e.g. --theta=0:2.3:1000,inf.", parse=Floats(), bad="x"),
-    Option("theta_from", None, "also certify at the thetas of CALIB.json (written by 'smoothcert calibrate --json') "
-           "for each --uncertainty function; warns when they were calibrated on STORE itself (post hoc).",
-           type=Path, field=False, apply=apply_theta_from, bad="does-not-exist.json"),
-    Option("guarantee", ["cc", "ncl", "ncl-strict"], "cc (R_CC: same label, low uncertainty), ncl (Däubener et "
-           "al.'s R_NCL: the merged outcome 'cA or V' keeps more mass than any single other class; NOT that the "
-           "prediction stays in {cA, V}: with P = (cA .5, V .3, cB .2), R_NCL = 0.84 sigma yet g(x+d) = cB is "
-           "possible at 0.8 sigma), ncl-strict (a smaller radius within which the prediction provably stays in "
-           "{cA, V}).", parse=Names(U.GUARANTEES), bad="x"),
-    Option("theta_by_uncertainty", None, "per-function thetas, e.g. from --theta-from CALIB.json", cli=False),
-)
-
-register(Method(
-    "uncertainty", _uncertainty, confidence_twice, fields=("argmax", "rows"), section="3", overall=OVERALL_TWICE,
-    summary="R_CC / R_NCL (Däubener et al. 2024) and ncl-strict for entropy, confidence, margin at every --theta.",
-    certifies="per uncertainty function, theta and guarantee: cc, the prediction stays cA with low uncertainty; "
-              "ncl, Däubener et al.'s R_NCL ('cA or uncertain' outweighs any other class); ncl-strict, the "
-              "prediction stays in {cA, uncertain}",
-    options=OPTIONS, check=check_options, settings=("uncertainty", "theta", "guarantee"),
-    example={"uncertainty": ["entropy", "margin"], "theta": [-0.5, 0.1, 0.5, math.inf]},
-    compact=exact_on_compact("exact: entropy is stored per row as the same float64 the full-row kernel computes, "
-                             "confidence and margin come from the stored top-2 probabilities (bit-identical values), "
-                             "hard labels from the stored argmax"),
-    report=report_uncertainty.report, plot=report_uncertainty.plots, report_rows=("uncertainty", "two-step"),
-    extra_summary=_summary,
-    notes=("ncl is Däubener et al.'s R_NCL formula: within it 'cA or uncertain' keeps more mass than any other single "
-           "class; it does not guarantee that the prediction stays in {cA, V}. ncl-strict does.",),
-))

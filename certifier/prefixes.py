@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pandas as pd
 
 INTERVALS = ("cp", "cs")
 CS_METHODS = ("cohen", "two-step")  # methods whose bounds on S have a confidence-sequence form
@@ -117,7 +116,7 @@ def s0_opts(opts):
     return opts if a0 is None else opts.replace(alpha=a0, alpha_s0=None)
 
 
-def compute(method, block, opts) -> pd.DataFrame:
+def compute(method, block, opts):
     """``method.compute`` once per listed prefix (alpha split as the module says), rows concatenated with ``n_use``.
 
     Without a list this is ``method.compute(block, opts)``. Rows come prefix by
@@ -127,6 +126,8 @@ def compute(method, block, opts) -> pd.DataFrame:
     plist = prefix_list(opts)
     if plist is None:
         return method.compute(block, opts)
+    import pandas as pd  # not at the top: the command line reads INTERVALS and the --n-use parser from here
+
     L = split_over_list(opts)
     parts = []
     for t in plist:

@@ -18,21 +18,66 @@ else the rest of smoothcert needs to know about it, as data:
 - its overall confidence, extra sidecar summary, and its sections and plots
   in ``smoothcert report``.
 
-Adding a method is one module that calls ``register(Method(...))`` and one
-import line in ``certifier/__init__.py`` (docs/adding-a-method.md). This
-module imports only the bottom layer (``parsing``), so every other certifier
-module may import it.
+An entry names its functions as ``"module:function"`` strings (``Ref``),
+imported on their first call: the entries themselves are light, so that the
+command line and ``--help`` are built from every method while a run imports
+only its own method's computation (numba kernels, scipy, pandas). Adding a
+method is one computation module and one ``register(Method(...))`` in an
+entries module that ``certifier/__init__.py`` imports
+(docs/adding-a-method.md). This module imports only the bottom layer
+(``parsing``), so every other certifier module may import it.
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from importlib import import_module
+from importlib.util import resolve_name
 from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 
 from ..parsing import parse_float_list, parse_int_list, parse_names
+
+
+# ---------------------------------------------------------- lazy functions
+@dataclass(frozen=True)
+class Ref:
+    """A function named ``"module:function"``, imported on its first call; calling the reference calls it.
+
+    A module name that starts with ``.`` is relative to this package
+    (``".cohen:certify"`` is ``smoothcert.certifier.cohen.certify``). Two
+    references to the same name are equal.
+    """
+
+    target: str
+
+    def __post_init__(self):
+        module, sep, name = self.target.partition(":")
+        if not (module and sep and name.isidentifier()):
+            raise ValueError(f"{self.target!r} is not a function name of the form 'module:function'")
+
+    @property
+    def module(self) -> str:
+        """The absolute name of the module that defines the function."""
+        module = self.target.partition(":")[0]
+        return resolve_name(module, __package__) if module.startswith(".") else module
+
+    def resolve(self) -> Callable:
+        """The function itself (its module is imported on the first call, then found in ``sys.modules``)."""
+        return getattr(import_module(self.module), self.target.partition(":")[2])
+
+    def __call__(self, *args, **kwargs):
+        return self.resolve()(*args, **kwargs)
+
+
+def _refs(obj, names: tuple) -> None:
+    """Turn the ``"module:function"`` strings among ``obj``'s fields ``names`` into ``Ref``s (a frozen dataclass)."""
+    for name in names:
+        v = getattr(obj, name)
+        if isinstance(v, str):
+            object.__setattr__(obj, name, Ref(v))
+
 
 # Column order of the certificate table (docs/methods.md, the certificate table). A method may declare setting
 # columns beyond these in ``Method.settings``; they follow these, in registration order.
@@ -101,6 +146,9 @@ class Option:
     field: bool = True
     apply: Callable | None = None
     bad: str | None = None
+
+    def __post_init__(self):
+        _refs(self, ("parse", "validate", "apply"))
 
     @property
     def flag_name(self) -> str:
@@ -194,7 +242,13 @@ def keeps_full_s0(store) -> bool:
 # -------------------------------------------------------------------- method
 @dataclass(frozen=True)
 class Method:
-    """One ``--method``: what it reads, computes and guarantees, and how the rest of smoothcert shows it."""
+    """One ``--method``: what it reads, computes and guarantees, and how the rest of smoothcert shows it.
+
+    Each function (``compute``, ``confidence``, ``check``, ``report``,
+    ``plot``, ``extra_summary``, ``read_extra``, and an option's ``parse``,
+    ``validate``, ``apply``) may be given as a ``"module:function"`` string,
+    kept as a ``Ref`` and imported on its first call.
+    """
 
     name: str
     compute: Callable  # (Block, CertifyOptions) -> DataFrame with _pos, settings, predict, radius, extras
@@ -223,6 +277,17 @@ class Method:
     # the contract test builds such a pair for it
     companion: str | None = None
     notes: tuple = field(default_factory=tuple)
+
+    FUNCTION_FIELDS = ("compute", "confidence", "check", "report", "plot", "extra_summary", "read_extra")
+
+    def __post_init__(self):
+        _refs(self, self.FUNCTION_FIELDS)
+
+    def refs(self) -> list[Ref]:
+        """The functions of this entry (and of its options) named as ``"module:function"``, imported when used."""
+        funcs = [getattr(self, f) for f in self.FUNCTION_FIELDS]
+        funcs += [getattr(o, f) for o in self.options for f in ("parse", "validate", "apply")]
+        return [f for f in funcs if isinstance(f, Ref)]
 
     def on_compact(self, store=None, opts=None) -> Compact:
         """The compact-store behaviour: as declared (or the default for what the method reads), resolved.
@@ -408,8 +473,10 @@ def methods_table_in(text: str) -> str:
 
 
 # -------------------------------------------------------- helpers for methods
-def frame(pos, **cols) -> pd.DataFrame:
-    """A method's result table: ``_pos`` (input position in the block) plus the given columns."""
+def frame(pos, **cols):
+    """A method's result table (a pandas DataFrame): ``_pos`` (input position in the block) plus the given columns."""
+    import pandas as pd  # a method's computation needs it, the command line built from the entries does not
+
     d = {"_pos": np.asarray(pos, dtype=np.int64)}
     for k, v in cols.items():
         d[k] = np.asarray(v) if not np.isscalar(v) else np.full(len(d["_pos"]), v)

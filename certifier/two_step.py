@@ -7,12 +7,12 @@ estimation counts. Pure functions, vectorised over inputs.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm
 
 from ..stats.bounds import cp_lower, cp_upper
 from ..stats.confseq import cs_lower, cs_upper
 from ..stats.hypotheses import binom_p
 from ..stats.counts import top_k
+from ..stats.normal import norm_ppf
 
 NONE = -1
 
@@ -56,7 +56,7 @@ def bounds(kA, kB, has_b, n, alpha: float, interval: str = "cp"):
 def radius_from_bounds(pA, pB, sigma: float):
     """sigma/2 (Phi^-1(pA) - Phi^-1(pB)); NaN (both bounds degenerate) counts as no radius."""
     with np.errstate(invalid="ignore"):
-        r = 0.5 * sigma * (norm.ppf(pA) - norm.ppf(pB))
+        r = 0.5 * sigma * (norm_ppf(pA) - norm_ppf(pB))
     return np.where(np.isnan(r), -np.inf, r)
 
 

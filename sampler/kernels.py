@@ -12,30 +12,39 @@ import math
 import numba as nb
 import numpy as np
 
+from ..store.kernels import f16_bits, topk_insert
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _softmax_into(logits, i, out, o):
+    """``out[o] = softmax(logits[i])`` in float32; returns (the sum of the exponentials, the first argmax)."""
+    m = logits.shape[1]
+    mx = logits[i, 0]
+    for c in range(1, m):
+        if logits[i, c] > mx:
+            mx = logits[i, c]
+    s = np.float32(0.0)
+    for c in range(m):
+        e = np.float32(np.exp(logits[i, c] - mx))
+        out[o, c] = e
+        s += e
+    best, am = np.float32(-1.0), 0
+    for c in range(m):
+        p = out[o, c] / s
+        out[o, c] = p
+        if p > best:
+            best, am = p, c
+    return s, am
+
 
 @nb.njit(cache=True, nogil=True)
 def softmax_argmax_at(logits, rows, arg, offset):
     """``rows[offset + i] = softmax(logits[i])`` (float32) and ``arg[offset + i]`` its first argmax, for every row
     ``i`` of ``logits``; returns the first row whose softmax is not finite, or -1."""
-    B, m = logits.shape
     bad = -1
-    for i in range(B):
+    for i in range(logits.shape[0]):
         o = offset + i
-        mx = logits[i, 0]
-        for c in range(1, m):
-            if logits[i, c] > mx:
-                mx = logits[i, c]
-        s = np.float32(0.0)
-        for c in range(m):
-            e = np.float32(np.exp(logits[i, c] - mx))
-            rows[o, c] = e
-            s += e
-        best, am = np.float32(-1.0), 0
-        for c in range(m):
-            p = rows[o, c] / s
-            rows[o, c] = p
-            if p > best:
-                best, am = p, c
+        s, am = _softmax_into(logits, i, rows, o)
         if not (s > 0 and s < np.inf) and bad < 0:
             bad = i
         arg[o] = am
@@ -48,34 +57,6 @@ def warm_up() -> None:
 
 
 # ---------------------------------------------------------------- compact rows (sample --topk)
-@nb.njit(cache=True, nogil=True, inline="always")
-def _f16_bits(f):
-    """float16 bits of the float32 with bits ``f``: round to nearest, ties to even (``store.float16``, numpy's astype)."""
-    sign = (f >> np.uint32(16)) & np.uint32(0x8000)
-    e = (f >> np.uint32(23)) & np.uint32(0xFF)
-    m = f & np.uint32(0x7FFFFF)
-    if e == 255:
-        o = np.uint32(0x7C00) | (np.uint32(0x200) if m != 0 else np.uint32(0))
-    elif e >= 113:
-        q = m >> np.uint32(13)
-        rem = m & np.uint32(0x1FFF)
-        q += np.uint32((rem > 0x1000) | ((rem == 0x1000) & ((q & np.uint32(1)) == 1)))
-        o = ((e - np.uint32(112)) << np.uint32(10)) + q
-        if o > 0x7C00:
-            o = np.uint32(0x7C00)
-    elif e >= 102:
-        s = np.uint32(126) - e
-        full = m | np.uint32(0x800000)
-        q = full >> s
-        rem = full & ((np.uint32(1) << s) - np.uint32(1))
-        half = np.uint32(1) << (s - np.uint32(1))
-        q += np.uint32((rem > half) | ((rem == half) & ((q & np.uint32(1)) == 1)))
-        o = q
-    else:
-        o = np.uint32(0)
-    return o | sign
-
-
 @nb.njit(cache=True, nogil=True)
 def softmax_topk_at(logits, top_p, top_c, ent, arg, rows0, f16_values, f16_terms, offset):
     """Compact rows of a batch: for every row ``i`` of ``logits`` (row ``o = offset + i`` of the input), what
@@ -84,8 +65,9 @@ def softmax_topk_at(logits, top_p, top_c, ent, arg, rows0, f16_values, f16_terms
     ``arg[o]``: the first argmax of the float32 softmax (the arithmetic of
     ``softmax_argmax_at``, so the same hard label); ``rows0[o]`` (for
     ``o < n0 = rows0.shape[0]``): the float32 softmax row, whole; the row
-    rounded to float16 when ``f16_values`` holds the 65,536 float16 values
-    (``f16_tables``; empty arrays: float32 rows, not rounded); of that row,
+    rounded to float16 (``store.kernels.f16_bits``) when ``f16_values`` holds
+    the 65,536 float16 values (``f16_tables``; empty arrays: float32 rows, not
+    rounded); of that row (``store.kernels.topk_insert``),
     ``top_p[o]``/``top_c[o]`` the K largest values, descending, and their
     classes (ties: the lower class first) and ``ent[o]`` its entropy summed in
     class order in float64, ``p <= 0`` contributing 0 (float16 rows: the term
@@ -98,26 +80,13 @@ def softmax_topk_at(logits, top_p, top_c, ent, arg, rows0, f16_values, f16_terms
     k = top_p.shape[1]
     n0 = rows0.shape[0]
     f16 = f16_values.shape[0] > 0
-    sc = np.empty(m, np.float32)
+    row = np.empty((1, m), np.float32)  # the softmax row being compacted
+    sc = row[0]
     bits = sc.view(np.uint32)
     bad = -1
     for i in range(B):
         o = offset + i
-        mx = logits[i, 0]
-        for c in range(1, m):
-            if logits[i, c] > mx:
-                mx = logits[i, c]
-        s = np.float32(0.0)
-        for c in range(m):
-            e = np.float32(np.exp(logits[i, c] - mx))
-            sc[c] = e
-            s += e
-        best, am = np.float32(-1.0), 0
-        for c in range(m):
-            p = sc[c] / s
-            sc[c] = p
-            if p > best:
-                best, am = p, c
+        s, am = _softmax_into(logits, i, row, 0)
         arg[o] = am
         if o < n0:
             for c in range(m):
@@ -131,7 +100,7 @@ def softmax_topk_at(logits, top_p, top_c, ent, arg, rows0, f16_values, f16_terms
         cnt = 0
         for c in range(m):
             if f16:
-                hb = _f16_bits(bits[c])
+                hb = f16_bits(bits[c])
                 v = f16_values[hb]
                 h -= f16_terms[hb]
             else:
@@ -139,18 +108,8 @@ def softmax_topk_at(logits, top_p, top_c, ent, arg, rows0, f16_values, f16_terms
                 p64 = np.float64(v)
                 if p64 > 0.0:
                     h -= p64 * math.log(p64)
-            # insertion into the descending top-k; a tie keeps the lower class first
-            if cnt < k or v > top_p[o, k - 1]:
-                j = cnt if cnt < k else k - 1
-                while j > 0 and top_p[o, j - 1] < v:
-                    if j < k:
-                        top_p[o, j] = top_p[o, j - 1]
-                        top_c[o, j] = top_c[o, j - 1]
-                    j -= 1
-                top_p[o, j] = v
-                top_c[o, j] = c
-                if cnt < k:
-                    cnt += 1
+            if cnt < k or v > top_p[o, k - 1]:  # the store's insertion into the top k, bit for bit
+                cnt = topk_insert(top_p, top_c, o, k, cnt, v, c)
         ent[o] = h
     return bad
 

@@ -22,13 +22,13 @@ import shutil
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 from ..store import StoreError, create_store, open_store
 from ..store import backend as _backend
+from ..store.publish import built_aside
 
 from . import noise as _noise
 from .config import SampleConfig, row_batches  # noqa: F401  (row_batches: re-exported for bench/sampler.py)
@@ -142,17 +142,6 @@ def _store_exists(location: str, storage_options=None) -> bool:
     return False
 
 
-def _pid_alive(pid: int) -> bool:
-    """True if a process with this pid exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def open_or_create(location: str, *, storage_options=None, **create_kw):
     """Open ``location`` for writing, creating it if absent; a local folder store appears atomically.
 
@@ -178,26 +167,15 @@ def open_or_create(location: str, *, storage_options=None, **create_kw):
                         raise
                     time.sleep(0.5)
     p = _backend.local_path(loc)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{p.name}.creating-"
-    for stale in p.parent.glob(prefix + "*"):       # left by a process killed while creating
+    with built_aside(p) as tmp:                       # a sibling folder; what a killed creation left is removed
+        create_store(tmp, **create_kw).close()
         try:
-            pid = int(stale.name[len(prefix):].split("-")[0])
-        except ValueError:
-            continue
-        if not _pid_alive(pid):
-            shutil.rmtree(stale, ignore_errors=True)
-    tmp = p.parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    st = create_store(str(tmp), **create_kw)
-    st.close()
-    created = True
-    try:
-        os.rename(tmp, p)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (p / "zarr.json").exists():
-            raise
-        created = False                               # another shard process won the race
+            os.rename(tmp, p)
+            created = True
+        except OSError:
+            if not (p / "zarr.json").exists():
+                raise
+            created = False                           # another shard process won the race
     return open_store(loc, mode="a", storage_options=storage_options), created
 
 

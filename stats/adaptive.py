@@ -10,9 +10,9 @@ are sound (the Bonferroni bound needs no independence).
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm
 
 from .bounds import cp_lower, cp_upper
+from .normal import norm_ppf
 
 CERTIFIED, ABORTED, ABSTAINED, SHORT = "certified", "aborted", "abstained", "short"
 
@@ -48,12 +48,12 @@ def replay(k_prefix, stages, n_avail, sigma: float, alpha: float, beta: float, r
     nn = np.broadcast_to(st[None, :], (B, s))
     pL = np.atleast_2d(cp_lower(k, nn, alpha / s))
     with np.errstate(invalid="ignore", divide="ignore"):
-        rL = sigma * norm.ppf(pL)
+        rL = sigma * norm_ppf(pL)
     cert = (pL > 0.5) & (rL >= r)
     if s > 1:
         pU = np.atleast_2d(cp_upper(k, nn, beta / (s - 1)))
         with np.errstate(invalid="ignore", divide="ignore"):
-            abort = sigma * norm.ppf(pU) < r
+            abort = sigma * norm_ppf(pU) < r
         abort[:, s - 1] = False
     else:
         pU = np.full((B, s), np.nan)

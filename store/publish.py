@@ -17,7 +17,10 @@ Every command that makes a new store from others (``store import``,
   build fails with the caller's "appeared" message and the temporary copy is
   removed;
 - temporary siblings left by killed processes (their pid no longer runs on
-  this host) are removed before the next build into the same target.
+  this host) are removed before the next build into the same target;
+- :func:`built_aside` is that temporary sibling alone, for a caller that
+  moves the store into place itself (the sampler's new store, which shard
+  processes may race to create).
 
 Nothing is fsynced: a crash may lose the new store, never leave a store that
 looks complete but is not (the temporary names are not stores' names).
@@ -29,6 +32,7 @@ import re
 import shutil
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from .backend import is_url, is_zip, local_path, open_zarr_store
@@ -101,11 +105,7 @@ def publish_store(out, build, *, exists: str, appeared: str, storage_options: di
     if is_url(out):
         return build(out, storage_options)
     dest = local_path(out)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(dest)
-    tmpdir = tempfile.mkdtemp(prefix=f"{_partial_prefix(dest)}{os.getpid()}-", dir=dest.parent)
-    target = os.path.join(tmpdir, "store")
-    try:
+    with built_aside(dest) as target:
         result = build(target, None)
         if dest.exists():
             raise StoreError(appeared)
@@ -118,9 +118,21 @@ def publish_store(out, build, *, exists: str, appeared: str, storage_options: di
                 if dest.exists():  # another process put something there since the check
                     raise StoreError(appeared) from e
                 raise
+    return result
+
+
+@contextmanager
+def built_aside(dest: Path):
+    """A path to build ``dest``'s store at: ``store`` in a new temporary sibling folder of ``dest``
+    (``.NAME.partial-PID-XXXX``), removed with whatever is left in it on exit. The siblings that killed builds
+    of ``dest`` left are removed first; ``dest``'s parent folder is made if needed."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(dest)
+    tmpdir = tempfile.mkdtemp(prefix=f"{_partial_prefix(dest)}{os.getpid()}-", dir=dest.parent)
+    try:
+        yield os.path.join(tmpdir, "store")
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
-    return result
 
 
 # --------------------------------------------------------------------- zips

@@ -6,55 +6,16 @@ the lower class first), and ``-sum_c p_c ln p_c`` over the whole row, summed
 in class order in float64 from the float32 value of each entry, ``p <= 0``
 contributing 0 -- the same arithmetic, operation for operation, as the
 certifier's uncertainty and ACES kernels, so it is bit-identical to what they
-compute from the full rows. numba is imported on first use only.
+compute from the full rows. The kernel (``store.kernels``, numba) is imported
+on first use only.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
 from .errors import StoreError
 
 MAX_TOPK = 256
-
-_kernel = None
-
-
-def _get():
-    global _kernel
-    if _kernel is None:
-        import numba as nb
-
-        @nb.njit(parallel=True, nogil=True, cache=True)
-        def _compact_rows(rows, k, top_p, top_c, ent):
-            # per row: entropy as the certifier kernels sum it, and the descending top-k (ties: lower class first)
-            R, m = rows.shape
-            for r in nb.prange(R):
-                h = 0.0
-                cnt = 0
-                for c in range(m):
-                    v = rows[r, c]
-                    p = np.float64(v)
-                    if p > 0.0:
-                        h -= p * math.log(p)
-                    # insertion into the descending top-k; a tie keeps the lower class first
-                    if cnt < k or v > top_p[r, k - 1]:
-                        j = cnt if cnt < k else k - 1
-                        while j > 0 and top_p[r, j - 1] < v:
-                            if j < k:
-                                top_p[r, j] = top_p[r, j - 1]
-                                top_c[r, j] = top_c[r, j - 1]
-                            j -= 1
-                        top_p[r, j] = v
-                        top_c[r, j] = c
-                        if cnt < k:
-                            cnt += 1
-                ent[r] = h
-
-        _kernel = _compact_rows
-    return _kernel
-
 
 def compact_rows(rows: np.ndarray, k: int):
     """``(topk_p, topk_c, entropy)`` of (r, m) rows given in the store's dtype (see the module docstring).
@@ -71,5 +32,7 @@ def compact_rows(rows: np.ndarray, k: int):
     top_p = np.full((r, k), -np.inf, np.float32)
     top_c = np.zeros((r, k), np.int64)
     ent = np.empty(r, np.float64)
-    _get()(f32, int(k), top_p, top_c, ent)
+    from .kernels import compact_rows_kernel  # numba, imported on first use
+
+    compact_rows_kernel(f32, int(k), top_p, top_c, ent)
     return top_p.astype(dt), top_c.astype(np.uint16), ent

@@ -1,12 +1,14 @@
 """The package's shape: one import name, layers that point one way, no import cycles.
 
 The import graph is read from the installed package's source with ``ast``
-(every ``import`` statement, at module level and inside functions alike), so
-a lazy import inside a function cannot hide a cycle or an upward dependency.
+(every ``import`` statement, at module level and inside functions alike, and
+every ``"module:function"`` name a registry entry imports on first use), so
+a lazy import cannot hide a cycle or an upward dependency.
 """
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -73,8 +75,22 @@ def _longest_module(name: str, modules: dict) -> str:
     return ".".join(parts)
 
 
+# A registry entry's function named "module:function" (certifier/registry.py, Ref): the module is imported when the
+# function is first called, relative names to the certifier package.
+REF = re.compile(r"^(\.[A-Za-z_][\w.]*|smoothcert(\.[A-Za-z_]\w*)*):[A-Za-z_]\w*$")
+REF_PACKAGE = f"{PKG}.certifier"
+
+
+def _ref_module(text: str, modules: dict) -> set[str]:
+    module = text.partition(":")[0]
+    module = REF_PACKAGE + module if module.startswith(".") else module
+    found = _longest_module(module, modules)
+    return {found} if found else set()
+
+
 def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
-    """Module -> the project modules it imports anywhere in its source (module level or inside functions)."""
+    """Module -> the project modules it imports anywhere in its source (module level or inside functions), and
+    the modules of the ``"module:function"`` names it hands to the registry."""
     graph = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(), filename=str(path))
@@ -83,6 +99,8 @@ def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 deps |= _resolve(name, is_pkg, node, modules)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and REF.match(node.value):
+                deps |= _ref_module(node.value, modules)
         deps.discard(name)
         deps.discard("")
         graph[name] = deps
@@ -153,10 +171,12 @@ def test_the_graph_reader_sees_imports_inside_functions_and_relative_ones(tmp_pa
     (pkg / "store" / "api.py").write_text("def f():\n    from ..certifier import engine\n")
     (pkg / "certifier" / "engine.py").write_text("from ..store import api\nfrom ..sampler import run\n")
     (pkg / "sampler" / "run.py").write_text("import smoothcert.stats\n")
+    (pkg / "certifier" / "entries.py").write_text('register(Method("x", ".engine:certify", report="x:y"))\n')
     mods = package_modules(pkg)
     g = import_graph(mods)
     assert g["smoothcert.store.api"] == {"smoothcert.certifier.engine"}
     assert g["smoothcert.certifier.engine"] == {"smoothcert.store.api", "smoothcert.sampler.run"}
+    assert g["smoothcert.certifier.entries"] == {"smoothcert.certifier.engine"}
     assert g["smoothcert.sampler.run"] == {"smoothcert.stats"}
     assert find_cycles(g) == [["smoothcert.certifier.engine", "smoothcert.store.api"]]
     assert layer_violations(g) == [

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import types
 from pathlib import Path
 
 import numpy as np
@@ -421,22 +420,37 @@ def test_one_option_name_means_one_thing_across_methods():
 
 
 # ------------------------------------------- the toy method of docs/adding-a-method.md
-def doc_module_source() -> str:
+def doc_modules() -> dict[str, str]:
+    """The walk-through's two modules, by file name: the computation and the entries module registering it
+    (checking that the line it adds to certifier/__init__.py imports the entries module)."""
     text = (ROOT / "docs" / "adding-a-method.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    return next(b for b in blocks if "register(Method(" in b)
+    out = dict(re.findall(r"### \d\. [^\n]*`certifier/(\w+\.py)`\n\n```python\n(.*?)```", text, flags=re.S))
+    assert set(out) == {"majority.py", "entries_majority.py", "__init__.py"}, sorted(out)
+    assert out.pop("__init__.py").startswith("from . import entries_majority ")
+    return out
 
 
 @pytest.fixture
-def majority():
-    """The docs' majority module, run as smoothcert.certifier.majority (registered for this test only)."""
-    mod = types.ModuleType("smoothcert.certifier.majority")
-    mod.__package__ = "smoothcert.certifier"
-    exec(compile(doc_module_source(), "docs/adding-a-method.md", "exec"), mod.__dict__)
+def majority(tmp_path):
+    """The docs' two modules, saved in a folder added to smoothcert.certifier's path and registered by importing
+    the entries module (for this test only)."""
+    import importlib
+    import sys
+
+    folder = tmp_path / "certifier-extra"
+    folder.mkdir()
+    for name, code in doc_modules().items():
+        (folder / name).write_text(code)
+    certifier.__path__.append(str(folder))
     try:
+        importlib.import_module("smoothcert.certifier.entries_majority")
+        assert "smoothcert.certifier.majority" not in sys.modules  # registering imports no computation
         yield registry.get_method("majority")
     finally:
         registry.unregister("majority")
+        certifier.__path__.remove(str(folder))
+        for mod in ("smoothcert.certifier.entries_majority", "smoothcert.certifier.majority"):
+            sys.modules.pop(mod, None)
     assert "majority" not in certifier.available_methods() and "min_share" not in declared()
 
 
