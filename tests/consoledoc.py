@@ -131,7 +131,8 @@ def _commands(body: list[str], first: int, where: str) -> tuple[Command, ...]:
 
 # ---------------------------------------------------------------- scaling
 SCALE_N = 1000      # smoothcert sample: at most this many estimation rows ...
-SCALE_INPUTS = 200  # ... and this many inputs
+SCALE_INPUTS = 200  # ... this many inputs of a given --indices range ...
+SCALE_WHOLE = 20    # ... and this many when it samples a whole data set (no --indices)
 
 
 def _scale_n(m: re.Match) -> str:
@@ -156,7 +157,8 @@ def scale(command: str) -> str:
 
     ``--n N`` becomes ``--n min(N, 1000)``; ``--indices A:B[:S]`` keeps its
     first 200 inputs; a sample command with neither ``--indices`` nor
-    ``--replay-of`` gets ``--indices 0:200``. Other commands are unchanged.
+    ``--replay-of`` (a whole data set) gets ``--indices 0:20``. Other
+    commands are unchanged.
     The rows of S that remain are the first 1,000 of the documented run (the
     noise of a row depends on the seed, the input and the row only), so
     what reads only those rows (``calibrate``'s default ``--rows 1000``) is
@@ -167,7 +169,7 @@ def scale(command: str) -> str:
     for pattern, repl in SCALE:
         command = pattern.sub(repl, command)
     if "--indices" not in command and "--replay-of" not in command:
-        command = SAMPLE.sub(f"smoothcert sample --indices 0:{SCALE_INPUTS}", command, count=1)
+        command = SAMPLE.sub(f"smoothcert sample --indices 0:{SCALE_WHOLE}", command, count=1)
     return command
 
 

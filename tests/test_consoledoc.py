@@ -129,7 +129,7 @@ def test_sample_commands_are_scaled_down_and_nothing_else_is():
     assert scale("smoothcert sample --data d --n=500 --indices=0:10000:20 b.zarr") == \
         "smoothcert sample --data d --n=500 --indices=0:4000:20 b.zarr"
     assert scale("smoothcert sample --model m --data d --n 100000 --topk 5 top5.zarr") == \
-        "smoothcert sample --indices 0:200 --model m --data d --n 1000 --topk 5 top5.zarr"
+        "smoothcert sample --indices 0:20 --model m --data d --n 1000 --topk 5 top5.zarr"
     assert scale("smoothcert sample --model new.pt --replay-of base --n 10000 out") == \
         "smoothcert sample --model new.pt --replay-of base --n 1000 out"
     for other in ("smoothcert certify s --method cohen --n-use 100000 --out c.csv", "python bench/scale.py --n 100000"):

@@ -24,7 +24,7 @@ from consoledoc import (Block, Command, DocError, console_files, demo_out, match
                         shows_error, terminal_lines, unquick)
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 300                                   # seconds for one documented command
+TIMEOUT = 600                                   # seconds for one documented command (on a busy machine)
 DASK_PORT = "8786"                              # dask's default scheduler port, as the docs write it
 NOT_LINKED = {"bench-out", "demo-out", "__pycache__"}
 
