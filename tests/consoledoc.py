@@ -226,6 +226,16 @@ def matches(expected: list[str], actual: list[str], scaled: bool = False) -> boo
 PROGRESS_BAR = re.compile(r"^[^|]*\b\d+%\|[^|]*\|.*\[\d+:\d+.*\]\s*$")
 
 
+def unmatched(expected: list[str], actual: list[str], scaled: bool = False) -> str | None:
+    """The first documented line (not ``...``) that matches no printed line, if any: where a page most likely drifted."""
+    act = [normalise(ln, scaled) for ln in actual if ln.strip()]
+    for ln in expected:
+        if ln.strip() and not WILDCARD_LINE.match(ln.strip()):
+            if not any(_line_matches(normalise(ln, scaled), a) for a in act):
+                return ln
+    return None
+
+
 def terminal_lines(printed: str) -> list[str]:
     """The lines a terminal would show for ``printed`` (a carriage return overwrites its line), less the progress
     bars that stay on screen (``sampling: 100%|####| 1.01M/1.01M [00:14<00:00, ...]``), which the docs leave out."""

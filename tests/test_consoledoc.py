@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from consoledoc import DocError, demo_out, matches, normalise, parse, scale, shows_error, terminal_lines, unquick
+from consoledoc import (DocError, demo_out, matches, normalise, parse, scale, shows_error, terminal_lines, unmatched,
+                        unquick)
 
 PAGE = """# A page
 
@@ -100,6 +101,8 @@ def test_three_dots_match_any_lines_or_any_text_within_a_line_and_blank_lines_do
     assert not matches(doc, ["certified cohen 100 rows in 2.0 s -> cohen.csv (confidence z)", "last"])  # no header
     assert not matches(["a", "b"], ["a", "c", "b"])      # without "...", every line is accounted for
     assert matches(["..."], []) and matches([], [""]) and not matches([], ["x"])
+    assert unmatched(doc, ["header", "certified cohen 100 rows in 2.0 s -> cohen.csv (confidence z)"]) == "last"
+    assert unmatched(["a", "...", "b"], ["b", "a"]) is None       # each line is printed, only the order is wrong
 
 
 def test_a_scaled_block_checks_words_columns_and_line_counts_not_numbers():

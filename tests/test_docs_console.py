@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from consoledoc import (Block, Command, DocError, console_files, demo_out, matches, normalise, parse, scale,
-                        shows_error, terminal_lines, unquick)
+                        shows_error, terminal_lines, unmatched, unquick)
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 600                                   # seconds for one documented command (on a busy machine)
@@ -132,7 +132,12 @@ def mismatch(block: Block, cmd: Command, ran: str, rc: int, printed: str, why: s
     got = [normalise(ln, scaled) for ln in terminal_lines(printed) if ln.strip()]
     diff = "\n".join(difflib.unified_diff(want, got, "documented (normalised)", "printed (normalised)", lineterm=""))
     head = f"{block.path}:{cmd.line}: $ {cmd.text}" + (f"\n(run as: {ran})" if ran != cmd.text else "")
-    return f"{head}\n{why} (exit status {rc}{', scaled block' if scaled else ''})\n{diff}\n--- printed:\n" + "\n".join(terminal_lines(printed))
+    missing = unmatched(list(cmd.expected), terminal_lines(printed), scaled)
+    hint = (f"\nno printed line matches the documented line\n    {missing}" if missing else
+            "\nevery documented line is printed, but in another order or with other lines between them"
+            " (a line '...' stands for lines the page leaves out)" if cmd.expected and rc == 0 else "")
+    return (f"{head}\n{why} (exit status {rc}{', scaled block' if scaled else ''}){hint}\n{diff}\n--- printed:\n"
+            + "\n".join(terminal_lines(printed)))
 
 
 def run_blocks(blocks: list[Block], shell: Shell) -> None:
