@@ -10,9 +10,11 @@ runs the commands. The rules (tests/README.md says the same for authors):
   - ``<!-- console: skip (reason) -->``: not run (GPU, SLURM, S3, a real
     ImageNet folder, a checkpoint that cannot be downloaded, a benchmark
     whose output is a measurement). The reason is required.
-  - ``<!-- console: scaled -->``: run at the small scale of ``SCALE`` below;
-    every number of the output is masked, so the words, the columns and the
-    number of lines are checked, not the counts.
+  - ``<!-- console: scaled -->``: the small scale every block runs at
+    (``scale``: ``smoothcert sample`` at n <= 1,000 and at most 200 inputs;
+    ``smoothcert demo`` stood for by a quick demo, ``demo_out``) changes
+    this block's numbers, so every number of its output is masked: the
+    words, the columns and the number of lines are checked, not the counts.
   - ``<!-- console: file NAME -->`` above a fenced block of any language:
     its text is written to NAME in the run directory when the run reaches it
     (a script the page tells the reader to save).
@@ -146,7 +148,7 @@ def _scale_indices(m: re.Match) -> str:
 
 
 SAMPLE = re.compile(r"(?<![\w-])smoothcert sample\b")
-SCALE = (  # (pattern, replacement) applied to every `smoothcert sample` command of a block that runs
+SCALE = (  # (pattern, replacement) applied to every `smoothcert sample` command that runs
     (re.compile(r"(?P<flag>--n[ =])(?P<n>\d[\d_]*)(?![\w.])"), _scale_n),
     (re.compile(r"(?P<flag>--indices[ =])(?P<start>\d+):(?P<stop>\d+)(?::(?P<step>\d+))?"), _scale_indices),
 )
