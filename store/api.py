@@ -323,11 +323,12 @@ class SampleStore:
         g.attrs.update(record)
 
     def runs(self) -> dict:
+        """{run id: record} of every writer run, ordered by run id (an id starts with its run's start time)."""
         try:
             runs = self.root["runs"]
         except KeyError:
             return {}
-        return {name: dict(g.attrs) for name, g in runs.groups()}
+        return {name: dict(g.attrs) for name, g in sorted(runs.groups(), key=lambda kv: kv[0])}  # listing order varies
 
     # ------------------------------------------------------------------ writing
     def write_input(self, i: int, *, label: int, idx: int, argmax=None, core_predict: int | None = None,

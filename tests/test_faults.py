@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import resource
 import shutil
 import signal
@@ -229,7 +230,9 @@ def test_sampler_killed_then_verify_refuses_and_a_rerun_resumes(tmp_path):
     code, out, err, exc = invoke(["store", "verify", store])
     assert code == 1 and "incomplete" in out and "damaged or incomplete" in err, (out, err)
     code, out, err, exc = invoke(["certify", store, "--method", "cohen", "--out", tmp_path / "o.csv", "-q"])
-    assert "incomplete" in assert_one_line_error(code, err, exc)
+    message = assert_one_line_error(code, err, exc)   # word for word as docs/faults.md quotes it
+    assert re.fullmatch(rf"smoothcert: error: store {re.escape(str(store))}: input (slot )?\d+ is incomplete or missing "
+                        r"\(no complete marker\); resume the sampler or run 'smoothcert store verify'", message), message
     code, out, err, exc = invoke(args + [store])
     assert code == 0, err
     ref = sample_ref(tmp_path / "ref", tmp_path / "d.npz", **kw)

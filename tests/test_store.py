@@ -435,3 +435,14 @@ def test_a_float16_store_holds_the_float32_rows_rounded_as_numpy_rounds(tmp_path
     st.close()
     got = open_store(tmp_path / "st")._read("rows", 0, 1, None)[0]
     assert got.tobytes() == p.astype(np.float16).tobytes()
+
+
+def test_the_writer_runs_are_listed_in_the_order_of_their_ids(tmp_path):
+    """``store info`` lists runs through ``runs()``: the same order whatever order the file system lists them in."""
+    st = create_store(tmp_path / "s", n_inputs=1, n0=2, n=3, num_classes=4, sigma=0.25)
+    ids = [f"part{k}.2026120{k % 7}T0{k}0000-host-{k}" for k in range(12)]
+    for k in np.random.default_rng(0).permutation(12):
+        st.add_run(ids[k], {"k": int(k)})
+    st.close()
+    with open_store(tmp_path / "s") as st:
+        assert list(st.runs()) == sorted(ids) and [r["k"] for r in st.runs().values()] == [ids.index(i) for i in sorted(ids)]
