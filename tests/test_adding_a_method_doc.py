@@ -1,4 +1,4 @@
-"""docs/adding-a-method.md, followed literally in a copy of the repository, passes its own step 3.
+"""docs/adding-a-method.md, followed literally in a copy of the repository, passes the tests its own commands run.
 
 The steps are read from the page itself, so the page cannot drift from this
 test: a heading ``### N. ... `PATH.py` `` followed by a code block is a step
