@@ -11,6 +11,7 @@ from . import methods_uncertainty  # noqa: F401  (registers uncertainty)
 from . import aces  # noqa: F401  (registers aces, aces-predict)
 from . import adaptive  # noqa: F401  (registers adaptive)
 from . import methods_incremental, report_incremental  # noqa: F401  (registers incremental and its report)
+from . import methods_conformal  # noqa: F401  (registers conformal)
 from .engine import certify
 from .options import CertifyOptions
 from .registry import available_methods, get_method

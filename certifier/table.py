@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 SUFFIXES = (".csv", ".jsonl", ".parquet")
+TEXT_COLUMNS = ("set",)  # read back as text: a conformal set "3" is not the number 3, and "" is the empty set
 
 
 def _suffix(path) -> str:
@@ -94,12 +95,16 @@ def read_table(path) -> pd.DataFrame:
     suffix = _suffix(path)
     if not path.exists():
         raise FileNotFoundError(f"results file {path} does not exist")
+    text = {c: str for c in TEXT_COLUMNS}
     if suffix == ".csv":
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, dtype=text)
     elif suffix == ".jsonl":
-        df = pd.read_json(path, lines=True)
+        df = pd.read_json(path, lines=True, dtype=text)
     else:
         df = pd.read_parquet(path)
+    for c in TEXT_COLUMNS:  # "" (an empty set) reads back as a missing value from .csv
+        if c in df.columns:
+            df[c] = df[c].fillna("").astype(str)
     for c in ("theta", "threshold", "radius"):
         if c in df.columns and df[c].dtype == object:
             df[c] = df[c].astype(float)

@@ -1,0 +1,371 @@
+"""``--method conformal``: robust conformal prediction sets (docs/methods.md section 12) as a registry entry.
+
+A set needs every calibration input before any test input (its threshold is
+a quantile over all of them), so the method is a step across inputs: per
+block of inputs it reduces the rows to small statistics (``statistics``:
+per prefix, the mean and variance of every class's score for the test side,
+the label's mean score and, for ``cas``, its CDF-based score for the
+calibration side), and ``finalize`` turns every block's statistics into the
+sets. Calibration inputs come from a second store (``--calibration CAL``,
+the engine's reference store) or from a seeded split of STORE
+(``--calibration-split F --split-seed S``).
+
+Checked before any row is read, each refused in one line: exactly one of
+``--calibration``/``--calibration-split``; F in (0, 1) and a split leaving
+both parts non-empty; every miscoverage m > 2 alpha, every epsilon >= 0;
+``aps`` on a compact store; an input without a label in 0..m-1 (stores keep
+-1 for none); a CAL that differs from STORE in sigma, n0, n, classes, noise
+scheme, dtype, ensemble members or model fingerprint, or is STORE itself.
+
+The claim is marginal coverage per (miscoverage, epsilon, n_use) setting;
+with an ``--n-use`` list alpha is not split over the prefixes (each set has
+its own claim; docs/methods.md section 12 says why splitting would not buy a
+simultaneous one). The mathematics is in ``certifier.conformal``; this
+module imports it (and numba, scipy) only when a run needs it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .registry import Compact, Floats, Method, Names, Option, register
+
+VARIANTS = ("rscp+", "cas")
+SCORES = ("hps", "aps")
+MEAN_BOUNDS = ("bernstein", "hoeffding")
+# what must agree between STORE and a calibration store (attribute, words); model fingerprints when both have one
+MATCHED = (("sigma", "sigma"), ("n0", "n0"), ("n", "n"), ("num_classes", "number of classes"),
+           ("noise_scheme", "noise scheme"), ("dtype", "dtype"), ("members", "number of ensemble members"))
+FINGERPRINTS = (("model_fingerprint", "model fingerprint"), ("member_fingerprints", "member model fingerprints"))
+COMPACT_WHY = ("bounded: hps only; a class outside an estimation row's top-k lies in [0, t_i]: calibration scores "
+               "use 0 there, the test side t_i (section 12), sound at the same coverage; under --mean-bound "
+               "hoeffding every set contains the full store's, with k = m they are equal")
+
+
+# ------------------------------------------------------------------------------------ options
+def _fraction(v):
+    if v is not None and not (isinstance(v, (int, float)) and 0 < v < 1):
+        raise ValueError(f"--calibration-split must be in (0, 1), got {v!r}")
+
+
+def _non_negative(flag):
+    def check(v):
+        if v is not None and v < 0:
+            raise ValueError(f"{flag} must be >= 0, got {v}")
+
+    check.__qualname__ = f"_non_negative({flag})"
+    return check
+
+
+_split_seed = _non_negative("--split-seed")
+_aps_seed = _non_negative("--aps-seed")
+
+
+def _miscoverage(v):
+    if not len(v):
+        raise ValueError("--miscoverage: give at least one level")
+    bad = [x for x in v if not 0 < x < 1]
+    if bad:
+        raise ValueError(f"--miscoverage must be in (0, 1), got {bad[0]:g}")
+
+
+def _epsilon(v):
+    if not len(v):
+        raise ValueError("--epsilon: give at least one radius")
+    bad = [x for x in v if not (x >= 0 and math.isfinite(x))]
+    if bad:
+        raise ValueError(f"--epsilon must be finite and >= 0, got {bad[0]:g}")
+
+
+def _choice(flag, allowed):
+    def check(v):
+        if v not in allowed:
+            raise ValueError(f"{flag} must be one of {', '.join(allowed)}, got {v!r}")
+
+    check.__qualname__ = f"_choice({flag})"
+    return check
+
+
+OPTIONS = (
+    Option("calibration", None, "conformal: calibration store CAL (labelled inputs exchangeable with STORE's; same "
+           "sigma, n0, n, classes, noise, dtype and model); every input of STORE is a test input.", metavar="CAL"),
+    Option("calibration_split", None, "conformal: calibrate on a share F of STORE's inputs instead (0 < F < 1; "
+           "inputs ordered by dataset index, permuted with --split-seed); the table holds the rest.", type=float,
+           validate=_fraction, metavar="F", bad="1.5"),
+    Option("split_seed", 0, "conformal: seed of the --calibration-split permutation.", type=int, validate=_split_seed,
+           bad="-1"),
+    Option("miscoverage", [0.1], "conformal: miscoverage levels m (each set covers the label w.p. >= 1 - m; m > "
+           "2 alpha).", parse=Floats(), validate=_miscoverage, metavar="M[,M,...]", bad="1.5"),
+    Option("epsilon", [0.0], "conformal: L2 perturbation radii the coverage must survive.", parse=Floats(),
+           validate=_epsilon, metavar="EPS[,EPS,...]", bad="-0.5"),
+    Option("score", "hps", "conformal: conformity score hps (the class's probability) or aps (one minus the "
+           "randomised mass ranked above it; full stores only).", validate=_choice("--score", SCORES),
+           metavar="hps|aps", bad="x"),
+    Option("aps_seed", 0, "conformal: seed of aps's per-input randomisation u.", type=int, validate=_aps_seed,
+           bad="-1"),
+    Option("robust", ["rscp+"], "conformal: rscp+ (Lipschitz step on the mean, Yan et al. 2024) and/or cas "
+           "(CDF-aware, after Zargarbashi et al. 2024); a list gives one set per variant (setting column robust).",
+           parse=Names(VARIANTS), bad="x"),
+    Option("mean_bound", "bernstein", "conformal: upper bound on the test input's smoothed score, bernstein or "
+           "hoeffding.", validate=_choice("--mean-bound", MEAN_BOUNDS), metavar="bernstein|hoeffding", bad="x"),
+)
+
+
+# ------------------------------------------------------------------------------ checks
+def _prefixes(opts, n: int) -> list[int]:
+    from .prefixes import prefix_list
+
+    listed = prefix_list(opts)
+    if listed is not None:
+        return listed
+    return [int(opts.n_use) if opts.n_use is not None else int(n)]
+
+
+def check_labels(store) -> None:
+    """Refuse a store with a complete input whose label is outside 0..m-1 (-1: the store holds no label)."""
+    rec = store.read_records()
+    bad = np.flatnonzero((rec["complete"] == 1) & ((rec["label"] < 0) | (rec["label"] >= store.num_classes)))
+    if len(bad):
+        s = int(bad[0])
+        raise ValueError(f"--method conformal: input {int(rec['idx'][s])} of store {store.location} has label "
+                         f"{int(rec['label'][s])}, not a class in 0..{store.num_classes - 1}; conformal sets need the "
+                         f"label of every calibration and test input")
+
+
+def _value(store, key):
+    """A setting of an open store: its property (sigma, n0, n, classes, dtype, members) or its attribute."""
+    return getattr(store, key) if key in ("sigma", "n0", "n", "num_classes", "dtype", "members") else store.attrs.get(key)
+
+
+def check_calibration_store(store, cal) -> None:
+    """Refuse (one line) a calibration store CAL that does not match STORE, or is STORE itself."""
+    where = f"--calibration {cal.location} does not match store {store.location}"
+    diffs = []
+    for key, words in MATCHED:
+        a, b = _value(cal, key), _value(store, key)
+        same = float(a) == float(b) if key == "sigma" and a is not None and b is not None else a == b
+        if not same:
+            diffs.append(f"{words} {a} in CAL, {b} in STORE")
+    for key, words in FINGERPRINTS:
+        a, b = cal.attrs.get(key), store.attrs.get(key)
+        if a is not None and b is not None and a != b:
+            diffs.append(f"{words} differ")
+    if diffs:
+        raise ValueError(f"{where}: " + "; ".join(diffs))
+    if cal.fingerprint() == store.fingerprint():
+        raise ValueError(f"--calibration {cal.location} holds the same samples as store {store.location} (equal "
+                         f"fingerprints); calibrate on other inputs, or use --calibration-split")
+
+
+def check_options(opts, store=None) -> None:
+    """Engine hook, before any work: the split, the levels, the score against the layout, labels, CAL."""
+    given = [f for f, v in (("--calibration", opts.calibration), ("--calibration-split", opts.calibration_split))
+             if v is not None]
+    if len(given) != 1:
+        raise ValueError("--method conformal needs exactly one of --calibration CAL and --calibration-split F, got "
+                         + (" and ".join(given) if given else "neither"))
+    _settings(opts)
+    if store is None:
+        return
+    if opts.score == "aps" and not store.layout.has_full_rows:
+        raise ValueError(f"--method conformal --score aps needs full rows (its score ranks every class of a row); "
+                         f"store {store.location} is compact: use --score hps")
+    if opts.calibration_split is not None:
+        n_cal = math.floor(opts.calibration_split * store.n_inputs)
+        if not 1 <= n_cal < store.n_inputs:
+            raise ValueError(f"--calibration-split {opts.calibration_split:g} of the {store.n_inputs} inputs of store "
+                             f"{store.location} leaves {'no calibration' if n_cal < 1 else 'no test'} input")
+    check_labels(store)
+    if opts.calibration is not None:
+        from ..store import open_store
+
+        with open_store(opts.calibration) as cal:
+            check_calibration_store(store, cal)
+            if opts.score == "aps" and not cal.layout.has_full_rows:
+                raise ValueError(f"--method conformal --score aps needs full rows; --calibration {cal.location} is "
+                                 f"compact: use --score hps")
+            for t in _prefixes(opts, store.n):
+                if t > cal.n:
+                    raise ValueError(f"--n-use {t} exceeds the n = {cal.n} of --calibration {cal.location}")
+            check_labels(cal)
+
+
+def _settings(opts):
+    """Validated (miscoverage levels, epsilons, variants); ValueError naming the option."""
+    _miscoverage(opts.miscoverage)
+    _epsilon(opts.epsilon)
+    low = [m for m in opts.miscoverage if not m > 2 * opts.alpha]
+    if low:
+        raise ValueError(f"--miscoverage {low[0]:g} must exceed 2 alpha = {2 * opts.alpha:g} (the two bounds of each "
+                         f"set fail with probability alpha each, paid out of the miscoverage)")
+    if not opts.robust:
+        raise ValueError("--robust: give rscp+, cas or both")
+    return list(opts.miscoverage), list(opts.epsilon), list(opts.robust)
+
+
+# ------------------------------------------------------------------------- statistics
+def statistics(block, opts, role: str) -> dict:
+    """Per input of the block, per listed prefix N: what the sets need (module docstring), from rows n0..n0+N.
+
+    ``mean``, ``var`` (B, L, m): every class's score, test side (upper
+    values on a compact store), with ``rows_bounded`` (B, L) there;
+    ``cal_mean`` (B, L) and, for ``cas``, ``cal_cas`` (B, L, E): the label's
+    calibration scores (lower values on a compact store). The test side is
+    computed for STORE's inputs, the calibration side for the reference
+    store's and, with a split, for STORE's too.
+    """
+    from . import conformal as C
+
+    plist = _prefixes(opts, block.n_use)
+    B, m, n0, L = len(block), block.m, block.n0, len(plist)
+    label = np.asarray(block.label, np.int64)
+    bad = np.flatnonzero((label < 0) | (label >= m))
+    if len(bad):
+        raise ValueError(f"--method conformal: input {int(block.idx[bad[0]])} has label {int(label[bad[0]])}, not a "
+                         f"class in 0..{m - 1}")
+    compact = block.rows is None
+    u = C.aps_u(opts.aps_seed, block.idx) if opts.score == "aps" else None
+    out = {}
+    if role == "store":
+        mean, var = np.empty((B, L, m)), np.empty((B, L, m))
+        bounded = np.zeros((B, L), np.int64)
+        for li, N in enumerate(plist):
+            if compact:
+                from .compact_bounds import soft_stats_spec
+
+                s = soft_stats_spec(block.compact["topk_p"], block.compact["topk_c"], m, n0, n0 + N)
+                mean[:, li], var[:, li] = s.mean_upper, np.nan_to_num(s.var_upper, nan=0.0)
+                bounded[:, li] = s.bounded[np.arange(B), label]
+            else:
+                mean[:, li], var[:, li] = C.score_mean_var(block.rows, n0, n0 + N, opts.score, u)
+        out.update(mean=mean, var=var)
+        if compact:
+            out["rows_bounded"] = bounded
+    if role == "reference" or opts.calibration is None:
+        top = max(plist)
+        if compact:
+            from .compact_bounds import measure_lower_values
+
+            z, _ = measure_lower_values(block.compact["topk_p"], block.compact["topk_c"], label, "score", n0, n0 + top)
+        else:
+            z = C.label_scores(block.rows, label, n0, n0 + top, opts.score, u)
+        out["cal_mean"] = np.stack([z[:, :N].mean(axis=1) for N in plist], axis=1)
+        if "cas" in opts.robust:
+            shift = np.asarray(opts.epsilon, np.float64) / block.sigma
+            out["cal_cas"] = np.array([[C.cas_lower(z[b, :N], shift, opts.alpha) for N in plist] for b in range(B)],
+                                      np.float64).reshape(B, L, len(shift))
+    return out
+
+
+# --------------------------------------------------------------------------- the sets
+def finalize(stats: dict, ref, opts, info: dict):
+    """The table: one row per (test input, n_use, miscoverage, epsilon, robust), and the sidecar entry.
+
+    Calibration inputs: the reference store's (``ref``) or the split of
+    STORE's; tau per setting from their scores, then each test input's set.
+    """
+    import pandas as pd
+
+    from . import conformal as C
+    from .prefixes import prefix_list
+
+    ms, epss, variants = _settings(opts)
+    plist = _prefixes(opts, info["n"])
+    alpha, sigma = opts.alpha, info["sigma"]
+    if ref is None:
+        cal_pos, test_pos = C.split(stats["idx"], opts.calibration_split, opts.split_seed)
+        cal = {k: stats[k][cal_pos] for k in ("cal_mean", "cal_cas") if k in stats}
+    else:
+        cal, test_pos = ref, np.arange(len(stats["idx"]))
+    n_cal, T = len(cal["cal_mean"]), len(test_pos)
+    labels = stats["label"][test_pos]
+    cols = {k: [] for k in ("_pos", "n_use", "miscoverage", "epsilon", "robust", "tau", "rows_bounded")}
+    masks, taus = [], []
+    for li, N in enumerate(plist):
+        U = C.upper_mean(stats["mean"][test_pos, li], stats["var"][test_pos, li], N, alpha, opts.mean_bound)
+        for m in ms:
+            for ei, eps in enumerate(epss):
+                for v in variants:
+                    E = cal["cal_mean"][:, li] if v == "rscp+" else cal["cal_cas"][:, li, ei]
+                    tau = C.calibration_threshold(E, m, alpha)
+                    masks.append(C.in_set(U, tau, v, eps, sigma, N, alpha))
+                    for k, val in (("_pos", test_pos), ("n_use", N), ("miscoverage", m), ("epsilon", eps),
+                                   ("robust", v), ("tau", tau)):
+                        cols[k].append(np.broadcast_to(np.asarray(val, dtype=object if k == "robust" else None), (T,)))
+                    if "rows_bounded" in stats:
+                        cols["rows_bounded"].append(stats["rows_bounded"][test_pos, li])
+                    taus.append({"n_use": N, "miscoverage": m, "epsilon": eps, "robust": v, "tau": tau})
+    mask = np.concatenate(masks) if masks else np.zeros((0, info["num_classes"]), bool)
+    size = mask.sum(axis=1)
+    lab = np.concatenate([labels] * len(masks)) if masks else np.zeros(0, np.int64)
+    df = pd.DataFrame({k: np.concatenate(v) for k, v in cols.items() if v})
+    df["predict"] = np.where(size == 1, mask.argmax(axis=1), -1).astype(np.int64)
+    df["radius"] = df["epsilon"].astype(np.float64)
+    df["correct"] = mask[np.arange(len(lab)), lab].astype(np.int64)
+    df["set"] = C.set_strings(mask)
+    df["set_size"] = size.astype(np.int64)
+    df["n_cal"] = np.int64(n_cal)
+    for k in ("n_use", "set_size", "n_cal"):
+        df[k] = df[k].astype(np.int64)
+    for k in ("miscoverage", "epsilon", "tau"):
+        df[k] = df[k].astype(np.float64)
+    df["robust"] = df["robust"].astype(str)
+    if prefix_list(opts) is None:
+        df = df.drop(columns=["n_use"])
+    split = ({"kind": "calibration-split", "fraction": opts.calibration_split, "split_seed": opts.split_seed}
+             if ref is None else {"kind": "calibration store (see 'calibration')"})
+    split.update(n_cal=int(n_cal), n_test=int(T))
+    meta = {"conformal": {"claim": claim(opts), "split": split, "score": opts.score, "robust": variants,
+                          "mean_bound": opts.mean_bound, "alpha_per_bound": alpha, "prefixes": plist, "tau": taus}}
+    if opts.score == "aps":
+        meta["conformal"]["aps_seed"] = opts.aps_seed
+    return df, meta
+
+
+def claim(opts) -> str:
+    """The coverage claim of a table, in words (the sidecar's ``confidence_statement``)."""
+    ms = ", ".join(f"{1 - m:g}" for m in opts.miscoverage)
+    from .prefixes import prefix_list
+
+    prefixes = ", n_use" if prefix_list(opts) is not None else ""
+    return (f"coverage: for each (miscoverage m, epsilon{prefixes}) setting separately, the set computed at any "
+            f"input within L2 distance epsilon of a test input contains its label with probability >= 1 - m "
+            f"(= {ms}) over the calibration draw, the noise and the test draw (marginal, not per input, and not "
+            f"simultaneous over settings; alpha = {opts.alpha:g} is the failure probability of each of the two "
+            f"bounds, paid out of m)")
+
+
+def confidence(opts):
+    """The coverage claim: level 1 - max(m) (the weakest listed), and the statement (validates the options first)."""
+    ms, _, _ = _settings(opts)
+    return 1 - max(ms), claim(opts)
+
+
+def _report(rows, radii):
+    from .report_conformal import format_conformal_report
+
+    return format_conformal_report(rows, radii)
+
+
+def _plot(rows, stem):
+    from .report_conformal import plot_conformal
+
+    return plot_conformal(rows, stem)
+
+
+register(Method(
+    "conformal", None, confidence, section="12",
+    summary="Robust conformal prediction sets (RSCP+ of Yan et al. 2024, CAS after Zargarbashi et al. 2024): per "
+            "test input a set of classes covering the label w.p. >= 1 - m after any L2 perturbation <= epsilon "
+            "(--calibration CAL or --calibration-split F).",
+    certifies="per (miscoverage m, epsilon): a set of classes that contains the label with probability >= 1 - m "
+              "at every input within L2 distance epsilon (marginal coverage; radius = epsilon, predict = the set's "
+              "only class)",
+    overall="coverage >= 1 - m per (m, epsilon) setting (not 1 - alpha)",
+    options=OPTIONS, check=check_options, fields=("rows",), settings=("miscoverage", "epsilon", "robust"),
+    example={"calibration_split": 0.5, "miscoverage": [0.5]},
+    compact=Compact(True, COMPACT_WHY, reads=("compact",), certificate="bounded"),
+    statistics=statistics, finalize=finalize, reference="calibration", set_valued=True,
+    report=_report, plot=_plot,
+))
