@@ -372,6 +372,11 @@ def _finalize(method, stats: dict, ref_stats, opts, info: dict, meta: dict) -> p
     engine's columns (``idx``, ``label``, ``method``) in the documented order; its sidecar entries go into ``meta``."""
     df, extra = method.finalize(stats, ref_stats, opts, info)
     meta.update(extra)
+    if _uses_ensemble(opts):  # the ensemble's setting columns, as certify_block adds them
+        from .ensemble import setting_values
+
+        for col, val in setting_values(opts).items():
+            df[col] = val
     pos = df.pop("_pos").to_numpy()
     df.insert(0, "_slot", stats["_slot"][pos])
     df.insert(1, "idx", stats["idx"][pos])

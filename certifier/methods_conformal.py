@@ -15,7 +15,8 @@ Checked before any row is read, each refused in one line: exactly one of
 both parts non-empty; every miscoverage m > 2 alpha, every epsilon >= 0;
 ``aps`` on a compact store; an input without a label in 0..m-1 (stores keep
 -1 for none); a CAL that differs from STORE in sigma, n0, n, classes, noise
-scheme, dtype, ensemble members or model fingerprint, or is STORE itself.
+scheme, dtype, model fingerprint or (with ``--members``) ensemble members, or
+is STORE itself.
 
 The claim is marginal coverage per (miscoverage, epsilon, n_use) setting;
 with an ``--n-use`` list alpha is not split over the prefixes (each set has
@@ -36,7 +37,8 @@ SCORES = ("hps", "aps")
 MEAN_BOUNDS = ("bernstein", "hoeffding")
 # what must agree between STORE and a calibration store (attribute, words); model fingerprints when both have one
 MATCHED = (("sigma", "sigma"), ("n0", "n0"), ("n", "n"), ("num_classes", "number of classes"),
-           ("noise_scheme", "noise scheme"), ("dtype", "dtype"), ("members", "number of ensemble members"))
+           ("noise_scheme", "noise scheme"), ("dtype", "dtype"))
+ENSEMBLE = (("members", "number of ensemble members"),)  # with --members/--consensus: CAL's rows are recombined too
 FINGERPRINTS = (("model_fingerprint", "model fingerprint"), ("member_fingerprints", "member model fingerprints"))
 COMPACT_WHY = ("bounded: hps only; a class outside an estimation row's top-k lies in [0, t_i]: calibration scores "
                "use 0 there, the test side t_i (section 12), sound at the same coverage; under --mean-bound "
@@ -138,11 +140,12 @@ def _value(store, key):
     return getattr(store, key) if key in ("sigma", "n0", "n", "num_classes", "dtype", "members") else store.attrs.get(key)
 
 
-def check_calibration_store(store, cal) -> None:
-    """Refuse (one line) a calibration store CAL that does not match STORE, or is STORE itself."""
+def check_calibration_store(store, cal, ensemble: bool = False) -> None:
+    """Refuse (one line) a calibration store CAL that does not match STORE, or is STORE itself (``ensemble``: the
+    member rows are recombined by --members/--consensus, so the members must match too)."""
     where = f"--calibration {cal.location} does not match store {store.location}"
     diffs = []
-    for key, words in MATCHED:
+    for key, words in MATCHED + (ENSEMBLE if ensemble else ()):
         a, b = _value(cal, key), _value(store, key)
         same = float(a) == float(b) if key == "sigma" and a is not None and b is not None else a == b
         if not same:
@@ -181,7 +184,7 @@ def check_options(opts, store=None) -> None:
         from ..store import open_store
 
         with open_store(opts.calibration) as cal:
-            check_calibration_store(store, cal)
+            check_calibration_store(store, cal, opts.members is not None or opts.consensus is not None)
             if opts.score == "aps" and not cal.layout.has_full_rows:
                 raise ValueError(f"--method conformal --score aps needs full rows; --calibration {cal.location} is "
                                  f"compact: use --score hps")

@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-from conformal_reference import EDGE, compact_values, reference_sets, scores, split
+from conformal_reference import compact_values, reference_sets, scores, split
 from smoothcert.certifier import CertifyOptions, certify
 from smoothcert.store import open_store
 

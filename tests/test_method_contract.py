@@ -134,14 +134,31 @@ def check_table(table: pd.DataFrame, method: registry.Method, labels) -> None:
     rad, pred = table["radius"].to_numpy(), table["predict"].to_numpy()
     assert not np.isnan(rad).any() and (rad >= 0).all() and not np.isneginf(rad).any()
     assert ((pred >= -1) & (pred < M)).all()
-    assert (rad[pred == -1] == 0).all()
-    if method.predict_only:
-        assert (rad == 0).all()
-    assert (table["correct"].to_numpy() == (pred == table["label"].to_numpy())).all()
-    # every input, each with the same settings, its label as stored
     per = table.groupby("idx").size()
-    assert sorted(per.index) == list(range(len(labels))) and per.nunique() == 1
+    if method.set_valued:
+        check_sets(table)
+        # the test inputs (some of the store's), each with the same settings
+        assert set(per.index) <= set(range(len(labels))) and len(per) and per.nunique() == 1
+    else:
+        assert (rad[pred == -1] == 0).all()
+        if method.predict_only:
+            assert (rad == 0).all()
+        assert (table["correct"].to_numpy() == (pred == table["label"].to_numpy())).all()
+        # every input, each with the same settings
+        assert sorted(per.index) == list(range(len(labels))) and per.nunique() == 1
+    # each input's label as stored
     assert (table["label"].to_numpy() == np.asarray(labels)[table["idx"].to_numpy()]).all()
+
+
+def check_sets(table: pd.DataFrame) -> None:
+    """Rows of prediction sets: ``set`` (classes ascending, single spaces) of ``set_size`` classes; predict its only
+    class (-1 unless a singleton, an abstention or not); correct 1 exactly when the label is in it; radius the
+    perturbation (``epsilon``) the set was made for."""
+    for row in table.itertuples(index=False):
+        classes = [int(c) for c in row.set.split()] if row.set else []
+        assert classes == sorted(set(classes)) and all(0 <= c < M for c in classes) and row.set_size == len(classes)
+        assert row.predict == (classes[0] if len(classes) == 1 else -1)
+        assert row.correct == int(row.label in classes) and row.radius == row.epsilon
 
 
 def check_sidecar(meta: dict, method: registry.Method, opts: CertifyOptions) -> None:
@@ -182,7 +199,10 @@ def check_compact(full, compact, method: registry.Method, tmp_path) -> None:
         if policy.certificate == "exact":
             pd.testing.assert_frame_equal(want, got, check_exact=True)
             continue
-        check_table(got, method, want.groupby("idx")["label"].first().sort_index().to_numpy())
+        first = want.groupby("idx")["label"].first()   # every input's label (a set-valued method: the test inputs')
+        labels = np.full(int(first.index.max()) + 1, -1)
+        labels[first.index.to_numpy()] = first.to_numpy()
+        check_table(got, method, labels)
         # the same rows, in the same order, with the same settings
         assert len(got) == len(want) and (got["idx"].to_numpy() == want["idx"].to_numpy()).all()
         for col in [c for c in registry.setting_columns() if c in want.columns]:
