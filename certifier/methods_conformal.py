@@ -30,6 +30,7 @@ import math
 
 import numpy as np
 
+from .options import at_least
 from .registry import Compact, Floats, Method, Names, Option, register
 
 VARIANTS = ("rscp+", "cas")
@@ -51,17 +52,8 @@ def _fraction(v):
         raise ValueError(f"--calibration-split must be in (0, 1), got {v!r}")
 
 
-def _non_negative(flag):
-    def check(v):
-        if v is not None and v < 0:
-            raise ValueError(f"{flag} must be >= 0, got {v}")
-
-    check.__qualname__ = f"_non_negative({flag})"
-    return check
-
-
-_split_seed = _non_negative("--split-seed")
-_aps_seed = _non_negative("--aps-seed")
+_split_seed = at_least("--split-seed", 0)
+_aps_seed = at_least("--aps-seed", 0)
 
 
 def _miscoverage(v):
