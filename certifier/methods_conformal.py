@@ -274,9 +274,7 @@ def finalize(stats: dict, ref, opts, info: dict):
     else:
         cal, test_pos = ref, np.arange(len(stats["idx"]))
     n_cal, T = len(cal["cal_mean"]), len(test_pos)
-    labels = stats["label"][test_pos]
-    cols = {k: [] for k in ("_pos", "n_use", "miscoverage", "epsilon", "robust", "tau", "rows_bounded")}
-    masks, taus = [], []
+    settings, masks = [], []  # per setting: (prefix position, n_use, m, epsilon, variant, tau), its (T, m) sets
     for li, N in enumerate(plist):
         U = C.upper_mean(stats["mean"][test_pos, li], stats["var"][test_pos, li], N, alpha, opts.mean_bound)
         for m in ms:
@@ -284,28 +282,24 @@ def finalize(stats: dict, ref, opts, info: dict):
                 for v in variants:
                     E = cal["cal_mean"][:, li] if v == "rscp+" else cal["cal_cas"][:, li, ei]
                     tau = C.calibration_threshold(E, m, alpha)
+                    settings.append((li, N, m, eps, v, tau))
                     masks.append(C.in_set(U, tau, v, eps, sigma, N, alpha))
-                    for k, val in (("_pos", test_pos), ("n_use", N), ("miscoverage", m), ("epsilon", eps),
-                                   ("robust", v), ("tau", tau)):
-                        cols[k].append(np.broadcast_to(np.asarray(val, dtype=object if k == "robust" else None), (T,)))
-                    if "rows_bounded" in stats:
-                        cols["rows_bounded"].append(stats["rows_bounded"][test_pos, li])
-                    taus.append({"n_use": N, "miscoverage": m, "epsilon": eps, "robust": v, "tau": tau})
-    mask = np.concatenate(masks) if masks else np.zeros((0, info["num_classes"]), bool)
+    mask = np.concatenate(masks)
     size = mask.sum(axis=1)
-    lab = np.concatenate([labels] * len(masks)) if masks else np.zeros(0, np.int64)
-    df = pd.DataFrame({k: np.concatenate(v) for k, v in cols.items() if v})
-    df["predict"] = np.where(size == 1, mask.argmax(axis=1), -1).astype(np.int64)
-    df["radius"] = df["epsilon"].astype(np.float64)
-    df["correct"] = mask[np.arange(len(lab)), lab].astype(np.int64)
-    df["set"] = C.set_strings(mask)
-    df["set_size"] = size.astype(np.int64)
-    df["n_cal"] = np.int64(n_cal)
-    for k in ("n_use", "set_size", "n_cal"):
-        df[k] = df[k].astype(np.int64)
-    for k in ("miscoverage", "epsilon", "tau"):
-        df[k] = df[k].astype(np.float64)
-    df["robust"] = df["robust"].astype(str)
+    labels = np.tile(stats["label"][test_pos], len(settings))
+
+    def each(j, dtype):  # setting field j, once per test input
+        return np.repeat(np.array([s[j] for s in settings], dtype=dtype), T)
+
+    df = pd.DataFrame({"_pos": np.tile(test_pos, len(settings)), "n_use": each(1, np.int64),
+                       "miscoverage": each(2, np.float64), "epsilon": each(3, np.float64), "robust": each(4, str),
+                       "predict": np.where(size == 1, mask.argmax(axis=1), -1).astype(np.int64),
+                       "radius": each(3, np.float64), "correct": mask[np.arange(len(labels)), labels].astype(np.int64),
+                       "set": C.set_strings(mask), "set_size": size.astype(np.int64), "tau": each(5, np.float64),
+                       "n_cal": np.full(len(labels), n_cal, np.int64)})
+    if "rows_bounded" in stats:
+        df["rows_bounded"] = np.concatenate([stats["rows_bounded"][test_pos, st[0]] for st in settings])
+    taus = [{"n_use": N, "miscoverage": m, "epsilon": eps, "robust": v, "tau": tau} for _, N, m, eps, v, tau in settings]
     if prefix_list(opts) is None:
         df = df.drop(columns=["n_use"])
     split = ({"kind": "calibration-split", "fraction": opts.calibration_split, "split_seed": opts.split_seed}
