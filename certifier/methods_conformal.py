@@ -82,26 +82,26 @@ def _choice(flag, allowed):
 
 
 OPTIONS = (
-    Option("calibration", None, "conformal: calibration store CAL (labelled inputs exchangeable with STORE's; same "
+    Option("calibration", None, "calibration store CAL (labelled inputs exchangeable with STORE's; same "
            "sigma, n0, n, classes, noise, dtype and model); every input of STORE is a test input.", metavar="CAL"),
-    Option("calibration_split", None, "conformal: calibrate on a share F of STORE's inputs instead (0 < F < 1; "
+    Option("calibration_split", None, "calibrate on a share F of STORE's inputs instead (0 < F < 1; "
            "inputs ordered by dataset index, permuted with --split-seed); the table holds the rest.", type=float,
            validate=_fraction, metavar="F", bad="1.5"),
-    Option("split_seed", 0, "conformal: seed of the --calibration-split permutation.", type=int, validate=_split_seed,
+    Option("split_seed", 0, "seed of the --calibration-split permutation.", type=int, validate=_split_seed,
            bad="-1"),
-    Option("miscoverage", [0.1], "conformal: miscoverage levels m (each set covers the label w.p. >= 1 - m; m > "
+    Option("miscoverage", [0.1], "miscoverage levels m (each set covers the label w.p. >= 1 - m; m > "
            "2 alpha).", parse=Floats(), validate=_miscoverage, metavar="M[,M,...]", bad="1.5"),
-    Option("epsilon", [0.0], "conformal: L2 perturbation radii the coverage must survive.", parse=Floats(),
+    Option("epsilon", [0.0], "L2 perturbation radii the coverage must survive.", parse=Floats(),
            validate=_epsilon, metavar="EPS[,EPS,...]", bad="-0.5"),
-    Option("score", "hps", "conformal: conformity score hps (the class's probability) or aps (one minus the "
+    Option("score", "hps", "conformity score hps (the class's probability) or aps (one minus the "
            "randomised mass ranked above it; full stores only).", validate=_choice("--score", SCORES),
            metavar="hps|aps", bad="x"),
-    Option("aps_seed", 0, "conformal: seed of aps's per-input randomisation u.", type=int, validate=_aps_seed,
+    Option("aps_seed", 0, "seed of aps's per-input randomisation u.", type=int, validate=_aps_seed,
            bad="-1"),
-    Option("robust", ["rscp+"], "conformal: rscp+ (Lipschitz step on the mean, Yan et al. 2024) and/or cas "
+    Option("robust", ["rscp+"], "rscp+ (Lipschitz step on the mean, Yan et al. 2024) and/or cas "
            "(CDF-aware, after Zargarbashi et al. 2024); a list gives one set per variant (setting column robust).",
-           parse=Names(VARIANTS), bad="x"),
-    Option("mean_bound", "bernstein", "conformal: upper bound on the test input's smoothed score, bernstein or "
+           parse=Names(VARIANTS), metavar="rscp+|cas[,...]", bad="x"),
+    Option("mean_bound", "bernstein", "upper bound on the test input's smoothed score, bernstein or "
            "hoeffding.", validate=_choice("--mean-bound", MEAN_BOUNDS), metavar="bernstein|hoeffding", bad="x"),
 )
 
