@@ -1,6 +1,7 @@
 """An independent reference of robust conformal sets (docs/methods.md section 12), in plain numpy/scipy.
 
-Written from the definitions, not from ``certifier.conformal``: scores per
+Written from the definitions, not from ``certifier.conformal`` (and with the
+standard library's normal distribution, not scipy's): scores per
 row, means and unbiased variances, the CDF-aware calibration score as a sum
 over the distinct score values, the calibration quantile, and each test
 class's membership, one input at a time. Compact stores: the lower values
@@ -10,15 +11,21 @@ value there) for the test side.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
-from scipy import stats
 
 EDGE = 1e-9  # memberships this close to their boundary are left out of comparisons
+_PHI = NormalDist()  # the standard library's normal (Wichura's AS241 quantile), not scipy's
 
 
 def ppf(q):
-    return stats.norm.ppf(q)  # ppf(0) = -inf, ppf(1) = +inf
+    """Phi^-1 with Phi^-1(0) = -inf and Phi^-1(1) = +inf."""
+    return -math.inf if q <= 0 else math.inf if q >= 1 else _PHI.inv_cdf(q)
+
+
+def cdf(x):
+    return 0.0 if x == -math.inf else 1.0 if x == math.inf else _PHI.cdf(x)
 
 
 def scores(rows, score="hps", u=0.0):
@@ -59,7 +66,7 @@ def cas_score(c, eps, sigma, alpha):
     total = 0.0
     for k in range(1, len(b)):
         F = np.count_nonzero(c <= b[k - 1]) / N
-        total += (b[k] - b[k - 1]) * (1 - stats.norm.cdf(ppf(min(1.0, F + e)) + eps / sigma))
+        total += (b[k] - b[k - 1]) * (1 - cdf(ppf(min(1.0, F + e)) + eps / sigma))
     return total
 
 
@@ -98,13 +105,17 @@ def split(idx, fraction, seed):
     return set(order[perm[:k]].tolist()), set(order[perm[k:]].tolist())
 
 
-def reference_sets(test, cal, *, N, miscoverage, eps, variant, bound, sigma, alpha):
-    """{test position: (set, edge classes)} for one setting.
+def calibration_scores(cal, *, N, eps, variant, sigma, alpha):
+    """E_i of every calibration input from its label's scores ``cal[i]`` (first N): the mean, or the cas score."""
+    return [np.mean(c[:N]) if variant == "rscp+" else cas_score(c[:N], eps, sigma, alpha) for c in cal]
 
-    ``test``: list of (test-side score rows (N', m), label) per test input;
-    ``cal``: list of (calibration-side label scores (N',), ) per calibration input.
+
+def reference_sets(test, E, *, N, miscoverage, eps, variant, bound, sigma, alpha):
+    """({test position: (set, edge classes)}, tau) for one setting.
+
+    ``test``: {position: test-side score rows (N', m)} per test input; ``E``:
+    the calibration scores (``calibration_scores``).
     """
-    E = [np.mean(c[:N]) if variant == "rscp+" else cas_score(c[:N], eps, sigma, alpha) for c in cal]
     tau = tau_of(E, miscoverage, alpha)
     out = {}
     for pos, rows in test.items():

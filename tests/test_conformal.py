@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-from conformal_reference import compact_values, reference_sets, scores, split
+from conformal_reference import calibration_scores, compact_values, reference_sets, scores, split
 from smoothcert.certifier import CertifyOptions, certify
 from smoothcert.store import open_store
 
@@ -91,10 +91,11 @@ def reference(store, opts: CertifyOptions, cal_store=None):
     prefixes = opts.n_use if isinstance(opts.n_use, list) else [opts.n_use or n]
     out = {}
     for t in prefixes:
-        for m in opts.miscoverage:
-            for eps in opts.epsilon:
-                for v in opts.robust:
-                    sets, tau = reference_sets(test, cal, N=t, miscoverage=m, eps=eps, variant=v,
+        for eps in opts.epsilon:
+            for v in opts.robust:
+                E = calibration_scores(cal, N=t, eps=eps, variant=v, sigma=SIGMA, alpha=opts.alpha)
+                for m in opts.miscoverage:
+                    sets, tau = reference_sets(test, E, N=t, miscoverage=m, eps=eps, variant=v,
                                                bound=opts.mean_bound, sigma=SIGMA, alpha=opts.alpha)
                     for p, (s, edge) in sets.items():
                         out[(int(idx[p]), t, m, eps, v)] = (s, edge, tau)
