@@ -50,7 +50,7 @@ GOAL_RATIO, GOAL_PEAK_MB = 2.0, 1024
 COST = {"calibration_split": 0.5, "robust": ["rscp+", "cas"], "miscoverage": [0.05, 0.1, 0.2],
         "epsilon": [0.0, 0.125, 0.25, 0.5]}
 SIGMA, N0, SEED = 0.25, 100, 0
-PREFIXES = (1_000, 10_000, 100_000)
+PREFIXES = (100, 1_000, 10_000, 100_000)
 EPSILONS = (0.0, 0.125, 0.25)
 
 PHASE = r"""

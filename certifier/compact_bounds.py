@@ -262,7 +262,8 @@ def _soft_stats_kernel(topk_p, topk_c, start, stops, m, mean_lower, mean_upper, 
 
 
 @nb.njit(**_JIT)
-def _spec_soft_stats_kernel(topk_p, topk_c, start, stops, m, mean_lower, var_lower, mean_upper, var_upper, bounded):
+def _spec_soft_stats_kernel(topk_p, topk_c, start, stops, m, walk, mean_lower, var_lower, mean_upper, var_upper,
+                            bounded):
     B, _, K = topk_p.shape
     for i in range(B):
         n = stops[i] - start
@@ -299,7 +300,7 @@ def _spec_soft_stats_kernel(topk_p, topk_c, start, stops, m, mean_lower, var_low
         freq = np.zeros(m, np.bool_)
         off = np.zeros(m + 1, np.int64)
         for j in range(m):
-            freq[j] = 2 * cnt[j] >= n and cnt[j] < n
+            freq[j] = walk and 2 * cnt[j] >= n and cnt[j] < n
             off[j + 1] = off[j] + (cnt[j] if freq[j] else 0)
         rows_of = np.empty(off[m], np.int64)
         fill = off[:m].copy()
@@ -407,7 +408,7 @@ def _soft_parts(topk_p, topk_c, m, start, stop):
     return topk_p, topk_c, stops
 
 
-def soft_stats_spec(topk_p, topk_c, m: int, start: int = 0, stop=None) -> SoftStats:
+def soft_stats_spec(topk_p, topk_c, m: int, start: int = 0, stop=None, walk: bool = True) -> SoftStats:
     """Section 9's values for ``soft`` under ``--compact-rule spec``: the mean and the unbiased sample variance of
     L (exact or 0) and of U (exact or t_i) per class, over rows ``start:stop[b]``.
 
@@ -419,13 +420,16 @@ def soft_stats_spec(topk_p, topk_c, m: int, start: int = 0, stop=None) -> SoftSt
     hold it is ``sum_all (t_i - t_bar)^2 + n (t_bar - mean)^2`` less the
     exact rows' part, or, for a class held by half the rows or more (at
     most 2K classes, where that difference would cancel), a walk over those
-    rows.
+    rows. ``walk=False`` skips the walks and takes the difference for those
+    classes too (its absolute error, about n u t_max^2 in the sum of squares
+    with u = 2^-53, is far below any bound's width): about twice as fast at
+    K = 5, where a few classes are held by most rows.
     """
     topk_p, topk_c, stops = _soft_parts(topk_p, topk_c, m, start, stop)
     B = topk_p.shape[0]
     ml, vl, mu, vu = (np.empty((B, m), np.float64) for _ in range(4))
     bd = np.empty((B, m), np.int64)
-    _spec_soft_stats_kernel(topk_p, topk_c, int(start), stops, int(m), ml, vl, mu, vu, bd)
+    _spec_soft_stats_kernel(topk_p, topk_c, int(start), stops, int(m), bool(walk), ml, vl, mu, vu, bd)
     return SoftStats(ml, vl, mu, vu, bd)
 
 

@@ -229,7 +229,7 @@ def statistics(block, opts, role: str) -> dict:
             if compact:
                 from .compact_bounds import soft_stats_spec
 
-                s = soft_stats_spec(block.compact["topk_p"], block.compact["topk_c"], m, n0, n0 + N)
+                s = soft_stats_spec(block.compact["topk_p"], block.compact["topk_c"], m, n0, n0 + N, walk=False)
                 mean[:, li], var[:, li] = s.mean_upper, np.nan_to_num(s.var_upper, nan=0.0)
                 bounded[:, li] = s.bounded[np.arange(B), label]
             else:
