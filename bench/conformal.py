@@ -25,7 +25,7 @@ Prints, in one run:
      ``--thousand-inputs`` inputs, ``--topk 5`` (compact-s0).
    Per store and mean bound (bernstein, hoeffding), one run with
    ``--calibration-split 0.5 --miscoverage 0.1 --epsilon 0,0.125,0.25
-   --robust rscp+,cas --n-use 1000,10000,100000``: the mean set size and the
+   --robust rscp+,cas --n-use 100,1000,10000,100000``: the mean set size and the
    empirical coverage of the test half, per variant, epsilon and n_use.
 
     python bench/conformal.py [--inputs 500] [--n 100000] [--repeat 2] [--digits-inputs 100] [--thousand-inputs 40]
