@@ -570,11 +570,11 @@ def report_cmd(results, radii, plot, samples_needed, samples_table):
 
     from .certifier.options import parse_float_list
     from .certifier.report import extra_plots, extra_sections, format_table, plot_certified_accuracy, summarize
-    from .certifier.table import read_table
+    from .certifier.table import read_results
 
     rs = parse_float_list(radii, "radii")
     # several tables: _source tells their rows apart (e.g. the per-store shares of the uncertainty report)
-    df = pd.concat([read_table(r).assign(_source=str(r)) if len(results) > 1 else read_table(r) for r in results],
+    df = pd.concat([read_results(r).assign(_source=str(r)) if len(results) > 1 else read_results(r) for r in results],
                    ignore_index=True)
     click.echo(format_table(summarize(df, rs)))
     for text in extra_sections(df, rs):

@@ -47,6 +47,8 @@ def method_options(method: str, n: int, base: str | None = None):
         return CertifyOptions(radius=0.5, stages=sorted({min(1_000, n // 2), n}))
     if method == "incremental":
         return CertifyOptions(base=base)
+    if method == "conformal":  # half the inputs calibrate, the other half get sets
+        return CertifyOptions(calibration_split=0.5, epsilon=[0.0, 0.125, 0.25])
     return CertifyOptions()
 
 

@@ -15,6 +15,7 @@ from . import entries_uncertainty  # noqa: F401  (registers uncertainty)
 from . import entries_aces  # noqa: F401  (registers aces, aces-predict)
 from . import entries_adaptive  # noqa: F401  (registers adaptive)
 from . import entries_incremental  # noqa: F401  (registers incremental)
+from . import entries_conformal  # noqa: F401  (registers conformal)
 from .options import CertifyOptions
 from .registry import available_methods, get_method
 

@@ -50,13 +50,17 @@ def _uses_ensemble(opts: CertifyOptions) -> bool:
     return opts.members is not None or opts.consensus is not None
 
 
-def certify_block(location, storage_options, start, stop, method_name, opts, fields, check, n0_use, n_use):
+def certify_block(location, storage_options, start, stop, method_name, opts, fields, check, n0_use, n_use,
+                  role="store"):
     """Certify input slots start:stop of a store: the unit of work of one Dask task.
 
     Returns ``(table, records)``: the block's certificates and its input
     records (for the store fingerprint and the check of unique dataset
     indices, which need every block). Each task reads its own records, so
     that no serial pass over the whole store precedes the parallel work.
+    For a method with ``statistics`` (a step across inputs) the first part
+    is instead the block's statistics, ``{name: array}`` with ``_slot``,
+    ``idx`` and ``label`` added (``role``: "store" or "reference").
     """
     # In a worker process, unpickling this function imported smoothcert.certifier (the package) first, which
     # registered every method.
@@ -81,6 +85,12 @@ def certify_block(location, storage_options, start, stop, method_name, opts, fie
         from .ensemble import apply_ensemble
 
         ens_stats = apply_ensemble(block, opts)
+    if method.statistics is not None:  # a step across inputs: the table is made once every block is in
+        stats = dict(method.statistics(block, opts, role))
+        stats.update(_slot=data["slot"], idx=block.idx, label=block.label)
+        if ens_stats is not None:
+            stats["_ensemble"] = ens_stats
+        return stats, records
     df = prefixes.compute(method, block, opts)  # method.compute, once per listed --n-use prefix
     if ens_stats is not None:
         from .ensemble import setting_values
@@ -102,7 +112,8 @@ def certify_block(location, storage_options, start, stop, method_name, opts, fie
 def _order_columns(df: pd.DataFrame, method_name: str) -> pd.DataFrame:
     """A block's table with ``method`` and ``correct`` added, in the documented column order (docs/methods.md, the certificate table) (``df`` is reused)."""
     df["method"] = method_name
-    df["correct"] = (df["predict"].to_numpy() == df["label"].to_numpy()).astype(np.int64)
+    if "correct" not in df.columns:  # a set-valued method writes its own (the label is in the set)
+        df["correct"] = (df["predict"].to_numpy() == df["label"].to_numpy()).astype(np.int64)
     head = ["idx", "label", "method"] + [c for c in setting_columns() if c in df.columns]
     mid = ["predict", "radius", "correct"] + [c for c in EXTRA_COLUMNS if c in df.columns]
     rest = [c for c in df.columns if c not in head + mid and not c.startswith("_")]
@@ -231,6 +242,26 @@ def prepare(store, method, opts: CertifyOptions):
     return n0_use, n_use, fields
 
 
+def _reference_location(method, opts):
+    """The second store whose inputs go through ``method.statistics`` too (its option ``reference``), or None."""
+    return getattr(opts, method.reference) if method.reference is not None else None
+
+
+def _source(role, store, location, storage_options, method, opts, verify):
+    """What the tasks over one store need: (role, location, storage options, inputs, fields, parts only checked,
+    inputs per task, n0_use, n_use)."""
+    n0_use, n_use, fields = prepare(store, method, opts)
+    check = [p for p in store.layout.stored_fields(store.shape) if p not in fields] if verify == "full" else []
+    return (role, location, storage_options, store.n_inputs, fields, check, _block_size(store, fields, check),
+            n0_use, n_use)
+
+
+def _gather(parts: list) -> dict:
+    """Every block's statistics concatenated along the inputs (slot order); ``_ensemble`` entries left out."""
+    keys = [k for k in parts[0] if k != "_ensemble"] if parts else []
+    return {k: np.concatenate([p[k] for p in parts]) for k in keys}
+
+
 def certify(location, method_name: str, opts: CertifyOptions | None = None, *, scheduler=None, workers=None,
             block_size: int | None = None, progress: bool = True, storage_options=None, verify: str = "full"):
     """Certify every input of the store at ``location`` with ``method_name``.
@@ -240,6 +271,8 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
     confidence, options, store fingerprint). ``verify='full'`` checks every
     stored part of each input against its checksum, ``'used'`` only the parts
     the method reads. Results do not depend on the scheduler or block size.
+    A method with ``finalize`` gets every block's statistics (and those of
+    its reference store) before any row of its table is made.
     """
     import dask
 
@@ -247,7 +280,8 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
     method = get_method(method_name)
     st = open_store(location, storage_options=storage_options)
     try:
-        n0_use, n_use, fields = prepare(st, method, opts)
+        sources = [_source("store", st, location, storage_options, method, opts, verify)]
+        n0_use, n_use = sources[0][-2:]
         if method.check is not None:  # method-specific option checks, before any work
             method.check(opts, st)
         ens_info = None
@@ -256,9 +290,6 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
 
             opts, ens_info = resolve(opts, st, storage_options)
         compact = not st.layout.has_full_rows
-        parts = st.layout.stored_fields(st.shape)
-        check = [p for p in parts if p not in fields] if verify == "full" else []
-        max_block = _block_size(st, fields, check)
         meta = {
             "method": method.name,
             "store": redact(location),
@@ -277,27 +308,56 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
 
             meta["compact"] = statement(method, st, opts)
         level, text = method.confidence(opts)
-        extra, text = prefixes.meta(opts, level, text)  # interval, prefixes, "for every prefix simultaneously"
-        meta.update(extra)
+        if method.finalize is None:
+            extra, text = prefixes.meta(opts, level, text)  # interval, prefixes, "for every prefix simultaneously"
+            meta.update(extra)
         meta["confidence"] = level
         meta["confidence_statement"] = text
-        N = st.n_inputs
+        info = {"sigma": st.sigma, "n0": st.n0, "n": st.n, "num_classes": st.num_classes, "compact": compact}
     finally:
         st.close()
+    ref_location = _reference_location(method, opts)
+    ref = None
+    if ref_location is not None:  # its options were checked against STORE by method.check
+        ref = open_store(ref_location)
+        try:
+            sources.append(_source("reference", ref, ref_location, None, method, opts, verify))
+        finally:
+            ref.close()
+        meta["options"][method.reference] = redact(ref_location)
+
+    n_store_tasks = [0]
+
     def make_tasks(slots):
-        blocks = [(s, min(s + int(block_size), N)) for s in range(0, N, int(block_size))] if block_size \
-            else balanced_blocks(N, max_block, slots)
-        return [dask.delayed(certify_block, pure=False)(location, storage_options, a, b, method.name,
-                                                        opts, fields, check, n0_use, n_use)
-                for a, b in blocks]
+        tasks = []
+        for role, loc, so, N, flds, chk, max_block, n0u, nu in sources:
+            blocks = [(s, min(s + int(block_size), N)) for s in range(0, N, int(block_size))] if block_size \
+                else balanced_blocks(N, max_block, slots)
+            tasks += [dask.delayed(certify_block, pure=False)(loc, so, a, b, method.name, opts, flds, chk, n0u, nu,
+                                                              role) for a, b in blocks]
+            if role == "store":
+                n_store_tasks[0] = len(tasks)
+        return tasks
 
     results = _run_tasks(make_tasks, scheduler, workers, progress, f"certify {method.name}")
+    ref_results, results = results[n_store_tasks[0]:], results[:n_store_tasks[0]]
     parts_out = [df for df, _ in results]
     records = {k: np.concatenate([rec[k] for _, rec in results]) for k in F.INPUT_FIELDS}
     check_unique(st, records["idx"])
     meta["store_fingerprint"] = st.fingerprint(records)
-    ens = [p.attrs.get("ensemble") for p in parts_out if p.attrs.get("ensemble")]
-    table = pd.concat(parts_out, ignore_index=True) if parts_out else pd.DataFrame()
+    if method.finalize is None:
+        ens = [p.attrs.get("ensemble") for p in parts_out if p.attrs.get("ensemble")]
+        table = pd.concat(parts_out, ignore_index=True) if parts_out else pd.DataFrame()
+    else:
+        ens = [p["_ensemble"] for p in parts_out if p.get("_ensemble")]
+        ref_stats = None
+        if ref is not None:
+            ref_records = {k: np.concatenate([rec[k] for _, rec in ref_results]) for k in F.INPUT_FIELDS}
+            check_unique(ref, ref_records["idx"])
+            meta[method.reference] = {"store": redact(ref_location), "store_fingerprint": ref.fingerprint(ref_records),
+                                      "n_inputs": int(len(ref_records["idx"]))}
+            ref_stats = _gather([p for p, _ in ref_results])
+        table = _finalize(method, _gather(parts_out), ref_stats, opts, info, meta)
     del parts_out, results  # a sweep's table can be GBs: keep one copy of it alive, not two
     if ens:
         from .ensemble import merge_stats
@@ -307,3 +367,19 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
         meta.update(method.extra_summary(table, opts))
     return table, meta
 
+
+def _finalize(method, stats: dict, ref_stats, opts, info: dict, meta: dict) -> pd.DataFrame:
+    """The table of a method with a step across inputs: ``method.finalize`` on every block's statistics, then the
+    engine's columns (``idx``, ``label``, ``method``) in the documented order; its sidecar entries go into ``meta``."""
+    df, extra = method.finalize(stats, ref_stats, opts, info)
+    meta.update(extra)
+    if _uses_ensemble(opts):  # the ensemble's setting columns, as certify_block adds them
+        from .ensemble import setting_values
+
+        for col, val in setting_values(opts).items():
+            df[col] = val
+    pos = df.pop("_pos").to_numpy()
+    df.insert(0, "_slot", stats["_slot"][pos])
+    df.insert(1, "idx", stats["idx"][pos])
+    df.insert(2, "label", stats["label"][pos])
+    return _order_columns(df.sort_values("_slot", kind="mergesort", ignore_index=True), method.name)

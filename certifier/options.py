@@ -33,15 +33,20 @@ def _interval(v):
         raise ValueError(f"--interval must be one of {', '.join(INTERVALS)}, got {v!r}")
 
 
-def at_least_one(flag: str):
-    """Validator: None, or an integer >= 1 (``--FLAG must be at least 1, got V``)."""
+def at_least(flag: str, low: int):
+    """Validator: None, or a number >= ``low`` (``--FLAG must be at least LOW, got V``)."""
 
     def check(v):
-        if v is not None and v < 1:
-            raise ValueError(f"{flag} must be at least 1, got {v}")
+        if v is not None and v < low:
+            raise ValueError(f"{flag} must be at least {low}, got {v}")
 
-    check.__qualname__ = f"at_least_one({flag})"
+    check.__qualname__ = f"at_least({flag}, {low})"
     return check
+
+
+def at_least_one(flag: str):
+    """Validator: None, or an integer >= 1 (``--FLAG must be at least 1, got V``)."""
+    return at_least(flag, 1)
 
 
 _n0_use = at_least_one("--n0-use")

@@ -16,7 +16,12 @@ else the rest of smoothcert needs to know about it, as data:
 - the store fields it reads, whether it needs ``core_predict`` or accepts
   inputs with fewer rows, and what it does on a compact store (``Compact``);
 - its overall confidence, extra sidecar summary, and its sections and plots
-  in ``smoothcert report``.
+  in ``smoothcert report``;
+- for a method whose table needs every input first (a step across inputs,
+  as conformal prediction's calibration quantile): ``statistics``, computed
+  per block in place of ``compute``, and ``finalize``, which turns every
+  block's statistics (and those of a second store named by the option
+  ``reference``, when given) into the table.
 
 An entry names its functions as ``"module:function"`` strings (``Ref``),
 imported on their first call: the entries themselves are light, so that the
@@ -81,8 +86,10 @@ def _refs(obj, names: tuple) -> None:
 
 # Column order of the certificate table (docs/methods.md, the certificate table). A method may declare setting
 # columns beyond these in ``Method.settings``; they follow these, in registration order.
-SETTING_COLUMNS = ("uncertainty", "theta", "guarantee", "measure", "bound", "threshold", "members", "consensus", "n_use")
-EXTRA_COLUMNS = ("runner_up", "p_lower", "p_upper", "lower0", "selection", "rows_used", "rows_bounded")
+SETTING_COLUMNS = ("uncertainty", "theta", "guarantee", "measure", "bound", "threshold", "members", "consensus", "n_use",
+                   "miscoverage", "epsilon")
+EXTRA_COLUMNS = ("runner_up", "p_lower", "p_upper", "lower0", "selection", "rows_used", "rows_bounded", "set",
+                 "set_size", "tau", "n_cal")
 
 
 # ------------------------------------------------------------------- options
@@ -276,9 +283,25 @@ class Method:
     # the option naming a second store it reads beside STORE, a store that STORE replays (incremental: "base");
     # the contract test builds such a pair for it
     companion: str | None = None
+    # A step across inputs (docs/adding-a-method.md, "Methods that need every input first"). ``statistics(Block,
+    # opts, role) -> {name: array}``, each array with the block's inputs on axis 0, runs per block (Dask) in place
+    # of ``compute``; role is "store" for STORE's inputs and "reference" for those of the second store named by the
+    # option ``reference`` (when it is set). ``finalize(stats, reference_stats, opts, info) -> (frame, sidecar
+    # dict)`` gets every block's arrays concatenated in slot order (plus ``idx`` and ``label``; reference_stats
+    # None without a second store) and ``info`` (sigma, n0, n, num_classes, compact); its frame's ``_pos`` indexes
+    # STORE's inputs, and it may leave some out (a test split). With a ``--n-use`` list the method handles the
+    # prefixes itself (no alpha split by the engine) and states its claim per prefix.
+    statistics: Callable | None = None
+    finalize: Callable | None = None
+    reference: str | None = None
+    # rows are prediction sets (conformal): predict is the set's only class (-1 otherwise, which is no abstention),
+    # radius the perturbation the set's coverage survives, correct 1 when the label is in the set (the method
+    # writes it); rows may cover only some inputs (the test split)
+    set_valued: bool = False
     notes: tuple = field(default_factory=tuple)
 
-    FUNCTION_FIELDS = ("compute", "confidence", "check", "report", "plot", "extra_summary", "read_extra")
+    FUNCTION_FIELDS = ("compute", "confidence", "check", "report", "plot", "extra_summary", "read_extra", "statistics",
+                       "finalize")
 
     def __post_init__(self):
         _refs(self, self.FUNCTION_FIELDS)

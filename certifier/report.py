@@ -96,8 +96,13 @@ def console_summary(df: pd.DataFrame, out, limit: int = CONSOLE_SETTINGS) -> str
 
     A 1,000-threshold sweep has thousands of settings; the console shows a few
     and points to ``smoothcert report``, which summarises them all (``out``
-    None: the table was not written, and the hint says to write it).
+    None: the table was not written, and the hint says to write it). A table of
+    prediction sets only (a set-valued method) gets its method's report.
     """
+    sets = [m for m in methods() if m.set_valued and m.report is not None] if len(df) else []
+    if sets and df["method"].isin([m.name for m in sets]).all():  # prediction sets: coverage and sizes, not radii
+        return "\n".join(text for m in sets if len(rows_for(df, m)) for text in [m.report(rows_for(df, m), None)]
+                         if text)
     keys = setting_columns(df)
     ids = df.groupby(keys, sort=False, dropna=False).ngroup()
     total = int(ids.max()) + 1 if len(ids) else 0

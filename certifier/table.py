@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 SUFFIXES = (".csv", ".jsonl", ".parquet")
+TEXT_COLUMNS = ("set",)  # read back as text: a conformal set "3" is not the number 3, and "" is the empty set
 
 
 def _suffix(path) -> str:
@@ -108,18 +109,40 @@ def read_table(path) -> pd.DataFrame:
     if suffix not in SUFFIXES:
         raise ValueError(f"results file {path}: unknown format: not a certificate table ({', '.join(SUFFIXES)}) nor a "
                          f"tab-separated result file with the header 'idx label predict radius correct [time]'")
+    text = {c: str for c in TEXT_COLUMNS}
     if suffix == ".csv":
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, dtype=text)
     elif suffix == ".jsonl":
-        df = pd.read_json(path, lines=True)
+        df = pd.read_json(path, lines=True, dtype=text)
     else:
         df = pd.read_parquet(path)
+    for c in TEXT_COLUMNS:  # "" (an empty set) reads back as a missing value from .csv
+        if c in df.columns:
+            df[c] = df[c].fillna("").astype(str)
     for c in ("theta", "threshold", "radius"):
         if c in df.columns and df[c].dtype == object:
             df[c] = df[c].astype(float)
     for c in ("predict", "label", "correct"):
         if c not in df.columns:
             raise ValueError(f"results file {path} is not a certificate table: column {c!r} missing")
+    return df
+
+
+def read_results(path) -> pd.DataFrame:
+    """``read_table``, plus the settings a table's sidecar records instead of a column (what ``report`` reads).
+
+    A conformal table of one variant has no ``robust`` column (its sidecar
+    names the variant): it is added from the sidecar, after ``epsilon``, so
+    that the tables of several runs are reported and plotted by variant.
+    """
+    path = Path(path)
+    df = read_table(path)
+    if "robust" in df.columns or "epsilon" not in df.columns or not (df["method"] == "conformal").any():
+        return df
+    variants = ((read_meta(path) or {}).get("conformal") or {}).get("robust")
+    if isinstance(variants, list) and len(variants) == 1:
+        df = df.copy()
+        df.insert(df.columns.get_loc("epsilon") + 1, "robust", variants[0])
     return df
 
 

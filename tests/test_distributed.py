@@ -54,6 +54,7 @@ def _same(a: pd.DataFrame, b: pd.DataFrame):
     ("two-step", {}),
     ("cohen", {}),
     ("uncertainty", {"uncertainty": ["entropy", "margin"], "theta": [0.5, 1.0, float("inf")]}),
+    ("conformal", {"calibration_split": 0.5, "miscoverage": [0.5], "robust": ["rscp+", "cas"], "epsilon": [0, 0.2]}),
 ])
 def test_scheduler_with_two_worker_processes_gives_the_local_table(store, cluster, method, opts):
     from smoothcert.certifier import CertifyOptions, certify

@@ -121,7 +121,11 @@ def check_table(table: pd.DataFrame, method: registry.Method, labels) -> None:
     settings = [c for c in registry.setting_columns() if c in cols]
     assert cols[:3] == ["idx", "label", "method"]
     assert cols[3:3 + len(settings)] == settings
-    assert settings == [c for c in registry.setting_columns() if c in method.settings]
+    declared = [c for c in registry.setting_columns() if c in method.settings]
+    assert settings == [c for c in declared if c in cols]
+    # a declared setting column may be left out only when it is named after one of the method's list options
+    # (conformal's robust: a column when several variants are listed, the sidecar names a single one)
+    assert {c for c in declared if c not in cols} <= {o.name for o in method.options if o.parse is not None}
     assert cols[3 + len(settings):6 + len(settings)] == ["predict", "radius", "correct"]
     extras = cols[6 + len(settings):]
     documented = [c for c in extras if c in registry.EXTRA_COLUMNS]
@@ -133,14 +137,31 @@ def check_table(table: pd.DataFrame, method: registry.Method, labels) -> None:
     rad, pred = table["radius"].to_numpy(), table["predict"].to_numpy()
     assert not np.isnan(rad).any() and (rad >= 0).all() and not np.isneginf(rad).any()
     assert ((pred >= -1) & (pred < M)).all()
-    assert (rad[pred == -1] == 0).all()
-    if method.predict_only:
-        assert (rad == 0).all()
-    assert (table["correct"].to_numpy() == (pred == table["label"].to_numpy())).all()
-    # every input, each with the same settings, its label as stored
     per = table.groupby("idx").size()
-    assert sorted(per.index) == list(range(len(labels))) and per.nunique() == 1
+    if method.set_valued:
+        check_sets(table)
+        # the test inputs (some of the store's), each with the same settings
+        assert set(per.index) <= set(range(len(labels))) and len(per) and per.nunique() == 1
+    else:
+        assert (rad[pred == -1] == 0).all()
+        if method.predict_only:
+            assert (rad == 0).all()
+        assert (table["correct"].to_numpy() == (pred == table["label"].to_numpy())).all()
+        # every input, each with the same settings
+        assert sorted(per.index) == list(range(len(labels))) and per.nunique() == 1
+    # each input's label as stored
     assert (table["label"].to_numpy() == np.asarray(labels)[table["idx"].to_numpy()]).all()
+
+
+def check_sets(table: pd.DataFrame) -> None:
+    """Rows of prediction sets: ``set`` (classes ascending, single spaces) of ``set_size`` classes; predict its only
+    class (-1 unless a singleton, an abstention or not); correct 1 exactly when the label is in it; radius the
+    perturbation (``epsilon``) the set was made for."""
+    for row in table.itertuples(index=False):
+        classes = [int(c) for c in row.set.split()] if row.set else []
+        assert classes == sorted(set(classes)) and all(0 <= c < M for c in classes) and row.set_size == len(classes)
+        assert row.predict == (classes[0] if len(classes) == 1 else -1)
+        assert row.correct == int(row.label in classes) and row.radius == row.epsilon
 
 
 # The overall confidence each sidecar must state, written here from docs/methods.md (sections 0-11), not read
@@ -161,6 +182,9 @@ CONFIDENCE = {
     "adaptive": ONCE[:2] + (None,),        # s stages at alpha/s each; its stages are prefixes: no --n-use list
     "incremental": TWICE,                  # pA on the base at alpha, zeta on the lost votes at alpha
     "majority": ONCE,                      # docs/adding-a-method.md's example method
+    # prediction sets: the coverage claim 1 - m (the example's miscoverage 0.5), never 1 - alpha; alpha is each
+    # bound's failure probability, paid out of m, and a prefix list does not split it (one claim per prefix)
+    "conformal": ((0.5, "coverage: "),) * 3,
 }
 CASES = ("example", "joint", "n_use")
 CASE_OPTIONS = {"example": {}, "joint": {"alpha": 0.01, "joint_alpha": True}, "n_use": {"n_use": [100, 400]}}
@@ -176,7 +200,9 @@ def check_sidecar(meta: dict, method: registry.Method, case: str = "example") ->
     assert meta["method"] == method.name
     assert meta["confidence"] == pytest.approx(level, abs=1e-12), (case, meta["confidence"])
     assert meta["confidence_statement"].startswith(start), (case, meta["confidence_statement"])
-    if case == "n_use":
+    if case == "n_use" and method.set_valued:   # one coverage claim per prefix: nothing split over the list
+        assert "n_use) setting separately" in meta["confidence_statement"], meta["confidence_statement"]
+    elif case == "n_use":
         assert meta["confidence_statement"].endswith(N_USE_STATEMENT), meta["confidence_statement"]
         assert meta["prefixes"] == {"n_use": [100, 400], "split": 2, "alpha_on_s": 0.0005,
                                     "guarantee": "jointly over the 2 listed prefixes (Bonferroni)"}
@@ -213,7 +239,10 @@ def check_compact(full, compact, method: registry.Method, tmp_path) -> None:
         if policy.certificate == "exact":
             pd.testing.assert_frame_equal(want, got, check_exact=True)
             continue
-        check_table(got, method, want.groupby("idx")["label"].first().sort_index().to_numpy())
+        first = want.groupby("idx")["label"].first()   # every input's label (a set-valued method: the test inputs')
+        labels = np.full(int(first.index.max()) + 1, -1)
+        labels[first.index.to_numpy()] = first.to_numpy()
+        check_table(got, method, labels)
         # the same rows, in the same order, with the same settings
         assert len(got) == len(want) and (got["idx"].to_numpy() == want["idx"].to_numpy()).all()
         for col in [c for c in registry.setting_columns() if c in want.columns]:
