@@ -434,10 +434,9 @@ def certify_cmd(store, method, out, scheduler, workers, block_size, verify, quie
     (first n0 rows) only; estimates use the estimation block only. Options
     marked with a method's name are read by that method only.
     """
-    from .certifier import certify
+    from .certifier.engine import certify_to
     from .certifier.options import from_command_line
-    from .certifier.report import console_summary
-    from .certifier.table import write_table
+    from .certifier.report import ConsoleSummary
 
     opts, to_apply = from_command_line(options)
     from .certifier.table import _suffix
@@ -448,19 +447,18 @@ def certify_cmd(store, method, out, scheduler, workers, block_size, verify, quie
         applied[opt.name], warning = opt.apply(opts, value, store)
         if warning:
             click.echo(warning, err=True)
-    table, meta = certify(store, method, opts, scheduler=scheduler, workers=workers, block_size=block_size,
-                          progress=not quiet, verify=verify)
     import shlex
 
     from .store.locations import redact
 
-    meta["command"] = redact(shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)]))  # no user:password@ of URLs
-    meta["software_version"] = _version()
-    meta.update(applied)
-    write_table(table, out, meta)
+    extra = {"command": redact(shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)])),  # no user:password@
+             "software_version": _version(), **applied}
+    summary = ConsoleSummary()
+    meta = certify_to(out, store, method, opts, extra_meta=extra, on_part=None if quiet else summary.add,
+                      scheduler=scheduler, workers=workers, block_size=block_size, progress=not quiet, verify=verify)
     if not quiet:
-        click.echo(console_summary(table, out))
-        click.echo(f"{len(table)} certificates -> {out} (overall confidence {meta['confidence_statement']})")
+        click.echo(summary.text(out))
+        click.echo(f"{summary.rows} certificates -> {out} (overall confidence {meta['confidence_statement']})")
 
 
 # ------------------------------------------------------------------------ calibrate

@@ -24,6 +24,7 @@ from .block import Block
 from .cluster import check_cluster, local_cluster
 from .options import CertifyOptions
 from .registry import EXTRA_COLUMNS, get_method, setting_columns
+from .table import TableWriter
 
 DEFAULT_BLOCK_BYTES = 64 * 2**20
 
@@ -131,55 +132,87 @@ def balanced_blocks(n_inputs: int, max_block: int, slots: int) -> list[tuple[int
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def _run_tasks(make_tasks, scheduler, workers, progress, desc):
-    """Compute the delayed tasks ``make_tasks(slots)`` (``slots``: how many run at once) on threads (default),
-    a LocalCluster of ``workers`` processes, or the scheduler at ``scheduler``."""
-    import os
+def _connect(scheduler, workers):
+    """(client, cluster or None) for ``scheduler`` or a LocalCluster of ``workers`` processes, checked (fail fast)."""
+    from distributed import Client
 
-    import dask
+    cluster = None
+    if scheduler is not None:
+        client = Client(scheduler)  # connect timeout: dask config distributed.comm.timeouts.connect (30 s)
+    else:
+        cluster = local_cluster(workers, silence_logs=50)  # errors: one line
+        client = Client(cluster)
+    try:
+        check_cluster(client, scheduler or f"LocalCluster({workers})")  # fail fast, not hang on a bad worker
+    except BaseException:
+        _disconnect(client, cluster)
+        raise
+    return client, cluster
+
+
+def _disconnect(client, cluster) -> None:
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def _in_order(n: int, submit, window: int, on_result, bar) -> None:
+    """Run blocks 0..n-1 (``submit(i)``: a future of block i's result), at most ``window`` of them beyond the next
+    block to hand on, and hand each result to ``on_result`` in block order as soon as it is there.
+
+    The window keeps the blocks computed ahead of a slow consumer (a table
+    being written) from piling up in memory.
+    """
+    futures, submitted = {}, 0
+    try:
+        for i in range(n):
+            while submitted < min(n, i + window):
+                futures[submitted] = submit(submitted)
+                submitted += 1
+            f = futures.pop(i)
+            value = f.result()
+            if hasattr(f, "release"):  # a dask future: the worker may forget the block now
+                f.release()
+            del f
+            bar.update(1)
+            on_result(value)
+            del value
+    except BaseException:
+        for f in futures.values():
+            f.cancel()
+        raise
+
+
+def _run_tasks(task_args, connecting, progress, desc, on_result) -> None:
+    """Run ``certify_block(*args)`` for every ``args`` of ``task_args(slots)`` (``slots``: how many run at once) on
+    threads of this process (``connecting`` None) or on the cluster ``connecting`` (a Future of ``_connect``'s
+    result); each result goes to ``on_result`` in block order as soon as it and every earlier one are done, while
+    at most 2 x slots blocks are computed or held ahead of it."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
     bar = tqdm(total=0, desc=desc, unit="block", disable=not progress, leave=False)
-
-    def tasks_for(slots):
-        tasks = make_tasks(slots)
-        bar.reset(total=len(tasks))
-        return tasks
-
     try:
-        if scheduler is None and not workers:
-            from dask.callbacks import Callback
+        if connecting is None:
+            import dask
 
-            tasks = tasks_for(dask.config.get("num_workers", None) or os.cpu_count() or 1)
-
-            keys = {t.key for t in tasks}
-
-            class _Bar(Callback):
-                def _posttask(self, key, result, dsk, state, id):
-                    if key in keys:
-                        bar.update(1)
-
-            with _Bar():
-                return list(dask.compute(*tasks, scheduler="threads"))
-        from distributed import Client, as_completed
-
-        cluster = None
-        if scheduler is not None:
-            client = Client(scheduler)  # connect timeout: dask config distributed.comm.timeouts.connect (30 s)
-        else:
-            cluster = local_cluster(workers, silence_logs=50)  # errors: one line
-            client = Client(cluster)
+            slots = dask.config.get("num_workers", None) or os.cpu_count() or 1
+            args = task_args(slots)
+            bar.reset(total=len(args))
+            with ThreadPoolExecutor(slots, thread_name_prefix="certify") as pool:
+                _in_order(len(args), lambda i: pool.submit(certify_block, *args[i]), 2 * slots, on_result, bar)
+            return
+        client, cluster = connecting.result()
         try:
-            check_cluster(client, scheduler or f"LocalCluster({workers})")  # fail fast, not hang on a bad worker
-            tasks = tasks_for(sum(client.nthreads().values()))
-            futures = client.compute(tasks)
-            for _ in as_completed(futures):
-                bar.update(1)
-            return client.gather(futures)
+            slots = sum(client.nthreads().values())
+            args = task_args(slots)
+            bar.reset(total=len(args))
+            _in_order(len(args), lambda i: client.submit(certify_block, *args[i], pure=False), 2 * slots,
+                      on_result, bar)
         finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            _disconnect(client, cluster)
     finally:
         bar.close()
 
@@ -230,20 +263,12 @@ def prepare(store, method, opts: CertifyOptions):
     return n0_use, n_use, fields
 
 
-def certify(location, method_name: str, opts: CertifyOptions | None = None, *, scheduler=None, workers=None,
-            block_size: int | None = None, progress: bool = True, storage_options=None, verify: str = "full"):
-    """Certify every input of the store at ``location`` with ``method_name``.
+def _prepare_run(location, method, opts: CertifyOptions, storage_options, verify: str):
+    """Open the store and check it and the options against the method before any work.
 
-    Returns ``(table, meta)``: the certificate table (one row per input and
-    setting, columns as docs/methods.md documents) and a dict for the sidecar (overall
-    confidence, options, store fingerprint). ``verify='full'`` checks every
-    stored part of each input against its checksum, ``'used'`` only the parts
-    the method reads. Results do not depend on the scheduler or block size.
+    Returns (meta, st, n_inputs, max_block, opts, fields, check, n0_use, n_use): the sidecar so far, the (closed)
+    store, what each task needs, and ``opts`` with an ensemble's member order resolved.
     """
-    import dask
-
-    opts = (opts or CertifyOptions()).validate()
-    method = get_method(method_name)
     st = open_store(location, storage_options=storage_options)
     try:
         n0_use, n_use, fields = prepare(st, method, opts)
@@ -280,29 +305,108 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
         meta.update(extra)
         meta["confidence"] = level
         meta["confidence_statement"] = text
-        N = st.n_inputs
     finally:
         st.close()
-    def make_tasks(slots):
+    return meta, st, st.n_inputs, max_block, opts, fields, check, n0_use, n_use
+
+
+def run(location, method_name: str, opts: CertifyOptions | None = None, *, on_part, scheduler=None, workers=None,
+        block_size: int | None = None, progress: bool = True, storage_options=None, verify: str = "full") -> dict:
+    """Certify every input of the store at ``location`` with ``method_name``, block by block; returns the sidecar dict.
+
+    Each block's certificates (a DataFrame: one row per input and setting,
+    columns as docs/methods.md documents) go to ``on_part`` in input order as
+    soon as that block and every earlier one are done, so the whole table
+    need never be in memory at once. The returned dict is for the sidecar
+    (overall confidence, options, store fingerprint, the method's summary);
+    it is complete only once every block passed its checks (a store whose
+    dataset index appears twice raises StoreError after the last block).
+    ``verify='full'`` checks every stored part of each input against its
+    checksum, ``'used'`` only the parts the method reads. Results do not
+    depend on the scheduler or block size. With ``workers`` the LocalCluster
+    starts while the store is opened and checked.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    opts = (opts or CertifyOptions()).validate()
+    method = get_method(method_name)
+    connecting = None
+    if scheduler is not None or workers:
+        starter = ThreadPoolExecutor(1, thread_name_prefix="cluster-start")
+        connecting = starter.submit(_connect, scheduler, workers)
+        starter.shutdown(wait=False)
+    try:
+        prepared = _prepare_run(location, method, opts, storage_options, verify)
+    except BaseException:
+        if connecting is not None:
+            connecting.add_done_callback(lambda f: f.exception() is None and _disconnect(*f.result()))
+        raise
+    meta, st, N, max_block, task_opts, fields, check, n0_use, n_use = prepared
+
+    def task_args(slots):
         blocks = [(s, min(s + int(block_size), N)) for s in range(0, N, int(block_size))] if block_size \
             else balanced_blocks(N, max_block, slots)
-        return [dask.delayed(certify_block, pure=False)(location, storage_options, a, b, method.name,
-                                                        opts, fields, check, n0_use, n_use)
+        return [(location, storage_options, a, b, method.name, task_opts, fields, check, n0_use, n_use)
                 for a, b in blocks]
 
-    results = _run_tasks(make_tasks, scheduler, workers, progress, f"certify {method.name}")
-    parts_out = [df for df, _ in results]
-    records = {k: np.concatenate([rec[k] for _, rec in results]) for k in F.INPUT_FIELDS}
-    check_unique(st, records["idx"])
-    meta["store_fingerprint"] = st.fingerprint(records)
-    ens = [p.attrs.get("ensemble") for p in parts_out if p.attrs.get("ensemble")]
-    table = pd.concat(parts_out, ignore_index=True) if parts_out else pd.DataFrame()
-    del parts_out, results  # a sweep's table can be GBs: keep one copy of it alive, not two
-    if ens:
+    records, ensemble, kept = [], [], []
+    reads = method.summary_reads
+
+    def take(result):
+        df, rec = result
+        records.append(rec)
+        if df.attrs.get("ensemble"):
+            ensemble.append(df.attrs["ensemble"])
+        if method.extra_summary is not None:
+            kept.append(df if reads is None else df[list(reads)])
+        on_part(df)
+
+    _run_tasks(task_args, connecting, progress, f"certify {method.name}", take)
+    recs = {k: np.concatenate([rec[k] for rec in records]) for k in F.INPUT_FIELDS}
+    check_unique(st, recs["idx"])
+    meta["store_fingerprint"] = st.fingerprint(recs)
+    if ensemble:
         from .ensemble import merge_stats
 
-        meta["ensemble"] = merge_stats(ens)
+        meta["ensemble"] = merge_stats(ensemble)
     if method.extra_summary is not None:
-        meta.update(method.extra_summary(table, opts))
+        table = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+        del kept
+        meta.update(method.extra_summary(table, task_opts))
+    return meta
+
+
+def certify(location, method_name: str, opts: CertifyOptions | None = None, **kw):
+    """Certify every input of the store at ``location`` with ``method_name``; ``run``'s keywords.
+
+    Returns ``(table, meta)``: the certificate table (one row per input and
+    setting, columns as docs/methods.md documents) and a dict for the sidecar
+    (overall confidence, options, store fingerprint).
+    """
+    parts = []
+    meta = run(location, method_name, opts, on_part=parts.append, **kw)
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     return table, meta
 
+
+def certify_to(out, location, method_name: str, opts: CertifyOptions | None = None, *, extra_meta=None,
+               on_part=None, **kw) -> dict:
+    """Certify into the table file ``out`` (.csv, .jsonl, .parquet by suffix) and its sidecar; ``run``'s keywords.
+
+    Blocks are written as they are done (``table.TableWriter``: the table is
+    never whole in memory, and writing overlaps computing); the file appears
+    only once every block is written and checked, with the bytes
+    ``table.write_table`` writes for the whole table. ``extra_meta`` is
+    added to the sidecar (e.g. the command line); ``on_part`` also gets each
+    block's table (e.g. a ``report.ConsoleSummary``). Returns the sidecar dict.
+    """
+    with TableWriter(out) as writer:
+        def take(df):
+            writer.write(df)
+            if on_part is not None:
+                on_part(df)
+
+        meta = run(location, method_name, opts, on_part=take, **kw)
+        meta.update(extra_meta or {})
+        writer.commit(meta)
+    return meta

@@ -97,13 +97,49 @@ def console_summary(df: pd.DataFrame, out, limit: int = CONSOLE_SETTINGS) -> str
     A 1,000-threshold sweep has thousands of settings; the console shows a few
     and points to ``smoothcert report``, which summarises them all.
     """
-    keys = setting_columns(df)
-    ids = df.groupby(keys, sort=False, dropna=False).ngroup()
-    total = int(ids.max()) + 1 if len(ids) else 0
-    if total <= limit:
-        return format_table(summarize(df))
-    text = format_table(summarize(df[(ids < limit).to_numpy()]))
-    return f"{text}\n... {total - limit} more settings ({total} in all): smoothcert report {out}"
+    summary = ConsoleSummary(limit)
+    summary.add(df)
+    return summary.text(out)
+
+
+class ConsoleSummary:
+    """``console_summary`` of a table given in parts (in order), keeping only the rows of the settings it shows.
+
+    ``add`` each part; ``text(out)`` is then ``console_summary`` of the parts
+    concatenated, and ``rows`` their number of rows.
+    """
+
+    def __init__(self, limit: int = CONSOLE_SETTINGS):
+        self.limit = limit
+        self.rows = 0
+        self._order = {}  # setting -> its place in the order of first appearance
+        self._kept = []
+        self._empty = None
+
+    def add(self, df: pd.DataFrame) -> None:
+        self.rows += len(df)
+        if self._empty is None:
+            self._empty = df.iloc[:0]
+        if not len(df):
+            return
+        keys = setting_columns(df)
+        codes = df.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+        first = np.unique(codes, return_index=True)[1]  # each setting's first row, settings in order of appearance
+        order = np.empty(len(first), np.int64)
+        for k, values in enumerate(df[keys].iloc[first].itertuples(index=False, name=None)):
+            key = tuple(None if isinstance(v, float) and v != v else v for v in values)  # NaN equals NaN
+            order[k] = self._order.setdefault(key, len(self._order))
+        keep = order[codes] < self.limit
+        if keep.any():
+            self._kept.append(df.loc[keep, keys + ["predict", "radius", "correct"]])
+
+    def text(self, out) -> str:
+        total = len(self._order)
+        rows = pd.concat(self._kept, ignore_index=True) if self._kept else self._empty
+        text = format_table(summarize(rows if rows is not None else pd.DataFrame()))
+        if total <= self.limit:
+            return text
+        return f"{text}\n... {total - self.limit} more settings ({total} in all): smoothcert report {out}"
 
 
 def curve_label(setting: dict) -> str:
