@@ -1,9 +1,9 @@
 """Numba kernels of the uncertainty certificates: one pass over the rows, many thresholds.
 
-``row_uncertainty`` reads each stored row once and computes every requested
-uncertainty value u(p) from it; ``theta_bins`` files each u under the number
-of thresholds at or below it, so that a row is confident exactly from that
-threshold on. From the bins and the hard labels, ``selection_ranks`` ranks
+``theta_bins`` reads each stored row once (or a compact store's per-row
+entropy and top-2 values), computes every requested uncertainty value u(p)
+and files it under the number of thresholds at or below it, so that a row
+is confident exactly from that threshold on. From the bins and the hard labels, ``selection_ranks`` ranks
 the extended selection counts for every theta (what PREDICT reads) and
 ``estimation_counts`` counts on the estimation rows only the classes those
 ranks picked, and V; ``class_histogram`` counts every class (calibration).
@@ -24,9 +24,11 @@ _JIT = dict(nogil=True, cache=True)
 ENTROPY, CONFIDENCE, MARGIN = 0, 1, 2
 
 
-@nb.njit(**_JIT)
-def _n_at_or_below(thetas, fi, T, u, bstart, L, lo, inv_w):
-    """Number of thetas[fi, :T] <= u: a bucket guess corrected by exact scans, or a branchless binary search."""
+@nb.njit(inline="always", **_JIT)
+def _bin(u, thetas, fi, T, bstart, L, lo, inv_w):
+    """Number of thetas[fi, :T] <= u (T for NaN): a bucket guess corrected by exact scans, or a binary search."""
+    if u != u:
+        return T  # NaN uncertainty: never below a threshold, always V
     if L > 0:
         x = (u - lo) * inv_w
         k = 0 if not (x > 0.0) else (L - 1 if x >= L - 1 else int(x))
@@ -42,11 +44,11 @@ def _n_at_or_below(thetas, fi, T, u, bstart, L, lo, inv_w):
         half = n >> 1
         base = base + half if thetas[fi, base + half] <= u else base
         n -= half
-    return base + (1 if thetas[fi, base] <= u else 0)
+    return base + (1 if T > 0 and thetas[fi, base] <= u else 0)
 
 
 @nb.njit(parallel=True, **_JIT)
-def _row_u(rows, starts, stops, funcs, width):
+def _row_bins(rows, starts, stops, funcs, thetas, tcount, bstart, nbk, lo, inv_w, width):
     B = rows.shape[0]
     m = rows.shape[2]
     F = funcs.shape[0]
@@ -57,8 +59,10 @@ def _row_u(rows, starts, stops, funcs, width):
             need_ent = True
         else:
             need_max = True
-    out = np.full((F, B, width), np.nan)
+    out = np.empty((F, B, width), dtype=np.int32)
     for b in nb.prange(B):
+        for fi in range(F):
+            out[fi, b, stops[b] - starts[b]:] = tcount[fi]
         for r in range(starts[b], stops[b]):
             ent = 0.0
             p1 = -1.0
@@ -83,49 +87,35 @@ def _row_u(rows, starts, stops, funcs, width):
                     p1 = max(p1, p)
             for fi in range(F):
                 f = funcs[fi]
-                out[fi, b, r - starts[b]] = ent if f == ENTROPY else (-p1 if f == CONFIDENCE else -(p1 - p2))
+                u = ent if f == ENTROPY else (-p1 if f == CONFIDENCE else -(p1 - p2))
+                out[fi, b, r - starts[b]] = _bin(u, thetas, fi, tcount[fi], bstart, nbk[fi], lo[fi], inv_w[fi])
     return out
-
-
-def row_uncertainty(rows, start, stop, funcs) -> np.ndarray:
-    """(F, B, W) float64: u_f of rows ``start[b]:stop[b]`` of input b at [f, b, r - start[b]] (NaN past stop).
-
-    u is computed in float64 from the stored values: entropy ``-sum_c p_c ln
-    p_c`` summed in class order with ``0 ln 0 = 0`` (p <= 0 contributes 0),
-    confidence ``-max p``, margin ``-(p_(1) - p_(2))``; each row is read once,
-    whatever the number of functions.
-    """
-    B = rows.shape[0]
-    starts = np.broadcast_to(np.asarray(start, dtype=np.int64), (B,)).copy()
-    stops = np.broadcast_to(np.asarray(stop, dtype=np.int64), (B,)).copy()
-    width = int((stops - starts).max()) if B else 0
-    return _row_u(np.ascontiguousarray(rows, dtype=np.float32), starts, stops,
-                  np.ascontiguousarray(funcs, dtype=np.int64), max(width, 0))
 
 
 @nb.njit(parallel=True, **_JIT)
-def _bins(u, thetas, tcount, bstart, nbk, lo, inv_w):
-    F, B, W = u.shape
-    out = np.empty((F, B, W), dtype=np.int32)
+def _stat_bins(entropy, topk_p, starts, stops, funcs, thetas, tcount, bstart, nbk, lo, inv_w, width):
+    B = entropy.shape[0]
+    F = funcs.shape[0]
+    out = np.empty((F, B, width), dtype=np.int32)
     for b in nb.prange(B):
         for fi in range(F):
-            T = tcount[fi]
-            for r in range(W):
-                x = u[fi, b, r]
-                if x != x:
-                    out[fi, b, r] = T  # NaN uncertainty (or no row): never below a threshold, always V
+            out[fi, b, stops[b] - starts[b]:] = tcount[fi]
+        for r in range(starts[b], stops[b]):
+            p1 = np.float64(topk_p[b, r, 0])  # the float32 of the stored value, then float64: as _row_bins
+            for fi in range(F):
+                f = funcs[fi]
+                if f == ENTROPY:
+                    u = entropy[b, r]
+                elif f == CONFIDENCE:
+                    u = -p1
                 else:
-                    out[fi, b, r] = _n_at_or_below(thetas, fi, T, x, bstart, nbk[fi], lo[fi], inv_w[fi])
+                    u = -(p1 - np.float64(topk_p[b, r, 1]))
+                out[fi, b, r - starts[b]] = _bin(u, thetas, fi, tcount[fi], bstart, nbk[fi], lo[fi], inv_w[fi])
     return out
 
 
-def theta_bins(u, thetas_sorted) -> np.ndarray:
-    """(F, B, W) int32: for each u value, how many of its function's thresholds are at or below it.
-
-    ``thetas_sorted``: one ascending array of distinct thresholds per
-    function. A row in bin j is confident (u < theta_t) exactly for t >= j;
-    NaN u gets bin T_f (never confident).
-    """
+def _theta_table(thetas_sorted):
+    """The kernels' form of one ascending array of distinct thresholds per function, with its buckets."""
     per_f = [np.asarray(t, dtype=np.float64) for t in thetas_sorted]
     F = len(per_f)
     Tmax = max([len(t) for t in per_f] + [1])
@@ -142,7 +132,34 @@ def theta_bins(u, thetas_sorted) -> np.ndarray:
         tcount[fi] = len(t)
         bstart[fi, : len(bk[0])] = bk[0]
         nbk[fi], lo[fi], inv_w[fi] = len(bk[0]), bk[1], bk[2]
-    return _bins(np.ascontiguousarray(u, dtype=np.float64), thetas, tcount, bstart, nbk, lo, inv_w)
+    return thetas, tcount, bstart, nbk, lo, inv_w
+
+
+def theta_bins(rows, start, stop, funcs, thetas_sorted, stats=None) -> np.ndarray:
+    """(F, B, W) int32: for rows ``start[b]:stop[b]`` of input b, how many of function f's thresholds are at or below
+    the row's u_f, at [f, b, r - start[b]] (T_f past stop).
+
+    A row in bin j is confident (u < theta_t) exactly for t >= j; NaN u gets
+    bin T_f (never confident). ``thetas_sorted``: one ascending array of
+    distinct thresholds per function. u is computed in float64 from the
+    stored values ``rows`` (B, R, m): entropy ``-sum_c p_c ln p_c`` summed in
+    class order with ``0 ln 0 = 0`` (p <= 0 contributes 0), confidence ``-max
+    p``, margin ``-(p_(1) - p_(2))``; or, with ``stats = (entropy, topk_p)``
+    of a compact store (``rows`` None), from the stored entropy and top-2
+    values, the very floats the row computation gives. Each row is read
+    once, whatever the number of functions and thresholds.
+    """
+    B = len(stats[0]) if rows is None else rows.shape[0]
+    starts = np.broadcast_to(np.asarray(start, dtype=np.int64), (B,)).copy()
+    stops = np.broadcast_to(np.asarray(stop, dtype=np.int64), (B,)).copy()
+    width = max(int((stops - starts).max()) if B else 0, 0)
+    funcs = np.ascontiguousarray(funcs, dtype=np.int64)
+    table = _theta_table(thetas_sorted)
+    if rows is not None:
+        return _row_bins(np.ascontiguousarray(rows, dtype=np.float32), starts, stops, funcs, *table, width)
+    entropy, topk_p = stats
+    return _stat_bins(np.ascontiguousarray(entropy, dtype=np.float64), np.ascontiguousarray(topk_p, dtype=np.float32),
+                      starts, stops, funcs, *table, width)
 
 
 @nb.njit(parallel=True, **_JIT)
@@ -369,41 +386,6 @@ def theta_buckets(thetas: np.ndarray, max_per_bucket: int = 8):
     if np.diff(counts).max() > max_per_bucket:
         return none
     return counts[:L].astype(np.int64), lo, 1.0 / w
-
-
-@nb.njit(parallel=True, **_JIT)
-def _top3(counts, exclude):
-    P, M = counts.shape
-    cls = np.full((P, 3), -1, dtype=np.int64)
-    vals = np.zeros((P, 3), dtype=np.int64)
-    for i in nb.prange(P):
-        for c in range(M):
-            if c == exclude[i]:
-                continue
-            v = counts[i, c]
-            # strictly greater: an equal count keeps the earlier (lower) class in front
-            if cls[i, 0] < 0 or v > vals[i, 0]:
-                cls[i, 2], vals[i, 2] = cls[i, 1], vals[i, 1]
-                cls[i, 1], vals[i, 1] = cls[i, 0], vals[i, 0]
-                cls[i, 0], vals[i, 0] = c, v
-            elif cls[i, 1] < 0 or v > vals[i, 1]:
-                cls[i, 2], vals[i, 2] = cls[i, 1], vals[i, 1]
-                cls[i, 1], vals[i, 1] = c, v
-            elif cls[i, 2] < 0 or v > vals[i, 2]:
-                cls[i, 2], vals[i, 2] = c, v
-    return cls, vals
-
-
-def top3(counts, exclude=None):
-    """Classes and counts of the three largest entries per row, ties towards the lowest index.
-
-    Entries ``exclude[i]`` (a class per row, -1 for none) are skipped; missing
-    places are class -1 with count 0 (as ``kernels.top_k``).
-    """
-    counts = np.ascontiguousarray(counts, dtype=np.int64)
-    if exclude is None:
-        exclude = np.full(counts.shape[0], -1, dtype=np.int64)
-    return _top3(counts, np.ascontiguousarray(exclude, dtype=np.int64))
 
 
 @nb.njit(**_JIT)

@@ -46,7 +46,7 @@ from scipy import special
 from ..stats.bounds import cp_lower, cp_upper
 from ..stats.hypotheses import binom_p
 from .kernels_uncertainty import (CONFIDENCE, ENTROPY, MARGIN, class_histogram, estimation_counts, ncl_strict_r2,
-                                  row_uncertainty, selection_ranks, theta_bins)
+                                  selection_ranks, theta_bins)
 
 FUNCTIONS = ("entropy", "confidence", "margin")
 GUARANTEES = ("cc", "ncl", "ncl-strict")
@@ -87,41 +87,17 @@ def _codes(funcs) -> np.ndarray:
     return np.asarray([_CODE[f] if isinstance(f, str) else int(f) for f in funcs], dtype=np.int64)
 
 
-def uncertainty_of(comp: dict, name: str) -> np.ndarray:
-    """(B, R) float64 u values of a compact block: the very floats the full-row kernel computes per row."""
-    if name == "entropy":
-        return np.asarray(comp["entropy"], dtype=np.float64)
-    p1 = comp["topk_p"][..., 0].astype(np.float64)  # float32 of the stored value, then float64: as the kernel does
-    if name == "confidence":
-        return -p1
-    if name == "margin":
-        return -(p1 - comp["topk_p"][..., 1].astype(np.float64))
-    raise ValueError(f"--uncertainty: {name!r} is not one of entropy, confidence, margin")
+def block_bins(block, start, stop, funcs, thetas_sorted) -> np.ndarray:
+    """``kernels_uncertainty.theta_bins`` of a block's rows ``start[b]:stop[b]``, from its rows or compact statistics.
 
-
-def block_uncertainty(block, start, stop, funcs) -> np.ndarray:
-    """(F, B, W) float64: u_f of rows ``start[b]:stop[b]`` of each input at [f, b, r - start[b]], NaN past stop.
-
-    From the rows (``kernels_uncertainty.row_uncertainty``) or, on a compact
-    store, from its per-row statistics: each row's entropy is stored as the
-    float64 the full-row kernel computes and its top-2 probabilities as
-    stored, so u(p), and every count below, is the same as from the full rows.
+    A compact store keeps each row's entropy as the float64 the full-row
+    kernel computes and its top-2 probabilities as stored, so u(p), and every
+    count below, is the same as from the full rows.
     """
     comp = getattr(block, "compact", None)
-    codes = _codes(funcs)
     if comp is None:
-        return row_uncertainty(block.rows, start, stop, codes)
-    names = {v: k for k, v in _CODE.items()}
-    B = len(block.argmax)
-    starts = np.broadcast_to(np.asarray(start, dtype=np.int64), (B,))
-    stops = np.broadcast_to(np.asarray(stop, dtype=np.int64), (B,))
-    W = int((stops - starts).max()) if B else 0
-    out = np.full((len(codes), B, max(W, 0)), np.nan)
-    for fi, code in enumerate(codes):
-        u = uncertainty_of(comp, names[int(code)])
-        for b in range(B):
-            out[fi, b, : stops[b] - starts[b]] = u[b, starts[b]:stops[b]]
-    return out
+        return theta_bins(block.rows, start, stop, _codes(funcs), thetas_sorted)
+    return theta_bins(None, start, stop, _codes(funcs), thetas_sorted, stats=(comp["entropy"], comp["topk_p"]))
 
 
 def _unique_thetas(thetas_per_function):
@@ -142,7 +118,7 @@ def extended_counts_per_function_of(block, start, stop, funcs, thetas_per_functi
     """
     B, m = len(block.argmax), block.m
     uniq = _unique_thetas(thetas_per_function)
-    bins = theta_bins(block_uncertainty(block, start, stop, funcs), [u for u, _ in uniq])
+    bins = block_bins(block, start, stop, funcs, [u for u, _ in uniq])
     hist = class_histogram(bins, block.argmax, start, stop, [len(u) for u, _ in uniq], m)
     n_total = (np.broadcast_to(np.asarray(stop, np.int64), (B,)) - np.broadcast_to(np.asarray(start, np.int64), (B,)))
     out = []
@@ -179,11 +155,11 @@ def ranked_counts_of(block, funcs, thetas_per_function, s0: tuple, s: tuple) -> 
     """
     uniq = _unique_thetas(thetas_per_function)
     sorted_thetas, tcount = [u for u, _ in uniq], [len(u) for u, _ in uniq]
-    bins0 = theta_bins(block_uncertainty(block, *s0, funcs), sorted_thetas)
+    bins0 = block_bins(block, *s0, funcs, sorted_thetas)
     ranks = selection_ranks(bins0, block.argmax, *s0, tcount, block.m)
     del bins0
     classes = np.stack([ranks["top"], ranks["second"], ranks["ncl_runner"]])
-    bins = theta_bins(block_uncertainty(block, *s, funcs), sorted_thetas)
+    bins = block_bins(block, *s, funcs, sorted_thetas)
     est = estimation_counts(bins, block.argmax, *s, tcount, classes, block.m)
     del bins
     Tmax = classes.shape[-1]
@@ -219,14 +195,14 @@ def _cp_memo(side: str, k: np.ndarray, n: int, level: float) -> np.ndarray:
     with _CP_LOCK:
         table = _CP_MEMO.get(key)
         if table is None:
-            table = np.full(int(n) + 1, np.nan)
-            _CP_MEMO[key] = table
-        vals = table[k]
-        miss = np.isnan(vals)
-        if miss.any():
-            need = np.unique(k[miss])
-            table[need] = np.atleast_1d(fn(need, np.full(need.shape, n), level))
-            vals = table[k]
+            table = _CP_MEMO[key] = np.full(int(n) + 1, np.nan)
+    vals = table[k]
+    miss = np.isnan(vals)
+    if miss.any():  # computed outside the lock, so that threads compute at once (scipy releases the GIL); two
+        need = np.unique(k[miss])  # threads may fill the same entries, with the same values
+        got = np.atleast_1d(fn(need, np.full(need.shape, n), level))
+        table[need] = got
+        vals[miss] = got[np.searchsorted(need, k[miss])]
     return vals
 
 
