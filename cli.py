@@ -434,28 +434,37 @@ def certify_cmd(store, method, out, scheduler, workers, block_size, verify, quie
     (first n0 rows) only; estimates use the estimation block only. Options
     marked with a method's name are read by that method only.
     """
-    from .certifier.engine import certify_to
-    from .certifier.options import from_command_line
-    from .certifier.report import ConsoleSummary
+    connection = None
+    if scheduler is not None or workers:  # the cluster starts while the certifier is imported and the store opened
+        from .certifier.cluster import Connection
 
-    opts, to_apply = from_command_line(options)
-    from .certifier.table import _suffix
+        connection = Connection(scheduler, workers)
+    try:
+        from .certifier.engine import certify_to
+        from .certifier.options import from_command_line
+        from .certifier.report import ConsoleSummary
 
-    _suffix(out)  # fail on a bad --out before any work
-    applied = {}
-    for opt, value in to_apply:  # e.g. --theta-from: thresholds from a calibration file, recorded in the sidecar
-        applied[opt.name], warning = opt.apply(opts, value, store)
-        if warning:
-            click.echo(warning, err=True)
-    import shlex
+        opts, to_apply = from_command_line(options)
+        from .certifier.table import _suffix
 
-    from .store.locations import redact
+        _suffix(out)  # fail on a bad --out before any work
+        applied = {}
+        for opt, value in to_apply:  # e.g. --theta-from: thresholds from a calibration file, recorded in the sidecar
+            applied[opt.name], warning = opt.apply(opts, value, store)
+            if warning:
+                click.echo(warning, err=True)
+        import shlex
 
-    extra = {"command": redact(shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)])),  # no user:password@
-             "software_version": _version(), **applied}
-    summary = ConsoleSummary()
-    meta = certify_to(out, store, method, opts, extra_meta=extra, on_part=None if quiet else summary.add,
-                      scheduler=scheduler, workers=workers, block_size=block_size, progress=not quiet, verify=verify)
+        from .store.locations import redact
+
+        extra = {"command": redact(shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)])),  # no user:password@
+                 "software_version": _version(), **applied}
+        summary = ConsoleSummary()
+        meta = certify_to(out, store, method, opts, extra_meta=extra, on_part=None if quiet else summary.add,
+                          connection=connection, block_size=block_size, progress=not quiet, verify=verify)
+    finally:
+        if connection is not None:
+            connection.close()  # closed once: on success certify_to closed it already
     if not quiet:
         click.echo(summary.text(out))
         click.echo(f"{summary.rows} certificates -> {out} (overall confidence {meta['confidence_statement']})")

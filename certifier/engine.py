@@ -21,7 +21,7 @@ from ..store.locations import redact
 
 from . import prefixes
 from .block import Block
-from .cluster import check_cluster, local_cluster
+from .cluster import Connection
 from .options import CertifyOptions
 from .registry import EXTRA_COLUMNS, get_method, setting_columns
 from .table import TableWriter
@@ -132,30 +132,6 @@ def balanced_blocks(n_inputs: int, max_block: int, slots: int) -> list[tuple[int
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def _connect(scheduler, workers):
-    """(client, cluster or None) for ``scheduler`` or a LocalCluster of ``workers`` processes, checked (fail fast)."""
-    from distributed import Client
-
-    cluster = None
-    if scheduler is not None:
-        client = Client(scheduler)  # connect timeout: dask config distributed.comm.timeouts.connect (30 s)
-    else:
-        cluster = local_cluster(workers, silence_logs=50)  # errors: one line
-        client = Client(cluster)
-    try:
-        check_cluster(client, scheduler or f"LocalCluster({workers})")  # fail fast, not hang on a bad worker
-    except BaseException:
-        _disconnect(client, cluster)
-        raise
-    return client, cluster
-
-
-def _disconnect(client, cluster) -> None:
-    client.close()
-    if cluster is not None:
-        cluster.close()
-
-
 def _in_order(n: int, submit, window: int, on_result, bar) -> None:
     """Run blocks 0..n-1 (``submit(i)``: a future of block i's result), at most ``window`` of them beyond the next
     block to hand on, and hand each result to ``on_result`` in block order as soon as it is there.
@@ -183,11 +159,11 @@ def _in_order(n: int, submit, window: int, on_result, bar) -> None:
         raise
 
 
-def _run_tasks(task_args, connecting, progress, desc, on_result) -> None:
+def _run_tasks(task_args, connection, progress, desc, on_result) -> None:
     """Run ``certify_block(*args)`` for every ``args`` of ``task_args(slots)`` (``slots``: how many run at once) on
-    threads of this process (``connecting`` None) or on the cluster ``connecting`` (a Future of ``_connect``'s
-    result); each result goes to ``on_result`` in block order as soon as it and every earlier one are done, while
-    at most 2 x slots blocks are computed or held ahead of it."""
+    threads of this process (``connection`` None) or on the cluster of ``connection`` (a ``cluster.Connection``,
+    closed at the end); each result goes to ``on_result`` in block order as soon as it and every earlier one are
+    done, while at most 2 x slots blocks are computed or held ahead of it."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
@@ -195,7 +171,7 @@ def _run_tasks(task_args, connecting, progress, desc, on_result) -> None:
 
     bar = tqdm(total=0, desc=desc, unit="block", disable=not progress, leave=False)
     try:
-        if connecting is None:
+        if connection is None:
             import dask
 
             slots = dask.config.get("num_workers", None) or os.cpu_count() or 1
@@ -204,17 +180,16 @@ def _run_tasks(task_args, connecting, progress, desc, on_result) -> None:
             with ThreadPoolExecutor(slots, thread_name_prefix="certify") as pool:
                 _in_order(len(args), lambda i: pool.submit(certify_block, *args[i]), 2 * slots, on_result, bar)
             return
-        client, cluster = connecting.result()
-        try:
-            slots = sum(client.nthreads().values())
-            args = task_args(slots)
-            bar.reset(total=len(args))
-            _in_order(len(args), lambda i: client.submit(certify_block, *args[i], pure=False), 2 * slots,
-                      on_result, bar)
-        finally:
-            _disconnect(client, cluster)
+        client = connection.client()
+        slots = sum(client.nthreads().values())
+        args = task_args(slots)
+        bar.reset(total=len(args))
+        _in_order(len(args), lambda i: client.submit(certify_block, *args[i], pure=False), 2 * slots, on_result,
+                  bar)
     finally:
         bar.close()
+        if connection is not None:
+            connection.close()
 
 
 def check_rows(store, method, records, n_use: int) -> None:
@@ -311,7 +286,8 @@ def _prepare_run(location, method, opts: CertifyOptions, storage_options, verify
 
 
 def run(location, method_name: str, opts: CertifyOptions | None = None, *, on_part, scheduler=None, workers=None,
-        block_size: int | None = None, progress: bool = True, storage_options=None, verify: str = "full") -> dict:
+        block_size: int | None = None, progress: bool = True, storage_options=None, verify: str = "full",
+        connection: Connection | None = None) -> dict:
     """Certify every input of the store at ``location`` with ``method_name``, block by block; returns the sidecar dict.
 
     Each block's certificates (a DataFrame: one row per input and setting,
@@ -324,22 +300,19 @@ def run(location, method_name: str, opts: CertifyOptions | None = None, *, on_pa
     ``verify='full'`` checks every stored part of each input against its
     checksum, ``'used'`` only the parts the method reads. Results do not
     depend on the scheduler or block size. With ``workers`` the LocalCluster
-    starts while the store is opened and checked.
+    starts while the store is opened and checked; ``connection`` (a
+    ``cluster.Connection`` the caller started earlier, e.g. before its own
+    imports) is used instead and closed at the end.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    opts = (opts or CertifyOptions()).validate()
-    method = get_method(method_name)
-    connecting = None
-    if scheduler is not None or workers:
-        starter = ThreadPoolExecutor(1, thread_name_prefix="cluster-start")
-        connecting = starter.submit(_connect, scheduler, workers)
-        starter.shutdown(wait=False)
+    if connection is None and (scheduler is not None or workers):
+        connection = Connection(scheduler, workers)  # starts now, while the store is opened and checked
     try:
+        opts = (opts or CertifyOptions()).validate()
+        method = get_method(method_name)
         prepared = _prepare_run(location, method, opts, storage_options, verify)
     except BaseException:
-        if connecting is not None:
-            connecting.add_done_callback(lambda f: f.exception() is None and _disconnect(*f.result()))
+        if connection is not None:
+            connection.close()
         raise
     meta, st, N, max_block, task_opts, fields, check, n0_use, n_use = prepared
 
@@ -361,7 +334,7 @@ def run(location, method_name: str, opts: CertifyOptions | None = None, *, on_pa
             kept.append(df if reads is None else df[list(reads)])
         on_part(df)
 
-    _run_tasks(task_args, connecting, progress, f"certify {method.name}", take)
+    _run_tasks(task_args, connection, progress, f"certify {method.name}", take)
     recs = {k: np.concatenate([rec[k] for rec in records]) for k in F.INPUT_FIELDS}
     check_unique(st, recs["idx"])
     meta["store_fingerprint"] = st.fingerprint(recs)
