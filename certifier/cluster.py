@@ -1,4 +1,10 @@
-"""Checks that a dask.distributed cluster can certify, before any task is sent.
+"""The cluster of ``--workers``/``--scheduler``: started in the background, and checked before any task is sent.
+
+``Connection`` makes the client (a new LocalCluster of single-threaded
+worker processes, or a running scheduler) in a background thread from the
+moment a command starts, so that the workers start while the command
+imports the certifier and opens the store; the worker processes of our own
+LocalCluster end without the interpreter's slow finalization once closed.
 
 A scheduler or worker that cannot import smoothcert fails while unpickling
 a task, which distributed reports as a deserialisation error at best and a

@@ -1,11 +1,13 @@
-"""Run a certificate method over a whole store, block by block, with Dask.
+"""Run a certificate method over a whole store, block by block, and hand the blocks' tables on in order.
 
 The engine is the certifier's only I/O: it opens the store, checks that
 every input it will use is complete and matches its checksum, cuts the
 inputs into blocks (memory stays bounded by the block size, not the store),
-runs the method on each block in parallel (threads by default; a
-``dask.distributed`` scheduler or a LocalCluster of processes on request) and
-assembles the certificate table in the documented column order (docs/methods.md, the certificate table).
+runs the method on each block in parallel (a pool of threads by default; a
+``dask.distributed`` scheduler or a LocalCluster of processes on request)
+and hands each block's table, in the documented column order
+(docs/methods.md, the certificate table), on in input order: ``certify``
+concatenates them, ``certify_to`` writes them to a file as they come.
 """
 from __future__ import annotations
 

@@ -114,6 +114,11 @@ def _stat_bins(entropy, topk_p, starts, stops, funcs, thetas, tcount, bstart, nb
     return out
 
 
+def _ranges(start, stop, B: int):
+    """(starts, stops): per-input row ranges (scalars or (B,) arrays) as int64 arrays of B entries."""
+    return tuple(np.broadcast_to(np.asarray(x, dtype=np.int64), (B,)).copy() for x in (start, stop))
+
+
 def _theta_table(thetas_sorted):
     """The kernels' form of one ascending array of distinct thresholds per function, with its buckets."""
     per_f = [np.asarray(t, dtype=np.float64) for t in thetas_sorted]
@@ -150,8 +155,7 @@ def theta_bins(rows, start, stop, funcs, thetas_sorted, stats=None) -> np.ndarra
     once, whatever the number of functions and thresholds.
     """
     B = len(stats[0]) if rows is None else rows.shape[0]
-    starts = np.broadcast_to(np.asarray(start, dtype=np.int64), (B,)).copy()
-    stops = np.broadcast_to(np.asarray(stop, dtype=np.int64), (B,)).copy()
+    starts, stops = _ranges(start, stop, B)
     width = max(int((stops - starts).max()) if B else 0, 0)
     funcs = np.ascontiguousarray(funcs, dtype=np.int64)
     table = _theta_table(thetas_sorted)
@@ -165,10 +169,7 @@ def theta_bins(rows, start, stop, funcs, thetas_sorted, stats=None) -> np.ndarra
 @nb.njit(parallel=True, **_JIT)
 def _class_hist(bins, labels, starts, stops, tcount, m):
     F, B, _ = bins.shape
-    Tmax = 0
-    for fi in range(F):
-        Tmax = max(Tmax, tcount[fi])
-    hist = np.zeros((B, F, m, Tmax + 1), dtype=np.int64)
+    hist = np.zeros((B, F, m, tcount.max() + 1), dtype=np.int64)
     for b in nb.prange(B):
         for r in range(starts[b], stops[b]):
             lab = labels[b, r]
@@ -182,8 +183,7 @@ def _class_hist(bins, labels, starts, stops, tcount, m):
 def class_histogram(bins, labels, start, stop, tcount, m: int) -> np.ndarray:
     """(B, F, m, Tmax + 1) int64: rows ``start[b]:stop[b]`` of input b by function, hard label and theta bin."""
     B = labels.shape[0]
-    starts = np.broadcast_to(np.asarray(start, dtype=np.int64), (B,)).copy()
-    stops = np.broadcast_to(np.asarray(stop, dtype=np.int64), (B,)).copy()
+    starts, stops = _ranges(start, stop, B)
     return _class_hist(bins, np.ascontiguousarray(labels, dtype=np.int64), starts, stops,
                        np.asarray(tcount, np.int64), int(m))
 
@@ -217,10 +217,7 @@ def _rank(cls, cnt, d, nv, m, skip, out_c, out_v, k):
 @nb.njit(parallel=True, **_JIT)
 def _selection(bins, labels, starts, stops, tcount, m):
     F, B, W = bins.shape
-    Tmax = 0
-    for fi in range(F):
-        Tmax = max(Tmax, tcount[fi])
-    out = np.zeros((8, B, F, Tmax), dtype=np.int64)
+    out = np.zeros((8, B, F, tcount.max()), dtype=np.int64)
     for b in nb.prange(B):
         n = stops[b] - starts[b]
         # the distinct real classes of the selection rows, ascending, and each row's place among them
@@ -286,8 +283,7 @@ def selection_ranks(bins, labels, start, stop, tcount, m: int) -> dict:
     per input and function, whatever m and the number of thresholds.
     """
     B = labels.shape[0]
-    starts = np.broadcast_to(np.asarray(start, dtype=np.int64), (B,)).copy()
-    stops = np.broadcast_to(np.asarray(stop, dtype=np.int64), (B,)).copy()
+    starts, stops = _ranges(start, stop, B)
     out = _selection(bins, np.ascontiguousarray(labels, dtype=np.int64), starts, stops,
                      np.asarray(tcount, np.int64), int(m))
     return dict(zip(SELECTION_FIELDS, out))
@@ -355,8 +351,7 @@ def estimation_counts(bins, labels, start, stop, tcount, classes, m: int) -> np.
     bins per input, function and asked class), never all m.
     """
     B = labels.shape[0]
-    starts = np.broadcast_to(np.asarray(start, dtype=np.int64), (B,)).copy()
-    stops = np.broadcast_to(np.asarray(stop, dtype=np.int64), (B,)).copy()
+    starts, stops = _ranges(start, stop, B)
     classes = np.ascontiguousarray(classes, dtype=np.int64)
     slot, nslot = _slots(classes, int(m))
     Q = int(nslot.max()) if nslot.size else 0

@@ -1,9 +1,9 @@
 """Uncertainty-aware certificates R_CC, R_NCL and ncl-strict (docs/methods.md section 3).
 
 A row's uncertainty-equipped label at threshold theta is its hard label if
-``u(p) < theta`` and the uncertain class V (index m) otherwise. The extended
-counts (m + 1 entries) for every theta come from one pass over the rows
-(``kernels_uncertainty.theta_histogram``) and cumulative sums, so a sweep of
+``u(p) < theta`` and the uncertain class V (index m) otherwise. What the
+certificates read of the extended counts (m + 1 entries) for every theta
+comes from one pass over the rows (``ranked_counts_of``), so a sweep of
 1,000 thresholds costs one read of the store and one u value per row and
 function. The certificates are then computed for all (input, function,
 theta) pairs at once:
@@ -23,9 +23,15 @@ theta) pairs at once:
 How the sweep counts (a design choice where docs/methods.md says "sort each
 input's u values and count with binary search"): the counts are the same, but
 instead of sorting each input's u values, each row's u is located among the
-sorted distinct thresholds (a bucket guess corrected by exact comparisons),
-the row is filed in that bin, and a cumulative sum over the bins gives the
-counts at every theta: O(rows + m T) per input and function, no sort.
+sorted distinct thresholds (a bucket guess corrected by exact comparisons)
+and the row is filed in that bin. On S0 the ranking PREDICT reads is updated
+as rows join the confident ones (``kernels_uncertainty.selection_ranks``); on
+S, a histogram over the bins of only the classes those rankings picked, and
+of all real classes together (V is the rest), gives by cumulative sums their
+counts at every theta (``kernels_uncertainty.estimation_counts``):
+O(rows + n0 x distinct classes + T) per input and function, no sort, and no
+count per class (``extended_counts_per_function_of`` counts every class, for
+calibration).
 
 Choices where the spec is silent: u is computed in float64 from the stored
 values (float16 stores: the float16 values); the row is V when u >= theta
