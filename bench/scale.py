@@ -10,7 +10,7 @@ Prints, in one run:
      (alternating, a warm-up first, best of ``--repeat``): 2 workers / 1
      worker (goal >= 1.7x), printed next to the ceiling of the same run; the
      threaded default for comparison. Then what stays serial in such a run,
-     measured on its own: the process start-up (``smoothcert --help``), the
+     measured on its own: the process start-up (``smoothcert certify --help``), the
      start and close of a LocalCluster of 1 and 2 workers as ``--workers``
      starts it (to the first task), and writing the 1,350,000-row table
      (parquet, CSV; certify now writes it block by block while computing);
@@ -130,7 +130,7 @@ def serial_parts(where) -> dict:
     from smoothcert.certifier.cluster import check_cluster, local_cluster
     from smoothcert.certifier.table import write_table
 
-    out = {"start-up": min(whole_process(smoothcert_command() + ["--help"])["seconds"] for _ in range(3))}
+    out = {"start-up": min(whole_process(smoothcert_command() + ["certify", "--help"])["seconds"] for _ in range(3))}
     logging.getLogger("distributed").setLevel(logging.ERROR)
     for w in (1, 2):
         starts, closes = [], []
@@ -263,7 +263,7 @@ def main():
               f"({speedup / ceiling:.0%} of it); load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after",
               flush=True)
         parts = serial_parts(Path(tmp))
-        print(f"  serial parts, each on its own: process start-up (smoothcert --help) {parts['start-up']:.2f} s; "
+        print(f"  serial parts, each on its own: process start-up (smoothcert certify --help) {parts['start-up']:.2f} s; "
               f"LocalCluster to its first task: 1 worker {parts['cluster 1 start']:.2f} s, 2 workers "
               f"{parts['cluster 2 start']:.2f} s (started while the store is opened); closing it "
               f"{parts['cluster 1 close']:.2f} s, {parts['cluster 2 close']:.2f} s; writing the "

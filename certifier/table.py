@@ -11,6 +11,7 @@ import json
 import math
 import os
 import tempfile
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -118,15 +119,20 @@ class TableWriter:
     Parts go to a temporary file beside ``path``; ``commit`` renames it into
     place and writes the sidecar, and leaving the ``with`` block without
     ``commit`` (an error) removes it, so ``path`` is never half-written. A
-    table of fewer than ``ROW_GROUP`` rows is kept and written at once by
-    ``write_table``'s own code; a larger one streams: CSV and JSONL lines
-    part by part, Parquet one row group of ``ROW_GROUP`` rows at a time
-    (pyarrow's default, so the file has write_table's row groups), which
-    needs every part to have the same columns and dtypes (checked; a method
-    returns the same columns for every block). A Parquet table whose columns
-    hold Python objects or whose parts carry ``attrs`` is kept whole, as its
-    schema depends on every part.
+    table of fewer than ``stream_after`` rows (default ``ROW_GROUP``) is kept
+    and written at once by ``write_table``'s own code; a larger one streams,
+    encoded and written on a thread of its own while the caller goes on
+    (at most ``IN_FLIGHT`` CSV or JSONL parts, or one Parquet row group, wait
+    for it): CSV and JSONL lines part by part, Parquet one row group of
+    ``ROW_GROUP`` rows at a time (pyarrow's default, so the file has
+    write_table's row groups). Streaming needs every part with rows to have
+    the same columns and dtypes (checked; a method returns the same columns
+    for every block). A Parquet table whose columns hold Python objects or
+    whose parts carry ``attrs`` is kept whole, as its schema depends on
+    every part.
     """
+
+    IN_FLIGHT = 4
 
     def __init__(self, path, stream_after: int = ROW_GROUP):
         self.path = Path(path)
@@ -139,6 +145,7 @@ class TableWriter:
         self._dtypes = None
         self._file = self._pq = None
         self._streaming = False
+        self._io, self._in_flight = None, deque()  # the writing thread and what it has yet to write
         self._memo = {}  # float texts of a CSV table, shared by its parts
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
@@ -153,66 +160,101 @@ class TableWriter:
 
     def write(self, part: pd.DataFrame) -> None:
         """Add the next part (rows after every part written so far)."""
-        if self._dtypes is None:
-            self._dtypes = part.dtypes
-        elif not (list(part.columns) == list(self._dtypes.index) and (part.dtypes == self._dtypes).all()):
-            raise ValueError(f"--out {self.path}: a block's table has other columns or dtypes than the first "
-                             f"block's ({list(part.dtypes.astype(str).items())} vs "
-                             f"{list(self._dtypes.astype(str).items())})")
+        if len(part):
+            if self._dtypes is None:
+                self._dtypes = part.dtypes
+            elif not (list(part.columns) == list(self._dtypes.index) and (part.dtypes == self._dtypes).all()):
+                raise ValueError(f"--out {self.path}: a block's table has other columns or dtypes than the first "
+                                 f"block's ({list(part.dtypes.astype(str).items())} vs "
+                                 f"{list(self._dtypes.astype(str).items())})")
+        elif self._streaming:
+            return  # no rows: nothing to write
         self.rows += len(part)
         self._parts.append(part)
         self._kept += len(part)
         if not self._streaming and self._kept >= self.stream_after and self._can_stream():
             self._streaming = True
+            self._parts = [p for p in self._parts if len(p)]
         if self._streaming:
             self._flush(final=False)
 
     def _can_stream(self) -> bool:
         if self.suffix != ".parquet":
             return True
-        first = self._parts[0]
+        first = next(p for p in self._parts if len(p))
         return not first.attrs and not any(dt == np.dtype(object) for dt in first.dtypes)
 
+    def _submit(self, job, limit: int) -> None:
+        """Run ``job`` on the writing thread after everything submitted before, once fewer than ``limit`` wait."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._io is None:
+            self._io = ThreadPoolExecutor(1, thread_name_prefix="table-writer")
+        while len(self._in_flight) >= limit:
+            self._in_flight.popleft().result()  # an error of the writing thread is raised here
+        self._in_flight.append(self._io.submit(job))
+
     def _flush(self, final: bool) -> None:
-        if self.suffix == ".csv":
-            if self._file is None:
-                self._file = open(self._tmp, "wb")
-                self._file.write(_csv_header(self._parts[0]))
+        if self.suffix != ".parquet":
             for part in self._parts:
-                self._file.write(_csv_rows(part, self._memo))
-            self._parts, self._kept = [], 0
-            return
-        if self.suffix == ".jsonl":
-            if self._file is None:
-                self._file = open(self._tmp, "w")
-            for part in self._parts:
-                _write_jsonl(part, self._file)
+                self._submit(lambda part=part: self._write_lines(part), self.IN_FLIGHT)
             self._parts, self._kept = [], 0
             return
         while self._kept >= ROW_GROUP or (final and self._kept):
-            self._write_row_group(min(ROW_GROUP, self._kept))
+            n = min(ROW_GROUP, self._kept)
+            take, rest, got = [], [], 0
+            for part in self._parts:
+                k = min(n - got, len(part))
+                if k:
+                    take.append(part.iloc[:k] if k < len(part) else part)
+                if k < len(part):
+                    rest.append(part.iloc[k:])
+                got += k
+            self._parts, self._kept = rest, self._kept - n
+            self._submit(lambda take=take, n=n: self._write_row_group(take, n), 1)
 
-    def _write_row_group(self, n: int) -> None:
+    def _write_lines(self, part: pd.DataFrame) -> None:
+        """On the writing thread: the CSV or JSONL lines of ``part`` (the CSV header before the first)."""
+        if self._file is None:
+            self._file = open(self._tmp, "wb" if self.suffix == ".csv" else "w")
+            if self.suffix == ".csv":
+                self._file.write(_csv_header(part))
+        if self.suffix == ".csv":
+            self._file.write(_csv_rows(part, self._memo))
+        else:
+            _write_jsonl(part, self._file)
+
+    def _write_row_group(self, parts: list, n: int) -> None:
+        """On the writing thread: ``parts`` (n rows) as one row group of the Parquet file."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        parts = [pa.Table.from_pandas(p, preserve_index=False) if isinstance(p, pd.DataFrame) else p
-                 for p in self._parts]
-        whole = pa.concat_tables(parts)
-        group, rest = whole.slice(0, n).combine_chunks(), whole.slice(n)  # one chunk per column, as write_table has
-        del parts, whole
-        self._parts, self._kept = ([rest] if len(rest) else []), self._kept - n
+        chunks = [pa.Table.from_pandas(p, preserve_index=False) for p in parts]
+        parts.clear()
+        group = pa.concat_tables(chunks).combine_chunks()  # one chunk per column, as write_table writes it
+        del chunks
         if self._pq is None:
             self._pq = pq.ParquetWriter(self._tmp, group.schema, compression="snappy")
         self._pq.write_table(group, row_group_size=n)
+
+    def _finish_writing(self) -> None:
+        """Wait for the writing thread's work (raising its error) and close the file."""
+        try:
+            while self._in_flight:
+                self._in_flight.popleft().result()
+        finally:
+            if self._io is not None:
+                self._io.shutdown(wait=True, cancel_futures=True)
+            for f in (self._file, self._pq):
+                if f is not None:
+                    f.close()
+            self._file = self._pq = None
 
     def commit(self, meta: dict | None = None) -> None:
         """Write what is left, move the table into place and write ``meta`` as its sidecar."""
         if self._streaming:
             self._flush(final=True)
-            for f in (self._file, self._pq):
-                if f is not None:
-                    f.close()
+            self._finish_writing()
         else:
             table = pd.concat(self._parts, ignore_index=True) if self._parts else pd.DataFrame()
             self._parts = []
@@ -223,12 +265,12 @@ class TableWriter:
             write_meta(self.path, meta)
 
     def _abort(self) -> None:
-        for f in (self._file, self._pq):
-            if f is not None:
-                try:
-                    f.close()
-                except Exception:
-                    pass
+        for f in self._in_flight:
+            f.cancel()
+        try:
+            self._finish_writing()
+        except Exception:
+            pass  # the error that made us abort is the one to report
         if os.path.exists(self._tmp):
             os.unlink(self._tmp)
         self._tmp = None
