@@ -33,10 +33,14 @@ def _bin(u, thetas, fi, T, bstart, L, lo, inv_w):
         x = (u - lo) * inv_w
         k = 0 if not (x > 0.0) else (L - 1 if x >= L - 1 else int(x))
         j = bstart[fi, k]
-        while j > 0 and thetas[fi, j - 1] > u:
-            j -= 1
-        while j < T and thetas[fi, j] <= u:
-            j += 1
+        j += thetas[fi, j] <= u  # the guess is mostly right to within two: two steps without a branch
+        j += thetas[fi, j] <= u  # (the table has two +inf columns past its thresholds)
+        j = min(j, T)
+        if (j < T and thetas[fi, j] <= u) or (j > 0 and thetas[fi, j - 1] > u):
+            while j > 0 and thetas[fi, j - 1] > u:  # else exact scans from there
+                j -= 1
+            while j < T and thetas[fi, j] <= u:
+                j += 1
         return j
     base = 0
     n = T
@@ -124,7 +128,7 @@ def _theta_table(thetas_sorted):
     per_f = [np.asarray(t, dtype=np.float64) for t in thetas_sorted]
     F = len(per_f)
     Tmax = max([len(t) for t in per_f] + [1])
-    thetas = np.full((F, Tmax), np.inf)
+    thetas = np.full((F, Tmax + 2), np.inf)  # two columns of +inf past the last threshold: see _bin
     tcount = np.zeros(F, np.int64)
     buckets = [theta_buckets(t) for t in per_f]
     Lmax = max([1] + [len(bk[0]) for bk in buckets])
