@@ -466,38 +466,51 @@ def certify_cmd(store, method, out, scheduler, workers, block_size, verify, quie
     estimation block only. Options marked with a method's name are read by
     that method only.
     """
-    from .certifier import certify
-    from .certifier.options import from_command_line
-    from .certifier.report import console_summary
-    from .certifier.table import write_table
+    connection = None
+    if scheduler is not None or workers:  # the cluster starts while the certifier is imported and the store opened
+        from .certifier.cluster import Connection
 
-    opts, to_apply = from_command_line(options)
-    from .certifier.table import _suffix
+        connection = Connection(scheduler, workers)
+    try:
+        from .certifier.engine import certify_to
+        from .certifier.options import from_command_line
+        from .certifier.report import ConsoleSummary
 
-    if out is None and quiet:
-        raise ValueError("certify: --quiet without --out would show and keep nothing; give --out FILE or leave out --quiet")
-    if out is not None:
-        _suffix(out)  # fail on a bad --out before any work
-    applied = {}
-    for opt, value in to_apply:  # e.g. --theta-from: thresholds from a calibration file, recorded in the sidecar
-        applied[opt.name], warning = opt.apply(opts, value, store)
-        if warning:
-            click.echo(warning, err=True)
-    table, meta = certify(store, method, opts, scheduler=scheduler, workers=workers, block_size=block_size,
-                          progress=not quiet, verify=verify)
-    import shlex
+        opts, to_apply = from_command_line(options)
+        from .certifier.table import _suffix
 
-    from .store.locations import redact
+        if out is None and quiet:
+            raise ValueError("certify: --quiet without --out would show and keep nothing; give --out FILE or leave out "
+                             "--quiet")
+        if out is not None:
+            _suffix(out)  # fail on a bad --out before any work
+        applied = {}
+        for opt, value in to_apply:  # e.g. --theta-from: thresholds from a calibration file, recorded in the sidecar
+            applied[opt.name], warning = opt.apply(opts, value, store)
+            if warning:
+                click.echo(warning, err=True)
+        import shlex
 
-    meta["command"] = redact(shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)]))  # no user:password@ of URLs
-    meta["software_version"] = _version()
-    meta.update(applied)
-    if out is not None:
-        write_table(table, out, meta)
+        from .store.locations import redact
+
+        extra = {"command": redact(shlex.join(["smoothcert", *map(str, SmoothcertGroup.argv)])),  # no user:password@
+                 "software_version": _version(), **applied}
+        summary = ConsoleSummary()
+        kw = dict(connection=connection, block_size=block_size, progress=not quiet, verify=verify)
+        if out is not None:
+            meta = certify_to(out, store, method, opts, extra_meta=extra, on_part=None if quiet else summary.add, **kw)
+        else:  # nothing written: the summary only
+            from .certifier.engine import run
+
+            meta = run(store, method, opts, on_part=summary.add, **kw)
+            meta.update(extra)
+    finally:
+        if connection is not None:
+            connection.close()  # closed once: on success the run closed it already
     if not quiet:
-        click.echo(console_summary(table, out))
+        click.echo(summary.text(out))
         where = f"-> {out}" if out is not None else "not written (no --out)"
-        click.echo(f"{len(table)} certificates {where} (overall confidence {meta['confidence_statement']})")
+        click.echo(f"{summary.rows} certificates {where} (overall confidence {meta['confidence_statement']})")
 
 
 # ------------------------------------------------------------------------ calibrate

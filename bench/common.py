@@ -78,6 +78,42 @@ def bench_store(n_inputs: int = 500, n0: int = 100, n: int = 100_000, m: int = 1
     return path
 
 
+def whole_process(cmd, cwd=None) -> dict:
+    """Run ``cmd`` (a list) as a user runs a command; its wall seconds, CPU seconds (user + sys) and peak memory (MB).
+
+    The figures are the child's own (``os.wait4``), except that on Linux a
+    child's peak starts from this process's memory at fork: keep the caller
+    small (this module imports numpy only). Exits with the command's stderr
+    when it fails.
+    """
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:  # no pipe to fill while waiting
+        t = time.perf_counter()
+        p = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err)
+        _, status, ru = os.wait4(p.pid, 0)
+        seconds = time.perf_counter() - t
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text, errors = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{errors}")
+    return {"seconds": seconds, "cpu": ru.ru_utime + ru.ru_stime, "peak_mb": ru.ru_maxrss / 1024, "stdout": text}
+
+
+def smoothcert_command() -> list:
+    """The ``smoothcert`` console command of this Python environment (``python -m smoothcert`` when absent)."""
+    import shutil
+
+    exe = Path(sys.executable).with_name("smoothcert")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("smoothcert")
+    return [found] if found else [sys.executable, "-m", "smoothcert"]
+
+
 class Timer:
     def __enter__(self):
         self.t = time.perf_counter()

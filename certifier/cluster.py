@@ -1,4 +1,10 @@
-"""Checks that a dask.distributed cluster can certify, before any task is sent.
+"""The cluster of ``--workers``/``--scheduler``: started in the background, and checked before any task is sent.
+
+``Connection`` makes the client (a new LocalCluster of single-threaded
+worker processes, or a running scheduler) in a background thread from the
+moment a command starts, so that the workers start while the command
+imports the certifier and opens the store; the worker processes of our own
+LocalCluster end without the interpreter's slow finalization once closed.
 
 A scheduler or worker that cannot import smoothcert fails while unpickling
 a task, which distributed reports as a deserialisation error at best and a
@@ -13,6 +19,9 @@ caught too).
 """
 from __future__ import annotations
 
+import os
+import sys
+
 WAIT_FOR_WORKERS_S = 60
 
 # Environment of --workers processes: one core each. zarr decodes a block's chunks on a thread pool and the
@@ -25,6 +34,74 @@ WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "ZARR_THREADING__MAX_WORKERS": "1"}
 # thread's stack every 10 ms, holding the GIL; nothing here reads its profiles, and with it off a two-step worker
 # used 7 % less CPU and finished 8 % sooner (5 alternating runs, 500 inputs).
 WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+
+
+def _exit_at_end() -> None:
+    """In a worker process: end the process right after its atexit calls begin, without the interpreter's slow
+    finalization (1.5-2 s of the 2 s a LocalCluster of 2 took to close, measured)."""
+    import atexit
+
+    def leave():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    atexit.register(leave)  # registered last, run first: the worker has closed, nothing is left to keep
+
+
+class Connection:
+    """A client of the scheduler at ``scheduler``, or of a new LocalCluster of ``workers`` processes, made in a
+    background thread from the moment it is created (so the cluster starts while the caller imports and opens the
+    store) and checked with ``check_cluster``."""
+
+    def __init__(self, scheduler=None, workers=None):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.where = scheduler or f"LocalCluster({workers})"
+        self._closed = False
+        pool = ThreadPoolExecutor(1, thread_name_prefix="cluster-start")
+        self._made = pool.submit(self._connect, scheduler, workers)
+        pool.shutdown(wait=False)
+
+    def _connect(self, scheduler, workers):
+        from distributed import Client
+
+        cluster = None
+        if scheduler is not None:
+            client = Client(scheduler)  # connect timeout: dask config distributed.comm.timeouts.connect (30 s)
+        else:
+            cluster = local_cluster(workers, silence_logs=50)  # errors: one line
+            client = Client(cluster)
+        try:
+            check_cluster(client, self.where)  # fail fast, not hang on a bad worker
+            if cluster is not None:  # our own worker processes: they may end fast
+                client.run(_exit_at_end)
+        except BaseException:
+            _disconnect(client, cluster)
+            raise
+        return client, cluster
+
+    def client(self):
+        """The connected client (waits for it; raises the error that stopped it)."""
+        return self._made.result()[0]
+
+    def close(self) -> None:
+        """Close the client, and the LocalCluster if this started one (once it is up, when it is still starting);
+        closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            client, cluster = self._made.result()
+        except BaseException:
+            return  # it never connected: nothing to close, its error is raised where the client is asked for
+        _disconnect(client, cluster)
+
+
+def _disconnect(client, cluster) -> None:
+    client.close()
+    if cluster is not None:
+        cluster.close()
 
 
 def local_cluster(n_workers: int, **kw):

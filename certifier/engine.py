@@ -1,11 +1,13 @@
-"""Run a certificate method over a whole store, block by block, with Dask.
+"""Run a certificate method over a whole store, block by block, and hand the blocks' tables on in order.
 
 The engine is the certifier's only I/O: it opens the store, checks that
 every input it will use is complete and matches its checksum, cuts the
 inputs into blocks (memory stays bounded by the block size, not the store),
-runs the method on each block in parallel (threads by default; a
-``dask.distributed`` scheduler or a LocalCluster of processes on request) and
-assembles the certificate table in the documented column order (docs/methods.md, the certificate table).
+runs the method on each block in parallel (a pool of threads by default; a
+``dask.distributed`` scheduler or a LocalCluster of processes on request)
+and hands each block's table, in the documented column order
+(docs/methods.md, the certificate table), on in input order: ``certify``
+concatenates them, ``certify_to`` writes them to a file as they come.
 """
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ from ..store.locations import redact
 
 from . import prefixes
 from .block import Block
-from .cluster import check_cluster, local_cluster
+from .cluster import Connection
 from .options import CertifyOptions
 from .registry import EXTRA_COLUMNS, get_method, setting_columns
+from .table import TableWriter
 
 DEFAULT_BLOCK_BYTES = 64 * 2**20
 
@@ -142,58 +145,64 @@ def balanced_blocks(n_inputs: int, max_block: int, slots: int) -> list[tuple[int
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def _run_tasks(make_tasks, scheduler, workers, progress, desc):
-    """Compute the delayed tasks ``make_tasks(slots)`` (``slots``: how many run at once) on threads (default),
-    a LocalCluster of ``workers`` processes, or the scheduler at ``scheduler``."""
-    import os
+def _in_order(n: int, submit, window: int, on_result, bar) -> None:
+    """Run blocks 0..n-1 (``submit(i)``: a future of block i's result), at most ``window`` of them beyond the next
+    block to hand on, and hand each result to ``on_result`` in block order as soon as it is there.
 
-    import dask
-    from dask.threaded import get as threaded_get
+    The window keeps the blocks computed ahead of a slow consumer (a table
+    being written) from piling up in memory.
+    """
+    futures, submitted = {}, 0
+    try:
+        for i in range(n):
+            while submitted < min(n, i + window):
+                futures[submitted] = submit(submitted)
+                submitted += 1
+            f = futures.pop(i)
+            value = f.result()
+            if hasattr(f, "release"):  # a dask future: the worker may forget the block now
+                f.release()
+            del f
+            bar.update(1)
+            on_result(value)
+            del value
+    except BaseException:
+        for f in futures.values():
+            f.cancel()
+        raise
+
+
+def _run_tasks(task_args, connection, progress, desc, on_result) -> None:
+    """Run ``certify_block(*args)`` for every ``args`` of ``task_args(slots)`` (``slots``: how many run at once) on
+    threads of this process (``connection`` None) or on the cluster of ``connection`` (a ``cluster.Connection``,
+    closed at the end); each result goes to ``on_result`` in block order as soon as it and every earlier one are
+    done, while at most 2 x slots blocks are computed or held ahead of it."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
     bar = tqdm(total=0, desc=desc, unit="block", disable=not progress, leave=False)
-
-    def tasks_for(slots):
-        tasks = make_tasks(slots)
-        bar.reset(total=len(tasks))
-        return tasks
-
     try:
-        if scheduler is None and not workers:
-            from dask.callbacks import Callback
+        if connection is None:
+            import dask
 
-            tasks = tasks_for(dask.config.get("num_workers", None) or os.cpu_count() or 1)
-
-            keys = {t.key for t in tasks}
-
-            class _Bar(Callback):
-                def _posttask(self, key, result, dsk, state, id):
-                    if key in keys:
-                        bar.update(1)
-
-            with _Bar():  # the threaded scheduler itself: scheduler="threads" imports distributed (~0.2 s) to look
-                return list(dask.compute(*tasks, scheduler=threaded_get))  # for a Client first
-        from distributed import Client, as_completed
-
-        cluster = None
-        if scheduler is not None:
-            client = Client(scheduler)  # connect timeout: dask config distributed.comm.timeouts.connect (30 s)
-        else:
-            cluster = local_cluster(workers, silence_logs=50)  # errors: one line
-            client = Client(cluster)
-        try:
-            check_cluster(client, scheduler or f"LocalCluster({workers})")  # fail fast, not hang on a bad worker
-            tasks = tasks_for(sum(client.nthreads().values()))
-            futures = client.compute(tasks)
-            for _ in as_completed(futures):
-                bar.update(1)
-            return client.gather(futures)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            slots = dask.config.get("num_workers", None) or os.cpu_count() or 1
+            args = task_args(slots)
+            bar.reset(total=len(args))
+            with ThreadPoolExecutor(slots, thread_name_prefix="certify") as pool:
+                _in_order(len(args), lambda i: pool.submit(certify_block, *args[i]), 2 * slots, on_result, bar)
+            return
+        client = connection.client()
+        slots = sum(client.nthreads().values())
+        args = task_args(slots)
+        bar.reset(total=len(args))
+        _in_order(len(args), lambda i: client.submit(certify_block, *args[i], pure=False), 2 * slots, on_result,
+                  bar)
     finally:
         bar.close()
+        if connection is not None:
+            connection.close()
 
 
 def check_rows(store, method, records, n_use: int) -> None:
@@ -262,22 +271,14 @@ def _gather(parts: list) -> dict:
     return {k: np.concatenate([p[k] for p in parts]) for k in keys}
 
 
-def certify(location, method_name: str, opts: CertifyOptions | None = None, *, scheduler=None, workers=None,
-            block_size: int | None = None, progress: bool = True, storage_options=None, verify: str = "full"):
-    """Certify every input of the store at ``location`` with ``method_name``.
+def _prepare_run(location, method, opts: CertifyOptions, storage_options, verify: str):
+    """Open the store (and a method's reference store) and check them and the options against the method before
+    any work.
 
-    Returns ``(table, meta)``: the certificate table (one row per input and
-    setting, columns as docs/methods.md documents) and a dict for the sidecar (overall
-    confidence, options, store fingerprint). ``verify='full'`` checks every
-    stored part of each input against its checksum, ``'used'`` only the parts
-    the method reads. Results do not depend on the scheduler or block size.
-    A method with ``finalize`` gets every block's statistics (and those of
-    its reference store) before any row of its table is made.
+    Returns (meta, st, sources, opts, info, ref): the sidecar so far, the (closed) store, what the tasks over each
+    store need (``_source``: STORE first, then the reference store), ``opts`` with an ensemble's member order
+    resolved, the store's settings a ``finalize`` reads, and the (closed) reference store or None.
     """
-    import dask
-
-    opts = (opts or CertifyOptions()).validate()
-    method = get_method(method_name)
     st = open_store(location, storage_options=storage_options)
     try:
         sources = [_source("store", st, location, storage_options, method, opts, verify)]
@@ -325,46 +326,114 @@ def certify(location, method_name: str, opts: CertifyOptions | None = None, *, s
         finally:
             ref.close()
         meta["options"][method.reference] = redact(ref_location)
+        meta[method.reference] = {"store": redact(ref_location)}  # its fingerprint once every block is read
+    return meta, st, sources, opts, info, ref
 
+
+def run(location, method_name: str, opts: CertifyOptions | None = None, *, on_part, scheduler=None, workers=None,
+        block_size: int | None = None, progress: bool = True, storage_options=None, verify: str = "full",
+        connection: Connection | None = None) -> dict:
+    """Certify every input of the store at ``location`` with ``method_name``, block by block; returns the sidecar dict.
+
+    Each block's certificates (a DataFrame: one row per input and setting,
+    columns as docs/methods.md documents) go to ``on_part`` in input order as
+    soon as that block and every earlier one are done, so the whole table
+    need never be in memory at once. The returned dict is for the sidecar
+    (overall confidence, options, store fingerprint, the method's summary);
+    it is complete only once every block passed its checks (a store whose
+    dataset index appears twice raises StoreError after the last block).
+    ``verify='full'`` checks every stored part of each input against its
+    checksum, ``'used'`` only the parts the method reads. Results do not
+    depend on the scheduler or block size. With ``workers`` the LocalCluster
+    starts while the store is opened and checked; ``connection`` (a
+    ``cluster.Connection`` the caller started earlier, e.g. before its own
+    imports) is used instead and closed at the end. A method with
+    ``finalize`` (a step across inputs) gets every block's statistics, and
+    those of its reference store, before any row of its table is made: its
+    table goes to ``on_part`` as one part.
+    """
+    if connection is None and (scheduler is not None or workers):
+        connection = Connection(scheduler, workers)  # starts now, while the store is opened and checked
+    try:
+        opts = (opts or CertifyOptions()).validate()
+        method = get_method(method_name)
+        meta, st, sources, task_opts, info, ref = _prepare_run(location, method, opts, storage_options, verify)
+    except BaseException:
+        if connection is not None:
+            connection.close()
+        raise
     n_store_tasks = [0]
 
-    def make_tasks(slots):
-        tasks = []
+    def task_args(slots):
+        args = []
         for role, loc, so, N, flds, chk, max_block, n0u, nu in sources:
             blocks = [(s, min(s + int(block_size), N)) for s in range(0, N, int(block_size))] if block_size \
                 else balanced_blocks(N, max_block, slots)
-            tasks += [dask.delayed(certify_block, pure=False)(loc, so, a, b, method.name, opts, flds, chk, n0u, nu,
-                                                              role) for a, b in blocks]
+            args += [(loc, so, a, b, method.name, task_opts, flds, chk, n0u, nu, role) for a, b in blocks]
             if role == "store":
-                n_store_tasks[0] = len(tasks)
-        return tasks
+                n_store_tasks[0] = len(args)
+        return args
 
-    results = _run_tasks(make_tasks, scheduler, workers, progress, f"certify {method.name}")
-    ref_results, results = results[n_store_tasks[0]:], results[:n_store_tasks[0]]
-    parts_out = [df for df, _ in results]
-    records = {k: np.concatenate([rec[k] for _, rec in results]) for k in F.INPUT_FIELDS}
-    check_unique(st, records["idx"])
-    meta["store_fingerprint"] = st.fingerprint(records)
-    if method.finalize is None:
-        ens = [p.attrs.get("ensemble") for p in parts_out if p.attrs.get("ensemble")]
-        table = pd.concat(parts_out, ignore_index=True) if parts_out else pd.DataFrame()
-    else:
-        ens = [p["_ensemble"] for p in parts_out if p.get("_ensemble")]
-        ref_stats = None
+    records, ref_records, ensemble, kept, stats, ref_stats = [], [], [], [], [], []
+    reads = method.summary_reads
+
+    def take(result):
+        part, rec = result
+        if method.finalize is not None:  # statistics: STORE's blocks first, then the reference store's
+            if len(records) < n_store_tasks[0]:
+                records.append(rec)
+                stats.append(part)
+                if part.get("_ensemble"):
+                    ensemble.append(part["_ensemble"])
+            else:
+                ref_records.append(rec)
+                ref_stats.append(part)
+            return
+        records.append(rec)
+        if part.attrs.get("ensemble"):
+            ensemble.append(part.attrs["ensemble"])
+        if method.extra_summary is not None:
+            kept.append(part if reads is None else part[list(reads)])
+        on_part(part)
+
+    _run_tasks(task_args, connection, progress, f"certify {method.name}", take)
+    recs = {k: np.concatenate([rec[k] for rec in records]) for k in F.INPUT_FIELDS}
+    check_unique(st, recs["idx"])
+    meta["store_fingerprint"] = st.fingerprint(recs)
+    if method.finalize is not None:
+        gathered_ref = None
         if ref is not None:
-            ref_records = {k: np.concatenate([rec[k] for _, rec in ref_results]) for k in F.INPUT_FIELDS}
-            check_unique(ref, ref_records["idx"])
-            meta[method.reference] = {"store": redact(ref_location), "store_fingerprint": ref.fingerprint(ref_records),
-                                      "n_inputs": int(len(ref_records["idx"]))}
-            ref_stats = _gather([p for p, _ in ref_results])
-        table = _finalize(method, _gather(parts_out), ref_stats, opts, info, meta)
-    del parts_out, results  # a sweep's table can be GBs: keep one copy of it alive, not two
-    if ens:
+            rrecs = {k: np.concatenate([rec[k] for rec in ref_records]) for k in F.INPUT_FIELDS}
+            check_unique(ref, rrecs["idx"])
+            meta[method.reference].update(store_fingerprint=ref.fingerprint(rrecs), n_inputs=int(len(rrecs["idx"])))
+            gathered_ref = _gather(ref_stats)
+        table = _finalize(method, _gather(stats), gathered_ref, task_opts, info, meta)
+        del stats, ref_stats
+        if method.extra_summary is not None:
+            kept.append(table if reads is None else table[list(reads)])
+        on_part(table)
+        del table
+    if ensemble:
         from .ensemble import merge_stats
 
-        meta["ensemble"] = merge_stats(ens)
+        meta["ensemble"] = merge_stats(ensemble)
     if method.extra_summary is not None:
-        meta.update(method.extra_summary(table, opts))
+        table = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+        del kept
+        meta.update(method.extra_summary(table, task_opts))
+    return meta
+
+
+def certify(location, method_name: str, opts: CertifyOptions | None = None, **kw):
+    """Certify every input of the store at ``location`` with ``method_name``; ``run``'s keywords.
+
+    Returns ``(table, meta)``: the certificate table (one row per input and
+    setting, columns as docs/methods.md documents) and a dict for the sidecar
+    (overall confidence, options, store fingerprint).
+    """
+    parts = []
+    meta = run(location, method_name, opts, on_part=parts.append, **kw)
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     return table, meta
 
 
@@ -383,3 +452,26 @@ def _finalize(method, stats: dict, ref_stats, opts, info: dict, meta: dict) -> p
     df.insert(1, "idx", stats["idx"][pos])
     df.insert(2, "label", stats["label"][pos])
     return _order_columns(df.sort_values("_slot", kind="mergesort", ignore_index=True), method.name)
+
+
+def certify_to(out, location, method_name: str, opts: CertifyOptions | None = None, *, extra_meta=None,
+               on_part=None, **kw) -> dict:
+    """Certify into the table file ``out`` (.csv, .jsonl, .parquet by suffix) and its sidecar; ``run``'s keywords.
+
+    Blocks are written as they are done (``table.TableWriter``: the table is
+    never whole in memory, and writing overlaps computing); the file appears
+    only once every block is written and checked, with the bytes
+    ``table.write_table`` writes for the whole table. ``extra_meta`` is
+    added to the sidecar (e.g. the command line); ``on_part`` also gets each
+    block's table (e.g. a ``report.ConsoleSummary``). Returns the sidecar dict.
+    """
+    with TableWriter(out) as writer:
+        def take(df):
+            writer.write(df)
+            if on_part is not None:
+                on_part(df)
+
+        meta = run(location, method_name, opts, on_part=take, **kw)
+        meta.update(extra_meta or {})
+        writer.commit(meta)
+    return meta

@@ -43,7 +43,7 @@ register(Method(
                              "confidence and margin come from the stored top-2 probabilities (bit-identical values), "
                              "hard labels from the stored argmax"),
     report=".report_uncertainty:report", plot=".report_uncertainty:plots", report_rows=("uncertainty", "two-step"),
-    extra_summary=".methods_uncertainty:summary",
+    extra_summary=".methods_uncertainty:summary", summary_reads=(),
     notes=("ncl is Däubener et al.'s R_NCL formula: within it 'cA or uncertain' keeps more mass than any other single "
            "class; it does not guarantee that the prediction stays in {cA, V}. ncl-strict does.",),
 ))

@@ -23,7 +23,6 @@ import pandas as pd
 
 from . import uncertainty as U
 from .registry import level
-from .uncertainty import extended_counts_per_function_of
 from .prefixes import s0_opts
 
 
@@ -81,17 +80,15 @@ def certify_uncertainty(block, opts):
 
     n_i = block.n_i
     lists = [per_f[f] for f in funcs]
-    c0 = np.concatenate(extended_counts_per_function_of(block, 0, block.n0_use, funcs, lists), axis=1)  # rows or compact
-    c = np.concatenate(extended_counts_per_function_of(block, block.n0, block.n0 + n_i, funcs, lists),
-                       axis=1)  # (B, S, m + 1): pairs in (function, theta) order
+    r = U.ranked_counts_of(block, funcs, lists, (0, block.n0_use), (block.n0, block.n0 + n_i))  # rows or compact
     a = level(opts, spends_twice=True)
-    res = U.certify_pairs(c0.reshape(B * S, m + 1), c.reshape(B * S, m + 1), np.repeat(n_i, S), block.sigma, a,
-                          opts.binom_test, guarantees, alpha_s0=level(s0_opts(opts), spends_twice=True))
+    res = U.certify_ranked(r, np.repeat(n_i, S), m, block.sigma, a, opts.binom_test, guarantees,
+                           alpha_s0=level(s0_opts(opts), spends_twice=True))
 
     def stack(key):  # (B*S,) per guarantee -> (B*S*G,) in (input, pair, guarantee) order
         return np.stack([res[g][key] for g in guarantees], axis=1).reshape(-1)
 
-    n_uncertain = np.repeat(c[..., m].reshape(-1), G)
+    n_uncertain = np.repeat(r["k_v"], G)
     # Categorical setting columns (written as plain strings): a sweep has millions of rows, and
     # codes keep concatenating and sorting them cheap.
     fcodes = np.tile(np.repeat(pair_f, G), B).astype(np.int8)

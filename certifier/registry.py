@@ -277,6 +277,8 @@ class Method:
     variable_rows: bool = False  # accepts inputs that stored fewer than n0 + n rows
     needs_core_predict: bool = False
     extra_summary: Callable | None = None  # (DataFrame of all rows, CertifyOptions) -> dict for the meta sidecar
+    # the columns extra_summary reads (None: every column): all the engine keeps of a table it streams to a file
+    summary_reads: tuple | None = None
     # arrays it reads from a second store for a block's inputs, after the block is read (incremental: the base's):
     # (Block, CertifyOptions, storage_options, start, stop, verify_all) -> dict, set as ``block.extra``
     read_extra: Callable | None = None

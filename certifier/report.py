@@ -99,18 +99,68 @@ def console_summary(df: pd.DataFrame, out, limit: int = CONSOLE_SETTINGS) -> str
     None: the table was not written, and the hint says to write it). A table of
     prediction sets only (a set-valued method) gets its method's report.
     """
-    sets = [m for m in methods() if m.set_valued and m.report is not None] if len(df) else []
-    if sets and df["method"].isin([m.name for m in sets]).all():  # prediction sets: coverage and sizes, not radii
-        return "\n".join(text for m in sets if len(rows_for(df, m)) for text in [m.report(rows_for(df, m), None)]
-                         if text)
-    keys = setting_columns(df)
-    ids = df.groupby(keys, sort=False, dropna=False).ngroup()
-    total = int(ids.max()) + 1 if len(ids) else 0
-    if total <= limit:
-        return format_table(summarize(df))
-    text = format_table(summarize(df[(ids < limit).to_numpy()]))
-    hint = f"smoothcert report {out}" if out is not None else "certify again with --out FILE, then smoothcert report FILE"
-    return f"{text}\n... {total - limit} more settings ({total} in all): {hint}"
+    summary = ConsoleSummary(limit)
+    summary.add(df)
+    return summary.text(out)
+
+
+class ConsoleSummary:
+    """``console_summary`` of a table given in parts (in order), keeping only the rows of the settings it shows.
+
+    ``add`` each part; ``text(out)`` is then ``console_summary`` of the parts
+    concatenated, and ``rows`` their number of rows.
+    """
+
+    def __init__(self, limit: int = CONSOLE_SETTINGS):
+        self.limit = limit
+        self.rows = 0
+        self._order = {}  # setting -> its place in the order of first appearance
+        self._kept = []
+        self._sets = []   # parts of a table of prediction sets: its method's report reads every row
+        self._empty = None
+
+    def add(self, df: pd.DataFrame) -> None:
+        self.rows += len(df)
+        if self._empty is None:
+            self._empty = df.iloc[:0]
+        if not len(df):
+            return
+        if _set_valued(df):
+            self._sets.append(df)
+            return
+        keys = setting_columns(df)
+        codes = df.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+        first = np.unique(codes, return_index=True)[1]  # each setting's first row, settings in order of appearance
+        order = np.empty(len(first), np.int64)
+        for k, values in enumerate(df[keys].iloc[first].itertuples(index=False, name=None)):
+            key = tuple(None if isinstance(v, float) and v != v else v for v in values)  # NaN equals NaN
+            order[k] = self._order.setdefault(key, len(self._order))
+        keep = order[codes] < self.limit
+        if keep.any():
+            self._kept.append(df.loc[keep, keys + ["predict", "radius", "correct"]])
+
+    def text(self, out) -> str:
+        if self._sets:  # prediction sets: coverage and sizes, not radii
+            df = pd.concat(self._sets, ignore_index=True)
+            return "\n".join(text for m in _set_methods() if len(rows_for(df, m))
+                             for text in [m.report(rows_for(df, m), None)] if text)
+        total = len(self._order)
+        rows = pd.concat(self._kept, ignore_index=True) if self._kept else self._empty
+        text = format_table(summarize(rows if rows is not None else pd.DataFrame()))
+        if total <= self.limit:
+            return text
+        hint = f"smoothcert report {out}" if out is not None else "certify again with --out FILE, then smoothcert report FILE"
+        return f"{text}\n... {total - self.limit} more settings ({total} in all): {hint}"
+
+
+def _set_methods() -> list:
+    return [m for m in methods() if m.set_valued and m.report is not None]
+
+
+def _set_valued(df: pd.DataFrame) -> bool:
+    """True when every row of ``df`` is of a set-valued method (conformal): its report replaces the radii's."""
+    names = [m.name for m in _set_methods()]
+    return bool(names) and "method" in df.columns and bool(df["method"].isin(names).all())
 
 
 def curve_label(setting: dict) -> str:

@@ -1,9 +1,9 @@
 """Uncertainty-aware certificates R_CC, R_NCL and ncl-strict (docs/methods.md section 3).
 
 A row's uncertainty-equipped label at threshold theta is its hard label if
-``u(p) < theta`` and the uncertain class V (index m) otherwise. The extended
-counts (m + 1 entries) for every theta come from one pass over the rows
-(``kernels_uncertainty.theta_histogram``) and cumulative sums, so a sweep of
+``u(p) < theta`` and the uncertain class V (index m) otherwise. What the
+certificates read of the extended counts (m + 1 entries) for every theta
+comes from one pass over the rows (``ranked_counts_of``), so a sweep of
 1,000 thresholds costs one read of the store and one u value per row and
 function. The certificates are then computed for all (input, function,
 theta) pairs at once:
@@ -23,9 +23,15 @@ theta) pairs at once:
 How the sweep counts (a design choice where docs/methods.md says "sort each
 input's u values and count with binary search"): the counts are the same, but
 instead of sorting each input's u values, each row's u is located among the
-sorted distinct thresholds (a bucket guess corrected by exact comparisons),
-the row is filed in that bin, and a cumulative sum over the bins gives the
-counts at every theta: O(rows + m T) per input and function, no sort.
+sorted distinct thresholds (a bucket guess corrected by exact comparisons)
+and the row is filed in that bin. On S0 the ranking PREDICT reads is updated
+as rows join the confident ones (``kernels_uncertainty.selection_ranks``); on
+S, a histogram over the bins of only the classes those rankings picked, and
+of all real classes together (V is the rest), gives by cumulative sums their
+counts at every theta (``kernels_uncertainty.estimation_counts``):
+O(rows + n0 x distinct classes + T) per input and function, no sort, and no
+count per class (``extended_counts_per_function_of`` counts every class, for
+calibration).
 
 Choices where the spec is silent: u is computed in float64 from the stored
 values (float16 stores: the float16 values); the row is V when u >= theta
@@ -45,7 +51,8 @@ from scipy import special
 
 from ..stats.bounds import cp_lower, cp_upper
 from ..stats.hypotheses import binom_p
-from .kernels_uncertainty import CONFIDENCE, ENTROPY, MARGIN, ncl_strict_r2, theta_histogram, top3
+from .kernels_uncertainty import (CONFIDENCE, ENTROPY, MARGIN, class_histogram, estimation_counts, ncl_strict_r2,
+                                  selection_ranks, theta_bins)
 
 FUNCTIONS = ("entropy", "confidence", "margin")
 GUARANTEES = ("cc", "ncl", "ncl-strict")
@@ -82,19 +89,43 @@ def check_thetas(thetas) -> np.ndarray:
     return t
 
 
-def extended_counts_per_function(labels, rows, start, stop, funcs, thetas_per_function) -> list:
+def _codes(funcs) -> np.ndarray:
+    return np.asarray([_CODE[f] if isinstance(f, str) else int(f) for f in funcs], dtype=np.int64)
+
+
+def block_bins(block, start, stop, funcs, thetas_sorted) -> np.ndarray:
+    """``kernels_uncertainty.theta_bins`` of a block's rows ``start[b]:stop[b]``, from its rows or compact statistics.
+
+    A compact store keeps each row's entropy as the float64 the full-row
+    kernel computes and its top-2 probabilities as stored, so u(p), and every
+    count below, is the same as from the full rows.
+    """
+    comp = getattr(block, "compact", None)
+    if comp is None:
+        return theta_bins(block.rows, start, stop, _codes(funcs), thetas_sorted)
+    return theta_bins(None, start, stop, _codes(funcs), thetas_sorted, stats=(comp["entropy"], comp["topk_p"]))
+
+
+def _unique_thetas(thetas_per_function):
+    """Per function: (ascending distinct thresholds, index of each given threshold among them)."""
+    return [np.unique(check_thetas(t), return_inverse=True) for t in thetas_per_function]
+
+
+def extended_counts_per_function_of(block, start, stop, funcs, thetas_per_function) -> list:
     """Per function f, (B, T_f, m + 1) counts of the uncertainty-equipped labels of rows ``start[b]:stop[b]``.
 
-    Entry [b, t, c] counts rows with hard label c (the stored ``labels``) and
+    Entry [b, t, c] counts rows with hard label c (the stored argmax) and
     ``u_f(p) < thetas_f[t]``; entry [..., m] counts the rest (V). Thresholds
     keep the caller's order (duplicates allowed). One pass over the rows
-    computes each row's u once per function, whatever the number of thresholds.
+    computes each row's u once per function, whatever the number of
+    thresholds. Every class is counted (m + 1 integers per input and
+    threshold): what calibration reads; the certificates read far less
+    (``ranked_counts_of``).
     """
-    funcs = [_CODE[f] if isinstance(f, str) else int(f) for f in funcs]
-    B, _, m = rows.shape
-    checked = [check_thetas(t) for t in thetas_per_function]
-    uniq = [np.unique(t, return_inverse=True) for t in checked]
-    hist = theta_histogram(rows, labels, start, stop, np.asarray(funcs, np.int64), [u for u, _ in uniq], m)
+    B, m = len(block.argmax), block.m
+    uniq = _unique_thetas(thetas_per_function)
+    bins = block_bins(block, start, stop, funcs, [u for u, _ in uniq])
+    hist = class_histogram(bins, block.argmax, start, stop, [len(u) for u, _ in uniq], m)
     n_total = (np.broadcast_to(np.asarray(stop, np.int64), (B,)) - np.broadcast_to(np.asarray(start, np.int64), (B,)))
     out = []
     for fi, (u, inv) in enumerate(uniq):
@@ -106,56 +137,48 @@ def extended_counts_per_function(labels, rows, start, stop, funcs, thetas_per_fu
 
 
 def extended_counts(labels, rows, start, stop, funcs, thetas) -> np.ndarray:
-    """(B, F, T, m + 1): ``extended_counts_per_function`` with the same thresholds for every function."""
-    return np.stack(extended_counts_per_function(labels, rows, start, stop, funcs, [thetas] * len(funcs)), axis=1)
+    """(B, F, T, m + 1): ``extended_counts_per_function_of`` of full rows, the same thresholds for every function."""
+    from types import SimpleNamespace
+
+    block = SimpleNamespace(argmax=labels, rows=rows, m=rows.shape[2], compact=None)
+    return np.stack(extended_counts_per_function_of(block, start, stop, funcs, [thetas] * len(funcs)), axis=1)
 
 
-
-# ------------------------------------------------- the same counts from a compact store
-def uncertainty_of(comp: dict, name: str) -> np.ndarray:
-    """(B, R) float64 u values of a compact block: the very floats the full-row kernel computes per row."""
-    if name == "entropy":
-        return np.asarray(comp["entropy"], dtype=np.float64)
-    p1 = comp["topk_p"][..., 0].astype(np.float64)  # float32 of the stored value, then float64: as the kernel does
-    if name == "confidence":
-        return -p1
-    if name == "margin":
-        return -(p1 - comp["topk_p"][..., 1].astype(np.float64))
-    raise ValueError(f"--uncertainty: {name!r} is not one of entropy, confidence, margin")
+COUNT_FIELDS = ("k_top", "k_second", "k_ncl_runner", "k_v")
 
 
-def extended_counts_per_function_of(block, start, stop, funcs, thetas_per_function) -> list:
-    """``extended_counts_per_function`` of a block, from its rows or its compact statistics (equal results).
+def ranked_counts_of(block, funcs, thetas_per_function, s0: tuple, s: tuple) -> dict:
+    """What the certificates read, per (input, function, theta), in that order (thresholds in the caller's order).
 
-    A compact store keeps each row's entropy as the float64 the full-row
-    kernel computes and its top-2 probabilities as stored, so u(p) and hence
-    every count is the same as from the full rows.
+    ``s0 = (start, stop)`` are the selection rows and ``s = (start, stop)``
+    the estimation rows of each input. Returns flat arrays of B x S entries
+    (S = the thresholds of all functions): ``kernels_uncertainty.SELECTION_FIELDS``
+    (the three largest extended selection counts and their classes, and
+    ``ncl``'s runner-up among real classes) and, on the estimation rows,
+    ``COUNT_FIELDS``: the counts of those three classes and of V. Only
+    those classes are counted on the estimation rows: O(inputs x settings)
+    integers, never one per class.
     """
-    comp = getattr(block, "compact", None)
-    if comp is None:
-        return extended_counts_per_function(block.argmax, block.rows, start, stop, funcs, thetas_per_function)
-    names = {v: k for k, v in _CODE.items()}
-    labels = np.asarray(block.argmax, dtype=np.int64)
-    B, R = labels.shape
-    m = block.m
-    starts = np.broadcast_to(np.asarray(start, dtype=np.int64), (B,))
-    stops = np.broadcast_to(np.asarray(stop, dtype=np.int64), (B,))
-    r = np.arange(R)
-    inside = (r[None, :] >= starts[:, None]) & (r[None, :] < stops[:, None]) & (labels >= 0) & (labels < m)
-    rows_b = np.broadcast_to(np.arange(B)[:, None], (B, R))[inside]
-    lab = labels[inside]
-    out = []
-    for f, thetas in zip(funcs, thetas_per_function):
-        uniq, inv = np.unique(check_thetas(thetas), return_inverse=True)
-        T = len(uniq)
-        u = uncertainty_of(comp, f if isinstance(f, str) else names[int(f)])[inside]
-        j = np.where(np.isnan(u), T, np.searchsorted(uniq, u, side="right"))  # thresholds at or below u
-        hist = np.bincount((rows_b * m + lab) * (T + 1) + j, minlength=B * m * (T + 1)).reshape(B, m, T + 1)
-        real = np.cumsum(hist[..., :T], axis=-1).transpose(0, 2, 1)  # (B, T, m): rows with u < theta_t
-        v = (stops - starts)[:, None] - real.sum(axis=-1)
-        c = np.concatenate([real, v[..., None]], axis=-1)
-        out.append(c[:, inv.reshape(-1)])
+    uniq = _unique_thetas(thetas_per_function)
+    sorted_thetas, tcount = [u for u, _ in uniq], [len(u) for u, _ in uniq]
+    bins0 = block_bins(block, *s0, funcs, sorted_thetas)
+    ranks = selection_ranks(bins0, block.argmax, *s0, tcount, block.m)
+    del bins0
+    classes = np.stack([ranks["top"], ranks["second"], ranks["ncl_runner"]])
+    bins = block_bins(block, *s, funcs, sorted_thetas)
+    est = estimation_counts(bins, block.argmax, *s, tcount, classes, block.m)
+    del bins
+    Tmax = classes.shape[-1]
+    take = np.concatenate([fi * Tmax + inv.reshape(-1) for fi, (_, inv) in enumerate(uniq)])  # (S,)
+    B = len(block.argmax)
+
+    def flat(a):  # (B, F, Tmax) -> (B * S,) in (input, function, given theta) order
+        return np.ascontiguousarray(a.reshape(B, -1)[:, take]).reshape(-1)
+
+    out = {k: flat(v) for k, v in ranks.items()}
+    out.update({k: flat(est[i]) for i, k in enumerate(COUNT_FIELDS)})
     return out
+
 
 # ------------------------------------------------------- memoised exact bounds
 _CP_MEMO: dict = {}
@@ -178,14 +201,14 @@ def _cp_memo(side: str, k: np.ndarray, n: int, level: float) -> np.ndarray:
     with _CP_LOCK:
         table = _CP_MEMO.get(key)
         if table is None:
-            table = np.full(int(n) + 1, np.nan)
-            _CP_MEMO[key] = table
-        vals = table[k]
-        miss = np.isnan(vals)
-        if miss.any():
-            need = np.unique(k[miss])
-            table[need] = np.atleast_1d(fn(need, np.full(need.shape, n), level))
-            vals = table[k]
+            table = _CP_MEMO[key] = np.full(int(n) + 1, np.nan)
+    vals = table[k]
+    miss = np.isnan(vals)
+    if miss.any():  # computed outside the lock, so that threads compute at once (scipy releases the GIL); two
+        need = np.unique(k[miss])  # threads may fill the same entries, with the same values
+        got = np.atleast_1d(fn(need, np.full(need.shape, n), level))
+        table[need] = got
+        vals[miss] = got[np.searchsorted(need, k[miss])]
     return vals
 
 
@@ -225,11 +248,6 @@ def _radius(pA, pB, sigma):
     return np.where(np.isnan(r), -np.inf, r)
 
 
-def _take(counts, cls):
-    """counts[i, cls[i]] (0 where cls is -1)."""
-    return np.where(cls >= 0, np.take_along_axis(counts, np.maximum(cls, 0)[:, None], axis=1)[:, 0], 0)
-
-
 def _two_step_bounds(kA, kB, has_b, n, a):
     """Section 2's CERTIFY bounds: (pA, pB), each side at a/2 when both are bounded, else pB = 1 - CP_lower(kA, a)."""
     split = has_b & (kA + kB != n)
@@ -244,71 +262,45 @@ def _two_step_bounds(kA, kB, has_b, n, a):
 
 
 # ------------------------------------------------------------- certificates
-def predict_cc(c0: np.ndarray, alpha: float, alternative: str = "two-sided"):
-    """PREDICT of section 2 on extended selection counts (P, m + 1): (cA or -1, cB or -1, top), V = index m.
+def certify_ranked(r: dict, n, m: int, sigma: float, alpha: float, alternative: str = "two-sided",
+                   guarantees=GUARANTEES, alpha_s0: float | None = None) -> dict:
+    """Certificates of P (input, function, theta) pairs from ``ranked_counts_of``'s arrays (each (P,)).
 
-    cA is the top class when binom_p(nA, nA + nB) <= alpha (it may be V);
-    cB the second when binom_p(nB, nB + nC) <= alpha (it may be V); ``top``
-    is the top class before the test (for reporting runner-ups on abstain).
+    PREDICT of section 2 on the extended selection counts: cA is the top
+    class when binom_p(nA, nA + nB) <= alpha (it may be V), cB the second
+    when binom_p(nB, nB + nC) <= alpha (it may be V); ``ncl``'s runner-up is
+    the largest real class other than the top one when binom_p(nB, nB + nC)
+    <= alpha over real classes (also reported where PREDICT's test
+    abstained, as two-step reports its runner-up). ``n`` (P,) rows of S per
+    pair; ``alpha`` the level of PREDICT's tests on S0 and of the bounds on
+    S (each guarantee holds w.p. >= 1 - 2 alpha); ``alpha_s0``, when given,
+    the level of the tests on S0 instead (a ``--n-use`` list splits alpha on
+    S only, docs/methods.md section 11); ``m`` the number of real classes (V
+    is class m). Returns ``{guarantee: {predict, radius, runner_up, p_lower,
+    p_upper, top_class}}``: ``predict`` -1 and ``radius`` 0 on abstain;
+    ``runner_up`` m for V, -1 for NONE (also reported on abstain);
+    ``p_lower``/``p_upper`` the bounds on S (NaN where PREDICT abstained or
+    chose V); ``top_class`` PREDICT's class (m for V, -1 when its test abstained).
     """
-    cls, vals = top3(c0)
-    p_top = binom_p_unique(vals[:, 0], vals[:, 0] + vals[:, 1], alternative)
-    p_run = binom_p_unique(vals[:, 1], vals[:, 1] + vals[:, 2], alternative)
-    cA = np.where(p_top <= alpha, cls[:, 0], NONE).astype(np.int64)
-    cB = np.where(p_run <= alpha, cls[:, 1], NONE).astype(np.int64)
-    return cA, cB, cls[:, 0].astype(np.int64)
-
-
-def runner_up_ncl(c0: np.ndarray, top: np.ndarray, alpha: float, alternative: str = "two-sided"):
-    """The runner-up among real classes other than the top class for ``ncl``/``ncl-strict`` (-1 for NONE).
-
-    Top two (nB >= nC, ties towards the lowest index) of the selection counts
-    over real classes other than ``top`` (V merged into it, hence excluded);
-    kept when binom_p(nB, nB + nC) <= alpha. Computed also where PREDICT's
-    test abstained (as two-step reports its runner-up on abstain); -1 where
-    the top class is V (nothing to merge into).
-    """
-    m = c0.shape[1] - 1
-    ok = (top >= 0) & (top < m)
-    cls, vals = top3(c0[:, :m], np.where(ok, top, -1))
-    p_run = binom_p_unique(vals[:, 0], vals[:, 0] + vals[:, 1], alternative)
-    cB = np.where(ok & (p_run <= alpha) & (cls[:, 0] >= 0), cls[:, 0], NONE).astype(np.int64)
-    return cB
-
-
-def certify_pairs(c0: np.ndarray, c: np.ndarray, n, sigma: float, alpha: float, alternative: str = "two-sided",
-                  guarantees=GUARANTEES, alpha_s0: float | None = None) -> dict:
-    """Certificates of P (input, function, theta) pairs from extended counts (P, m + 1) of S0 and S.
-
-    ``n`` (P,) rows of S per pair; ``alpha`` the level of PREDICT's tests on
-    S0 and of the bounds on S (each guarantee holds w.p. >= 1 - 2 alpha);
-    ``alpha_s0``, when given, the level of the tests on S0 instead (a
-    ``--n-use`` list splits alpha on S only, docs/methods.md section 11).
-    Returns ``{guarantee: {predict, radius, runner_up, p_lower, p_upper, top_class}}``:
-    ``predict`` -1 and ``radius`` 0 on abstain; ``runner_up`` m for V, -1 for
-    NONE (also reported on abstain); ``p_lower``/``p_upper`` the bounds on S
-    (NaN where PREDICT abstained or chose V); ``top_class`` PREDICT's class
-    (m for V, -1 when its test abstained).
-    """
-    c0 = np.asarray(c0, dtype=np.int64)
-    c = np.asarray(c, dtype=np.int64)
-    P, M = c.shape
-    m = M - 1
+    P = len(r["top"])
     n = np.broadcast_to(np.asarray(n, dtype=np.int64), (P,)).copy()
     a0 = alpha if alpha_s0 is None else alpha_s0
-    cA, cB, top = predict_cc(c0, a0, alternative)
+    p_top = binom_p_unique(r["n_top"], r["n_top"] + r["n_second"], alternative)
+    p_run = binom_p_unique(r["n_second"], r["n_second"] + r["n_third"], alternative)
+    cA = np.where(p_top <= a0, r["top"], NONE).astype(np.int64)
+    cB = np.where(p_run <= a0, r["second"], NONE).astype(np.int64)
     real_top = (cA >= 0) & (cA < m)
     sel = np.flatnonzero(real_top)  # bounds only where PREDICT chose a real class
-    cs, ns, cAs = c[sel], n[sel], cA[sel]
-    kA = _take(cs, cAs)
-    kV = cs[:, m]
+    ns, cAs = n[sel], cA[sel]
+    kA = r["k_top"][sel]
+    kV = r["k_v"][sel]
     out = {}
 
-    def result(pA, pB, r, runner_up):
+    def result(pA, pB, rad, runner_up):
         radius = np.zeros(P)
         predict = np.full(P, -1, np.int64)
-        ok = r > 0
-        radius[sel[ok]] = r[ok]
+        ok = rad > 0
+        radius[sel[ok]] = rad[ok]
         predict[sel[ok]] = cAs[ok]
         p_lower = np.full(P, np.nan)
         p_upper = np.full(P, np.nan)
@@ -318,21 +310,23 @@ def certify_pairs(c0: np.ndarray, c: np.ndarray, n, sigma: float, alpha: float, 
 
     if "cc" in guarantees:
         cBs = cB[sel]
-        pA, pB = _two_step_bounds(kA, _take(cs, cBs), cBs >= 0, ns, alpha)
+        kB = np.where(cBs >= 0, r["k_second"][sel], 0)
+        pA, pB = _two_step_bounds(kA, kB, cBs >= 0, ns, alpha)
         out["cc"] = result(pA, pB, _radius(pA, pB, sigma), cB)
 
     if "ncl" in guarantees or "ncl-strict" in guarantees:
-        cB2 = runner_up_ncl(c0, top, a0, alternative)
+        p_ncl = binom_p_unique(r["n_ncl_runner"], r["n_ncl_runner"] + r["n_ncl_third"], alternative)
+        cB2 = np.where((p_ncl <= a0) & (r["ncl_runner"] >= 0), r["ncl_runner"], NONE).astype(np.int64)
         cB2s = cB2[sel]
         has_b2 = cB2s >= 0
-        kB2 = _take(cs, cB2s)
+        kB2 = np.where(has_b2, r["k_ncl_runner"][sel], 0)
         kAV = kA + kV
         if "ncl" in guarantees:
             pA, pB = _two_step_bounds(kAV, kB2, has_b2, ns, alpha)
             out["ncl"] = result(pA, pB, _radius(pA, pB, sigma), cB2)
         if "ncl-strict" in guarantees:
-            r, pA, pB = ncl_strict_radius(kA, kAV, kB2, has_b2, ns, sigma, alpha)
-            out["ncl-strict"] = result(pA, pB, r, cB2)
+            rad, pA, pB = ncl_strict_radius(kA, kAV, kB2, has_b2, ns, sigma, alpha)
+            out["ncl-strict"] = result(pA, pB, rad, cB2)
     return out
 
 

@@ -119,8 +119,22 @@ def ref_certificate(c0, c, n, sigma, a, alt, g):
     return cA, r, runner, cA, pA, pB
 
 
+def ref_counts_np(rows, m, theta, name):
+    """``ref_counts`` by brute force in numpy (for 1,000 classes): every class counted, V last."""
+    p = np.asarray(rows, dtype=np.float64)
+    if name == "entropy":
+        u = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(axis=1)
+    elif name == "confidence":
+        u = -p.max(axis=1)
+    else:
+        s = np.sort(p, axis=1)
+        u = -(s[:, -1] - s[:, -2])
+    conf = u < theta
+    return np.bincount(p.argmax(axis=1)[conf], minlength=m).tolist() + [int((~conf).sum())]
+
+
 def check_against_reference(table, probs, labels, n0, sigma, thetas_by_f, guarantees, alpha, alt="two-sided",
-                            joint=False):
+                            joint=False, counts=ref_counts):
     """Every row of ``table`` equals the reference, in the documented row order."""
     a = alpha / 2 if joint else alpha
     N, R, m = probs.shape
@@ -128,8 +142,8 @@ def check_against_reference(table, probs, labels, n0, sigma, thetas_by_f, guaran
     for i in range(N):
         for f, thetas in thetas_by_f.items():
             for th in thetas:
-                c0 = ref_counts(probs[i, :n0], m, th, f)
-                c = ref_counts(probs[i, n0:], m, th, f)
+                c0 = counts(probs[i, :n0], m, th, f)
+                c = counts(probs[i, n0:], m, th, f)
                 for g in guarantees:
                     expect.append((i, f, th, g, c[m]) + ref_certificate(c0, c, R - n0, sigma, a, alt, g))
     assert len(table) == len(expect)
@@ -464,3 +478,77 @@ def test_memoised_bounds_equal_the_plain_ones():
         k = np.array([0, 1, 7, 7, n // 2, n - 1, n])
         np.testing.assert_array_equal(cp_bound("lower", k, n, 0.0005), cp_lower(k, np.full(k.shape, n), 0.0005))
         np.testing.assert_array_equal(cp_bound("upper", k, n, 0.0005), cp_upper(k, np.full(k.shape, n), 0.0005))
+
+
+# ---------------------------------------------------------------- 1,000 classes: only the classes read are counted
+@pytest.fixture(scope="module")
+def thousand_store(tmp_path_factory):
+    """3 inputs x (40 + 200) rows x 1,000 classes, weakly peaked (dozens of classes in S0), full and top-5."""
+    from smoothcert.store.importer import import_npz
+
+    rng = np.random.default_rng(11)
+    N, n0, n, m = 3, 40, 200, 1000
+    labels = np.array([5, 500, 999])
+    probs = np.empty((N, n0 + n, m), np.float32)
+    for i in range(N):
+        logits = rng.standard_normal((n0 + n, m)) * 1.5
+        logits[:, labels[i]] += [6.0, 4.5, 5.0][i]
+        logits[:, (labels[i] + 1) % m] += 3.0
+        p = np.exp(logits)
+        probs[i] = p / p.sum(1, keepdims=True)
+    d = tmp_path_factory.mktemp("thousand")
+    np.savez(d / "t.npz", probs=probs, labels=labels)
+    import_npz(d / "t.npz", d / "full.zarr", sigma=0.5, n0=n0)
+    import_npz(d / "t.npz", d / "top5.zarr", sigma=0.5, n0=n0, topk=5)
+    return d, probs, labels
+
+
+def test_thousand_classes_match_a_brute_force_count(thousand_store):
+    """On 1,000 classes every certificate equals the reference computed from every class's count (numpy), on the
+    full store and on its top-5 compact store; the selection rows hold dozens of classes."""
+    d, probs, labels = thousand_store
+    assert min(len(np.unique(probs[i, :40].argmax(1))) for i in range(3)) >= 10
+    by_f = {f: midpoint_thetas(probs, f, [0.1, 0.5, 0.8, 0.95]) + [math.inf] for f in FUNCS}
+    for store in ("full.zarr", "top5.zarr"):
+        table, _ = run(d / store, uncertainty=list(FUNCS), theta_by_uncertainty=by_f, alpha=0.05)
+        check_against_reference(table, probs, labels, 40, 0.5, by_f, ["cc", "ncl", "ncl-strict"], 0.05,
+                                counts=ref_counts_np)
+    assert (table["predict"] >= 0).any() and (table["runner_up"] >= 0).any() and (table["top_class"] == 1000).any()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ranked_counts_equal_ranking_every_class(seed):
+    """``ranked_counts_of`` (the selection ranks and the few counts on S) equals ranking the full extended counts
+    in numpy, ties included (lower class first, V = m last), with thresholds equal to u values."""
+    from types import SimpleNamespace
+
+    from smoothcert.certifier.uncertainty import extended_counts, ranked_counts_of
+
+    rng = np.random.default_rng(seed)
+    B, n0, n, m = 4, 30, 120, 40
+    levels = np.array([0.3, 0.5, 0.7, 0.9, 0.99], np.float32)  # few distinct u values: ties of rows and thetas
+    rows = np.zeros((B, n0 + n, m), np.float32)
+    lab = rng.choice([0, 1, 2, 7, 39], size=(B, n0 + n), p=[0.3, 0.3, 0.2, 0.1, 0.1])
+    top = rng.choice(levels, size=(B, n0 + n))
+    rows[...] = ((1 - top) / (m - 1))[..., None]
+    np.put_along_axis(rows, lab[..., None], top[..., None], axis=-1)
+    thetas = [np.concatenate([[-np.inf, np.inf], -levels.astype(np.float64), rng.uniform(-1, 0, 20)])] * 3
+    block = SimpleNamespace(argmax=rows.argmax(-1), rows=rows, m=m, compact=None)
+    got = ranked_counts_of(block, list(FUNCS), thetas, (0, n0), (n0, n0 + n))
+    c0 = extended_counts(block.argmax, rows, 0, n0, list(FUNCS), thetas[0]).reshape(-1, m + 1)
+    c = extended_counts(block.argmax, rows, n0, n0 + n, list(FUNCS), thetas[0]).reshape(-1, m + 1)
+    for k in range(len(c0)):
+        order = sorted(range(m + 1), key=lambda j: (-c0[k, j], j))
+        top3 = [j if c0[k, j] > 0 else -1 for j in order[:3]]
+        assert [got["top"][k], got["second"][k]] == top3[:2], k
+        assert [got["n_top"][k], got["n_second"][k], got["n_third"][k]] == [c0[k, j] for j in order[:3]], k
+        if 0 <= top3[0] < m:
+            others = [j for j in order if j not in (top3[0], m)]
+            assert got["ncl_runner"][k] == (others[0] if c0[k, others[0]] > 0 else -1), k
+            assert [got["n_ncl_runner"][k], got["n_ncl_third"][k]] == [c0[k, others[0]], c0[k, others[1]]], k
+        else:
+            assert (got["ncl_runner"][k], got["n_ncl_runner"][k], got["n_ncl_third"][k]) == (-1, 0, 0), k
+        for name, cls in (("k_top", got["top"][k]), ("k_second", got["second"][k]),
+                          ("k_ncl_runner", got["ncl_runner"][k])):
+            assert got[name][k] == (c[k, cls] if cls >= 0 else 0), (k, name)
+        assert got["k_v"][k] == c[k, m], k
