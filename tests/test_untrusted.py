@@ -368,7 +368,12 @@ for case, args in json.loads(sys.argv[3]):
         signal.alarm(0)
     out.append(dict(case=case, args=args, seconds=time.time() - t, **res))
 print(json.dumps(out))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+try:  # this process's own peak (kB): Linux carries the parent's peak into ru_maxrss across fork and exec,
+    # so ru_maxrss would report pytest's own memory late in a full run (2.2 GB in CI), not this process's.
+    peak = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+except (OSError, IndexError):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(peak, file=sys.stderr)
 """
 
 
