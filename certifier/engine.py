@@ -182,25 +182,26 @@ def _run_tasks(task_args, connection, progress, desc, on_result) -> None:
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=0, desc=desc, unit="block", disable=not progress, leave=False)
+    bar = None   # made once the number of blocks is known (a bar without a total prints "0block" first)
     try:
         if connection is None:
             import dask
 
             slots = dask.config.get("num_workers", None) or os.cpu_count() or 1
             args = task_args(slots)
-            bar.reset(total=len(args))
+            bar = tqdm(total=len(args), desc=desc, unit="block", disable=not progress, leave=False)
             with ThreadPoolExecutor(slots, thread_name_prefix="certify") as pool:
                 _in_order(len(args), lambda i: pool.submit(certify_block, *args[i]), 2 * slots, on_result, bar)
             return
         client = connection.client()
         slots = sum(client.nthreads().values())
         args = task_args(slots)
-        bar.reset(total=len(args))
+        bar = tqdm(total=len(args), desc=desc, unit="block", disable=not progress, leave=False)
         _in_order(len(args), lambda i: client.submit(certify_block, *args[i], pure=False), 2 * slots, on_result,
                   bar)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         if connection is not None:
             connection.close()
 
