@@ -303,3 +303,38 @@ def test_one_variant_writes_the_interface_columns_and_report_reads_the_variant_f
                      progress=False)
     assert list(two.columns[3:6]) == ["miscoverage", "epsilon", "robust"]
     assert sorted(two["robust"].unique()) == ["cas", "rscp+"]
+
+
+def test_stored_values_above_one_are_clipped_as_scores_on_full_and_compact_stores(make_store, tmp_path):
+    """Section 12 clips every score to [0, 1]: a row may hold 1.0009 where its sum is within the import
+    tolerance. The test side's means and variances (full rows, and the upper values of a compact store) are those of
+    the clipped values, as the reference computes them, and the sets equal the reference's."""
+    from smoothcert.certifier.block import Block
+    from smoothcert.certifier.methods_conformal import statistics
+    from smoothcert.store.compact import compact_store
+
+    probs, labels = make_probs(30, 21, m=4)
+    probs[:, N0::3] = 0.0
+    probs[:, N0::3, 0] = 1.0009            # every third estimation row: class 0, stored above 1 (float16: 1.000977)
+    labels[:10] = 0
+    store = make_store(probs, labels, N0, sigma=SIGMA, dtype="float32")
+    compact_store(str(store), str(tmp_path / "top2"), topk=2)
+    opts = CertifyOptions(calibration_split=0.5, alpha=0.01, robust=["rscp+", "cas"], miscoverage=[0.2, 0.4],
+                          epsilon=[0.0, 0.1])
+    for path, fields in ((store, ("rows",)), (tmp_path / "top2", ("compact",))):
+        with open_store(path) as st:
+            d = st.read_block(0, st.n_inputs, fields=fields)
+            block = Block(idx=d["idx"], label=d["label"], n_rows=d["n_rows"], core_predict=d["core_predict"],
+                          n0=st.n0, n0_use=st.n0, n_use=st.n, sigma=st.sigma, m=st.num_classes, rows=d.get("rows"),
+                          compact={k: d[k] for k in ("topk_p", "topk_c") if k in d} if "topk_p" in d else None)
+        assert d["rows" if "rows" in d else "topk_p"].max() > 1.0     # as stored
+        got = statistics(block, opts, "store")
+        _, _, test_rows, _ = read_inputs(path)                        # the reference's values: clipped
+        want = np.array([scores(r).mean(axis=0) for r in test_rows])
+        want_var = np.array([scores(r).var(axis=0, ddof=1) for r in test_rows])
+        np.testing.assert_allclose(got["mean"][:, 0], want, rtol=1e-12, atol=1e-15, err_msg=str(path))
+        np.testing.assert_allclose(got["var"][:, 0], want_var, rtol=1e-9, atol=1e-15, err_msg=str(path))
+        for bound in ("bernstein", "hoeffding"):
+            opts.mean_bound = bound
+            table, _ = certify(path, "conformal", opts, progress=False)
+            assert compare(table, reference(path, opts), opts) > 0
