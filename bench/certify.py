@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from common import bench_store, du_mb
 
@@ -50,7 +51,7 @@ assert total == N
 """
 
 IN_PROCESS = r"""
-import json, resource, sys, time
+import json, sys, time
 phase, path = {phase!r}, {path!r}
 t = time.perf_counter()
 if phase == "read":
@@ -60,7 +61,9 @@ else:
     table, meta = certify(path, phase, CertifyOptions(), progress=False)
     assert len(table) > 0
 dt = time.perf_counter() - t
-print(json.dumps({{"seconds": dt, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+sys.path.insert(0, {bench!r})
+from common import peak_rss_mb  # this process's own peak, not its parent's
+print(json.dumps({{"seconds": dt, "peak_mb": peak_rss_mb()}}))
 """
 
 
@@ -77,7 +80,7 @@ def read_code(path) -> str:
 
 def in_process(phase, path):
     """(seconds timed inside the process, its peak memory in MB)."""
-    code = IN_PROCESS.format(phase=phase, path=str(path), read=read_code(path))
+    code = IN_PROCESS.format(phase=phase, path=str(path), read=read_code(path), bench=str(Path(__file__).resolve().parent))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     return r["seconds"], r["peak_mb"]

@@ -14,8 +14,16 @@ OUT = ROOT / "bench-out"
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident memory of this process so far (MB): ``VmHWM`` of /proc/self/status, else ``ru_maxrss``.
+
+    On Linux a child's ``ru_maxrss`` starts from its parent's peak (it is carried across fork and exec), so a
+    benchmark's child process reports its own peak only through ``VmHWM``.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024.0
+    except (OSError, StopIteration, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def realistic_rows(rng, n_rows: int, m: int, label: int, strength: float) -> np.ndarray:
